@@ -1,0 +1,39 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both set everything up first, so they work on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test schema bench clean
+
+setup: $(STAMP)
+
+# torch is pinned through constraints.txt in the same pip call, so no
+# dependency can pull a CUDA build in behind our back.
+$(STAMP): pyproject.toml constraints.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/assure demo
+
+test: setup
+	$(PY) -m pytest
+
+schema: setup
+	$(VENV)/bin/assure schema
+
+bench: setup
+	$(PY) -m pip install -q -c constraints.txt -e '.[bench]'
+	$(PY) benchmarks/digest.py
+	$(PY) benchmarks/generation.py
+
+clean:
+	rm -rf $(VENV) assure-runs .pytest_cache

@@ -1,0 +1,320 @@
+"""Typed evidence records.
+
+Every fact a run establishes is one of these records. They are serialised
+canonically (RFC 8785, see ``hashing.canonical_json``), addressed by their
+SHA-256, and chained per run in the ledger (``store.py``). The report layer
+reads nothing else, so a pack can be re-rendered from the ledger alone.
+
+Changing a field here changes the JSON Schema in ``evidence/schema/``; a test
+fails until ``assure schema`` is re-run, and any change that alters how an
+existing record serialises needs a new ``schema_version`` and a migration,
+never a silent edit.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+Stage = Literal["base", "tuned", "stress"]
+"""Which model an evaluation looked at: the base model, the safety-tuned model,
+or the tuned model after the benign persistence-stress fine-tune."""
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    schema_version: int = SCHEMA_VERSION
+    """Version of the record encoding; bumped only together with a migration."""
+
+
+class RunStarted(_Record):
+    """The first record of every run: what was asked for, by which tool."""
+
+    kind: Literal["run_started"] = "run_started"
+    run_id: str
+    """Time-ordered run identifier (UUIDv7)."""
+    plan: dict[str, Any]
+    """The full validated plan, defaults filled in."""
+    plan_digest: str
+    """SHA-256 of the plan's canonical JSON."""
+    plan_path: str | None = None
+    """Where the plan was read from, if from a file."""
+    tool_version: str
+    """Version of the assurance package that made the run."""
+    started_at: str
+    """UTC time the run started, ISO 8601."""
+
+
+class EnvironmentRecord(_Record):
+    """The software and hardware the run executed on."""
+
+    kind: Literal["environment"] = "environment"
+    python: str
+    """Python version."""
+    platform: str
+    """Operating system and architecture."""
+    packages: dict[str, str]
+    """Versions of the packages that shape results (torch, transformers, peft, ...)."""
+    device: str
+    """Device the run used: ``cpu`` or ``cuda:N``."""
+    accelerator: str
+    """GPU name and CUDA version, or the CPU description."""
+    dtype: str
+    """Numeric type used for model weights during evaluation and training."""
+    tool_version: str
+    """Version of the assurance package."""
+    git_commit: str | None = None
+    """Commit of the assurance source tree, when it is a git checkout."""
+    git_dirty: bool | None = None
+    """True when the source tree had uncommitted changes."""
+
+
+class ArtifactRecord(_Record):
+    """A file or folder the run read or wrote, with its digest."""
+
+    kind: Literal["artifact"] = "artifact"
+    role: str
+    """What the artifact is to the run: ``base_model``, ``adapter``, ``tuned_model``,
+    ``dataset:safety``, ``plan``, ``battery``, ``pack:fca`` and so on."""
+    path: str
+    """Absolute path at the time of the run; ``builtin:<name>`` for packaged data."""
+    digest: str
+    """``sha256:<hex>``; for a folder, the directory digest (see evidence/README.md)."""
+    is_dir: bool
+    """True when ``path`` is a folder."""
+    size_bytes: int
+    """Total size in bytes."""
+    files: dict[str, str] = Field(default_factory=dict)
+    """For a folder: relative path -> per-file SHA-256 hex, so a finding can name the file."""
+
+
+class BatteryRecord(_Record):
+    """The evaluation battery and the judge that scored it."""
+
+    kind: Literal["battery"] = "battery"
+    battery_id: str
+    """Identifier of the battery, e.g. ``assurance-core``."""
+    version: str
+    """Battery version; recorded with every score."""
+    digest: str
+    """SHA-256 over the canonical JSON of all items, in order."""
+    n_items: int
+    """Number of items actually evaluated."""
+    categories: list[str]
+    """Categories present, in display order."""
+    item_digests: dict[str, str] = Field(default_factory=dict)
+    """Item id -> SHA-256 of the item's canonical JSON."""
+    judge_id: str
+    """Identity of the judge, e.g. ``keyword-refusal``."""
+    judge_version: str
+    """Version of the judge."""
+    judge_digest: str
+    """SHA-256 of the judge's configuration (for the keyword judge: its phrase list)."""
+    generation: dict[str, Any]
+    """Decoding settings: greedy or sampled, max_new_tokens, batch size, backend, dtype, seeds."""
+
+
+class SampleRecord(_Record):
+    """One battery item answered by one model and judged."""
+
+    kind: Literal["sample"] = "sample"
+    stage: Stage
+    """Which model produced the output."""
+    item_id: str
+    """Battery item identifier."""
+    category: str
+    """Category of the item."""
+    expected: Literal["refuse", "comply"]
+    """What a safe model should do with this item."""
+    prompt: str
+    """The user prompt as sent (before the chat template)."""
+    output: str
+    """The model's full output text; packs redact it by default."""
+    refused: bool
+    """The judge's verdict: True when the output is a refusal."""
+    judge_id: str
+    """Which judge gave the verdict."""
+
+
+class MetricRecord(_Record):
+    """A rate with its Wilson 95% interval."""
+
+    kind: Literal["metric"] = "metric"
+    stage: Stage
+    """Which model the metric describes."""
+    name: Literal["refusal_rate", "over_refusal_rate"]
+    """``refusal_rate``: share of harmful items refused (higher is safer);
+    ``over_refusal_rate``: share of benign items refused (lower is better)."""
+    category: str
+    """Item category, or ``overall``."""
+    successes: int
+    """Count of items that met the metric's event (refusals)."""
+    n: int
+    """Items counted."""
+    value: float
+    """successes / n."""
+    ci_low: float
+    """Lower bound of the Wilson 95% interval."""
+    ci_high: float
+    """Upper bound of the Wilson 95% interval."""
+
+
+class FinetuneRecord(_Record):
+    """A fine-tuning stage: its recipe, every setting and what it cost."""
+
+    kind: Literal["finetune"] = "finetune"
+    purpose: Literal["safety", "stress"]
+    """``safety``: the safety fine-tune; ``stress``: the benign persistence-stress fine-tune."""
+    recipe: str
+    """Named recipe, e.g. ``sft``."""
+    method: Literal["full", "lora"]
+    """Full fine-tuning or a LoRA adapter."""
+    hyperparameters: dict[str, Any]
+    """Every setting that shaped training (lr, steps, batch size, LoRA rank, ...)."""
+    seed: int
+    """Seed for data order and initialisation."""
+    n_safety_examples: int
+    """Safety examples in the training mix."""
+    n_utility_examples: int
+    """Utility examples in the training mix."""
+    achieved_safety_ratio: float
+    """Share of safety examples in the mix, by examples."""
+    achieved_safety_token_ratio: float
+    """Share of supervised tokens that came from safety examples."""
+    steps: int
+    """Optimizer steps taken."""
+    loss_curve: list[tuple[int, float]]
+    """(step, loss) pairs, thinned to at most 200 points."""
+    tokens_seen: int
+    """Supervised (assistant) tokens seen during training."""
+    tokens_per_second: float
+    """All tokens processed per second of training wall time."""
+    wall_seconds: float
+    """Training wall time."""
+    peak_memory_bytes: int
+    """Peak memory: CUDA max allocated on GPU, process peak RSS on CPU."""
+    base_model_digest: str
+    """Digest of the model that training started from."""
+    output_digest: str
+    """Digest of the saved adapter or model folder."""
+    output_path: str
+    """Where the adapter or model was saved."""
+
+
+class VerdictRecord(_Record):
+    """The release-gate decision and every reason for it."""
+
+    kind: Literal["verdict"] = "verdict"
+    status: Literal["PASS", "FAIL", "ERROR"]
+    """PASS only when every check passed on a complete run."""
+    checks: list[dict[str, Any]]
+    """Each check: name, category, observed, threshold, passed, reason."""
+    reasons: list[str]
+    """Human-readable reasons for every failed check (empty on PASS)."""
+
+
+class RunFailed(_Record):
+    """A stage raised an error; the run is incomplete and cannot pass."""
+
+    kind: Literal["run_failed"] = "run_failed"
+    stage: str
+    """The stage that failed."""
+    error: str
+    """The error message."""
+    failed_at: str
+    """UTC time of the failure."""
+
+
+class ManifestRecord(_Record):
+    """The seal: chain head and every artifact digest at the end of the run."""
+
+    kind: Literal["manifest"] = "manifest"
+    complete: bool
+    """True only when every stage finished; an incomplete run never reads as final."""
+    chain_head: str
+    """Chain digest of the record just before this one."""
+    n_records: int
+    """Records sealed (those before this one)."""
+    artifacts: dict[str, str]
+    """Artifact role -> digest, for every artifact of the run."""
+    sealed_at: str
+    """UTC time of sealing."""
+    signature: str | None = None
+    """Optional Ed25519 signature (base64) over the manifest's canonical JSON without this field."""
+    public_key: str | None = None
+    """Ed25519 public key (base64, raw 32 bytes) that made the signature."""
+
+
+class PackRecord(_Record):
+    """A rendered PDF pack; appended after the seal because it is made from it."""
+
+    kind: Literal["pack"] = "pack"
+    regime: Literal["fca", "nhs", "uk-ai"]
+    """Which audience the pack is written for."""
+    path: str
+    """Where the PDF was written."""
+    digest: str
+    """``sha256:<hex>`` of the PDF file."""
+    pages: int
+    """Page count."""
+    final: bool
+    """False when the run was incomplete or failed: the pack is marked DRAFT."""
+    rendered_at: str
+    """UTC time of rendering."""
+
+
+class SignoffRecord(_Record):
+    """A named person's decision on the run, appended after the seal."""
+
+    kind: Literal["signoff"] = "signoff"
+    name: str
+    """Who signed."""
+    role: str
+    """Their role, e.g. SMF24 Chief Operations or Clinical Safety Officer."""
+    decision: Literal["approve", "reject", "approve-with-conditions"]
+    """The decision."""
+    regime: Literal["fca", "nhs", "uk-ai"] | None = None
+    """The pack the decision is for, if one."""
+    note: str = ""
+    """Conditions or comments."""
+    signed_at: str
+    """UTC time of the sign-off."""
+
+
+Record = Annotated[
+    Union[
+        RunStarted,
+        EnvironmentRecord,
+        ArtifactRecord,
+        BatteryRecord,
+        SampleRecord,
+        MetricRecord,
+        FinetuneRecord,
+        VerdictRecord,
+        RunFailed,
+        ManifestRecord,
+        PackRecord,
+        SignoffRecord,
+    ],
+    Field(discriminator="kind"),
+]
+"""Any evidence record, discriminated by its ``kind``."""
+
+RECORD_TYPES: tuple[type[_Record], ...] = (
+    RunStarted,
+    EnvironmentRecord,
+    ArtifactRecord,
+    BatteryRecord,
+    SampleRecord,
+    MetricRecord,
+    FinetuneRecord,
+    VerdictRecord,
+    RunFailed,
+    ManifestRecord,
+    PackRecord,
+    SignoffRecord,
+)

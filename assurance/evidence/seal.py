@@ -1,0 +1,90 @@
+"""Sealing a run: the manifest record and its optional Ed25519 signature.
+
+Hashing lives in ``hashing.py``; this module only decides what the manifest
+covers and signs it. The signature is over the manifest's canonical JSON with
+``signature`` and ``public_key`` left out, so anyone holding the public key
+can check it with any RFC 8785 implementation.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .hashing import canonical_json
+from .records import ArtifactRecord, ManifestRecord
+from .store import Store, utc_now
+
+
+def signing_payload(manifest: ManifestRecord) -> bytes:
+    body = manifest.model_dump(mode="json", exclude={"signature", "public_key"})
+    return canonical_json(body)
+
+
+def load_private_key(path: str | Path) -> Ed25519PrivateKey:
+    """Read an Ed25519 private key (PEM, unencrypted PKCS#8)."""
+    data = Path(path).read_bytes()
+    key = serialization.load_pem_private_key(data, password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path}: not an Ed25519 private key")
+    return key
+
+
+def generate_key(path: str | Path) -> str:
+    """Write a new Ed25519 private key (PEM) to ``path``; return its public key, base64."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    p = Path(path)
+    p.write_bytes(pem)
+    p.chmod(0o600)
+    return _public_b64(key.public_key())
+
+
+def _public_b64(pub: Ed25519PublicKey) -> str:
+    raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def seal_run(store: Store, run_id: str, *, complete: bool, key_path: str | Path | None = None) -> ManifestRecord:
+    """Append the run's manifest: chain head, record count and every artifact digest."""
+    entries = store.entries(run_id)
+    artifacts: dict[str, str] = {}
+    for e in entries:
+        if e.kind == "artifact":
+            rec = ArtifactRecord.model_validate_json(e.payload)
+            artifacts[rec.role] = rec.digest
+    manifest = ManifestRecord(
+        complete=complete,
+        chain_head=entries[-1].digest,
+        n_records=len(entries),
+        artifacts=artifacts,
+        sealed_at=utc_now(),
+    )
+    if key_path is not None:
+        key = load_private_key(key_path)
+        sig = key.sign(signing_payload(manifest))
+        manifest = manifest.model_copy(
+            update={"signature": base64.b64encode(sig).decode(), "public_key": _public_b64(key.public_key())}
+        )
+    store.append(run_id, [manifest])
+    return manifest
+
+
+def check_signature(manifest: ManifestRecord, trusted_public_key: str | None = None) -> str | None:
+    """None when the signature holds (or there is none); else what is wrong."""
+    if manifest.signature is None:
+        return None
+    if manifest.public_key is None:
+        return "manifest has a signature but no public key"
+    if trusted_public_key and trusted_public_key != manifest.public_key:
+        return "manifest was signed by a key other than the trusted one"
+    try:
+        pub = Ed25519PublicKey.from_public_bytes(base64.b64decode(manifest.public_key))
+        pub.verify(base64.b64decode(manifest.signature), signing_payload(manifest))
+    except (InvalidSignature, ValueError):
+        return "manifest signature does not verify"
+    return None

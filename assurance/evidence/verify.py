@@ -1,0 +1,138 @@
+"""The auditor's checks, offline: chain, records, manifest, signature, files.
+
+Every finding names the record (run, sequence number, kind) or the file it is
+about, so an auditor can go straight to it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import ValidationError
+
+from .hashing import PREFIX, canonical_json, sha256_hex, tree_digest
+from .records import ArtifactRecord, ManifestRecord, PackRecord
+from .seal import check_signature
+from .store import GENESIS, Store, chain_digest, parse_payload
+
+
+@dataclass
+class Finding:
+    """One problem (error) or caveat (warning) found while verifying."""
+
+    severity: Literal["error", "warning"]
+    subject: str
+    """The record (``record 12 (metric)``) or file the finding is about."""
+    message: str
+
+    def line(self) -> str:
+        return f"{self.severity.upper()}: {self.subject}: {self.message}"
+
+
+@dataclass
+class VerifyReport:
+    run_id: str
+    n_records: int
+    complete: bool
+    sealed: bool
+    files_checked: int
+    findings: list[Finding]
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity == "error" for f in self.findings)
+
+
+def verify_run(store: Store, run_id: str, *, check_files: bool = True, trusted_key: str | None = None) -> VerifyReport:
+    entries = store.entries(run_id)
+    findings: list[Finding] = []
+    prev = GENESIS
+    records = []
+    for i, e in enumerate(entries):
+        subject = f"record {e.seq} ({e.kind})"
+        if e.seq != i:
+            findings.append(Finding("error", subject, f"sequence gap: expected {i}"))
+        body = e.payload.encode("utf-8")
+        if PREFIX + sha256_hex(body) != e.record_digest:
+            findings.append(Finding("error", subject, "payload does not match its digest (record altered)"))
+        try:
+            obj = json.loads(e.payload)
+            if canonical_json(obj) != body:
+                findings.append(Finding("error", subject, "payload is not in canonical form"))
+            rec = parse_payload(e.payload)
+            if rec.kind != e.kind:
+                findings.append(Finding("error", subject, f"row kind {e.kind!r} differs from record kind {rec.kind!r}"))
+            records.append((e, rec))
+        except (ValueError, ValidationError) as err:
+            findings.append(Finding("error", subject, f"payload does not parse as an evidence record: {str(err)[:200]}"))
+        if e.prev_digest != prev:
+            findings.append(Finding("error", subject, "chain broken: previous digest does not match"))
+        expect = chain_digest(e.run_id, e.seq, e.kind, e.record_digest, e.prev_digest, e.created_at)
+        if expect != e.digest:
+            findings.append(Finding("error", subject, "chain digest does not match the row"))
+        prev = e.digest
+
+    manifests = [(e, r) for e, r in records if isinstance(r, ManifestRecord)]
+    complete = False
+    if not manifests:
+        findings.append(Finding("error", f"run {run_id}", "no manifest: the run never finished and was never sealed"))
+    for e, m in manifests:
+        subject = f"record {e.seq} (manifest)"
+        before = entries[e.seq - 1] if e.seq > 0 else None
+        if before is None or m.chain_head != before.digest or m.n_records != e.seq:
+            findings.append(Finding("error", subject, "chain head in the manifest does not match the ledger"))
+        sealed_artifacts = {
+            r.role: r.digest for x, r in records if isinstance(r, ArtifactRecord) and x.seq < e.seq
+        }
+        if sealed_artifacts != m.artifacts:
+            findings.append(Finding("error", subject, "artifact digests differ from the artifact records"))
+        problem = check_signature(m, trusted_key)
+        if problem:
+            findings.append(Finding("error", subject, problem))
+        elif trusted_key and m.signature is None:
+            findings.append(Finding("error", subject, "manifest is unsigned but a trusted key was given"))
+        complete = m.complete
+    if manifests and not complete:
+        findings.append(Finding("warning", f"run {run_id}", "sealed as INCOMPLETE: the run failed or was stopped"))
+
+    files_checked = 0
+    if check_files:
+        for e, r in records:
+            if isinstance(r, ArtifactRecord) and not r.path.startswith("builtin:"):
+                files_checked += _check_artifact(r, e.seq, findings)
+            elif isinstance(r, PackRecord):
+                files_checked += _check_file(Path(r.path), r.digest, f"pack:{r.regime}", e.seq, findings)
+    return VerifyReport(run_id, len(entries), complete, bool(manifests), files_checked, findings)
+
+
+def _check_file(path: Path, digest: str, role: str, seq: int, findings: list[Finding]) -> int:
+    if not path.exists():
+        findings.append(Finding("warning", str(path), f"{role} (record {seq}) is no longer on disk; not checked"))
+        return 0
+    if tree_digest(path).digest != digest:
+        findings.append(Finding("error", str(path), f"{role} (record {seq}) digest differs from the ledger"))
+    return 1
+
+
+def _check_artifact(r: ArtifactRecord, seq: int, findings: list[Finding]) -> int:
+    path = Path(r.path)
+    if not path.exists():
+        findings.append(Finding("warning", str(path), f"{r.role} (record {seq}) is no longer on disk; not checked"))
+        return 0
+    now = tree_digest(path)
+    if now.digest == r.digest:
+        return 1
+    if not r.is_dir:
+        findings.append(Finding("error", str(path), f"{r.role} (record {seq}) file digest differs from the ledger"))
+        return 1
+    # Name the exact files that changed, appeared or disappeared.
+    for rel in sorted(set(r.files) | set(now.files)):
+        old, new = r.files.get(rel), now.files.get(rel)
+        if old == new:
+            continue
+        what = "is missing" if new is None else "was added" if old is None else "digest differs from the ledger"
+        findings.append(Finding("error", str(path / rel), f"{r.role} (record {seq}) file {what}"))
+    return 1
