@@ -30,8 +30,9 @@ import rfc8785
 PREFIX = "sha256:"
 # model-signing's default ignore list (relative to the folder's top level).
 GIT_PATHS = frozenset({".git", ".github", ".gitattributes", ".gitignore"})
-# Large reads keep hashlib (which drops the GIL) busy instead of Python's loop.
-_CHUNK = 8 * 1024 * 1024
+# 1 MiB reads: large enough that hashlib (which drops the GIL) does the work,
+# small enough to stay in cache (measured: 4-8 MiB buffers were slower).
+_CHUNK = 1024 * 1024
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -97,7 +98,7 @@ def list_files(root: Path) -> list[PurePosixPath]:
 def _workers() -> int:
     # Hashing is I/O plus hashlib (GIL released), so threads scale to cores;
     # a few extra overlap reads with hashing.
-    return min(32, (os.cpu_count() or 1) + 2)
+    return min(32, (os.cpu_count() or 1) + 4)
 
 
 def tree_digest(path: str | Path) -> TreeDigest:
