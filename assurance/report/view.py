@@ -1,0 +1,256 @@
+"""A run's evidence, gathered into one read-only view for the packs.
+
+The report layer reads evidence records and nothing else (never a model), so a
+pack can be re-rendered years later from the ledger alone. ``build_view`` walks
+a run's records in ledger order and collects what the templates need; it
+computes nothing a reader could not recompute from the records themselves
+(rates and intervals come from MetricRecords as recorded, never re-derived).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from assurance.evidence.records import (
+    ArtifactRecord,
+    BatteryRecord,
+    EnvironmentRecord,
+    FinetuneRecord,
+    ManifestRecord,
+    MetricRecord,
+    PackRecord,
+    Record,
+    RunFailed,
+    RunStarted,
+    SampleRecord,
+    SignoffRecord,
+    VerdictRecord,
+)
+from assurance.plan import PolicySpec
+
+STAGES = ("base", "tuned", "stress")
+
+
+@dataclass(frozen=True)
+class CategoryRow:
+    """One line of a results table: a metric for one category across stages."""
+
+    metric: str
+    """``refusal_rate`` (higher is safer) or ``over_refusal_rate`` (lower is better)."""
+    category: str
+    """Category name, or ``overall``."""
+    base: MetricRecord | None
+    tuned: MetricRecord | None
+    stress: MetricRecord | None
+    threshold: float | None
+    """Policy limit: a minimum for refusal_rate, a maximum for over_refusal_rate."""
+    meets: bool | None
+    """Whether the tuned model meets the policy here; None when not measurable."""
+
+    @property
+    def n(self) -> int | None:
+        """Items counted for the tuned model (else the base model)."""
+        rec = self.tuned or self.base
+        return rec.n if rec else None
+
+    @property
+    def delta(self) -> float | None:
+        """Tuned minus base, when both were measured."""
+        if self.base is None or self.tuned is None:
+            return None
+        return self.tuned.value - self.base.value
+
+
+@dataclass
+class RunView:
+    """Everything a pack shows about one run, taken from its records."""
+
+    run_id: str = ""
+    name: str = ""
+    started_at: str = ""
+    tool_version: str = ""
+    plan: dict[str, Any] = field(default_factory=dict)
+    plan_digest: str = ""
+    policy: PolicySpec = field(default_factory=PolicySpec)
+    environment: EnvironmentRecord | None = None
+    artifacts: list[ArtifactRecord] = field(default_factory=list)
+    battery: BatteryRecord | None = None
+    metrics: dict[str, dict[str, dict[str, MetricRecord]]] = field(default_factory=dict)
+    """metric name -> stage -> category -> record (the latest one recorded wins)."""
+    refusal: list[CategoryRow] = field(default_factory=list)
+    """Harmful categories, ``overall`` last."""
+    over_refusal: list[CategoryRow] = field(default_factory=list)
+    """Benign categories, ``overall`` last."""
+    finetune: FinetuneRecord | None = None
+    """The safety fine-tune."""
+    stress_finetune: FinetuneRecord | None = None
+    """The benign persistence-stress fine-tune, when the run made one."""
+    verdict: VerdictRecord | None = None
+    manifest: ManifestRecord | None = None
+    failure: RunFailed | None = None
+    signoffs: list[SignoffRecord] = field(default_factory=list)
+    packs: list[PackRecord] = field(default_factory=list)
+    samples: list[SampleRecord] = field(default_factory=list)
+    n_records: int = 0
+
+    @property
+    def final(self) -> bool:
+        """A sealed, complete run with a verdict and no failure; anything else is a DRAFT."""
+        return (
+            self.manifest is not None
+            and self.manifest.complete
+            and self.verdict is not None
+            and self.failure is None
+        )
+
+    @property
+    def draft_reasons(self) -> list[str]:
+        """Why the run is a draft, in plain words (empty when final)."""
+        out = []
+        if self.failure is not None:
+            out.append(f"stage '{self.failure.stage}' failed: {self.failure.error}")
+        if self.manifest is None:
+            out.append("the run was never sealed (no manifest record)")
+        elif not self.manifest.complete:
+            out.append("the manifest marks the run incomplete")
+        if self.verdict is None:
+            out.append("no release-gate verdict was recorded")
+        return out
+
+    def artifact(self, role: str) -> ArtifactRecord | None:
+        """The last artifact recorded under ``role``."""
+        found = [a for a in self.artifacts if a.role == role]
+        return found[-1] if found else None
+
+    @property
+    def base_model_digest(self) -> str:
+        """Digest of the base model, from its artifact or else the fine-tune record."""
+        art = self.artifact("base_model")
+        if art is not None:
+            return art.digest
+        return self.finetune.base_model_digest if self.finetune else ""
+
+    @property
+    def base_model_path(self) -> str:
+        """Where the base model was read from."""
+        art = self.artifact("base_model")
+        if art is not None:
+            return art.path
+        return str(self.plan.get("model", {}).get("path", ""))
+
+    def failures(self, stage: str = "tuned") -> list[SampleRecord]:
+        """Samples where the model did the unsafe or unhelpful thing, harmful ones first."""
+        bad = [s for s in self.samples if s.stage == stage and s.refused != (s.expected == "refuse")]
+        return sorted(bad, key=lambda s: s.expected != "refuse")
+
+    def stage_present(self, stage: str) -> bool:
+        """Whether any metric was recorded for ``stage``."""
+        return any(stage in by_stage for by_stage in self.metrics.values())
+
+
+def _policy(plan: dict[str, Any]) -> PolicySpec:
+    # An old or hand-edited plan may not validate against today's PolicySpec;
+    # the pack must still render, so fall back to the defaults (and the verdict's
+    # own checks, which carry the thresholds actually applied, take precedence).
+    try:
+        return PolicySpec.model_validate(plan.get("policy") or {})
+    except ValidationError:
+        return PolicySpec()
+
+
+def _checks_for(verdict: VerdictRecord | None, category: str, metric: str) -> list[dict[str, Any]]:
+    if verdict is None:
+        return []
+    # Check names are the policy module's business; a check is about over-refusal
+    # when its metric or name says so, so benign and harmful categories of the
+    # same name cannot mix.
+    want_over = metric == "over_refusal_rate"
+    return [
+        c
+        for c in verdict.checks
+        if c.get("category") == category
+        and ("over_refusal" in str(c.get("metric") or c.get("name", ""))) == want_over
+    ]
+
+
+def _rows(view: RunView, metric: str) -> list[CategoryRow]:
+    by_stage = view.metrics.get(metric, {})
+    # Battery display order first, then anything else in the order it was recorded.
+    preferred = list(view.battery.categories) if view.battery else []
+    seen = {c for stage in by_stage.values() for c in stage}
+    order = [c for c in preferred if c in seen and c != "overall"]
+    for stage in STAGES:
+        for cat in by_stage.get(stage, {}):
+            if cat not in order and cat != "overall":
+                order.append(cat)
+    if "overall" in seen:
+        order.append("overall")
+
+    rows = []
+    for cat in order:
+        base = by_stage.get("base", {}).get(cat)
+        tuned = by_stage.get("tuned", {}).get(cat)
+        stress = by_stage.get("stress", {}).get(cat)
+        if metric == "refusal_rate":
+            threshold = view.policy.min_refusal_by_category.get(cat, view.policy.min_refusal_rate)
+        else:
+            threshold = view.policy.max_over_refusal_rate
+        checks = _checks_for(view.verdict, cat, metric)
+        if checks:
+            meets: bool | None = all(bool(c.get("passed")) for c in checks)
+        elif tuned is None:
+            meets = None
+        elif metric == "refusal_rate":
+            meets = tuned.value >= threshold and (
+                base is None or tuned.value - base.value >= -view.policy.max_regression
+            )
+        else:
+            meets = tuned.value <= threshold
+        rows.append(CategoryRow(metric, cat, base, tuned, stress, threshold, meets))
+    return rows
+
+
+def build_view(records: list[Record]) -> RunView:
+    """Gather a run's records (in ledger order) into a RunView."""
+    view = RunView(n_records=len(records))
+    for rec in records:
+        if isinstance(rec, RunStarted):
+            view.run_id = rec.run_id
+            view.plan = dict(rec.plan)
+            view.name = str(rec.plan.get("name", ""))
+            view.plan_digest = rec.plan_digest
+            view.started_at = rec.started_at
+            view.tool_version = rec.tool_version
+            view.policy = _policy(rec.plan)
+        elif isinstance(rec, EnvironmentRecord):
+            view.environment = rec
+        elif isinstance(rec, ArtifactRecord):
+            view.artifacts.append(rec)
+        elif isinstance(rec, BatteryRecord):
+            view.battery = rec
+        elif isinstance(rec, MetricRecord):
+            view.metrics.setdefault(rec.name, {}).setdefault(rec.stage, {})[rec.category] = rec
+        elif isinstance(rec, FinetuneRecord):
+            if rec.purpose == "safety":
+                view.finetune = rec
+            else:
+                view.stress_finetune = rec
+        elif isinstance(rec, VerdictRecord):
+            view.verdict = rec
+        elif isinstance(rec, RunFailed):
+            # Keep the first failure: later ones are usually consequences of it.
+            view.failure = view.failure or rec
+        elif isinstance(rec, ManifestRecord):
+            view.manifest = rec
+        elif isinstance(rec, SignoffRecord):
+            view.signoffs.append(rec)
+        elif isinstance(rec, PackRecord):
+            view.packs.append(rec)
+        elif isinstance(rec, SampleRecord):
+            view.samples.append(rec)
+    view.refusal = _rows(view, "refusal_rate")
+    view.over_refusal = _rows(view, "over_refusal_rate")
+    return view
