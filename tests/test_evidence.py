@@ -171,3 +171,14 @@ def test_unknown_run_is_a_clear_error(store, tmp_path):
     sealed_run(store, tmp_path)
     with pytest.raises(StoreError, match="not found"):
         store.resolve("ffffffff")
+
+
+def test_plain_path_means_a_sqlite_file(tmp_path):
+    s = Store(str(tmp_path / "sub" / "ledger.db"))
+    assert s.url == f"sqlite:///{tmp_path / 'sub' / 'ledger.db'}" and (tmp_path / "sub" / "ledger.db").exists()
+
+
+def test_read_only_commands_do_not_create_a_store(tmp_path):
+    with pytest.raises(StoreError, match="no evidence store"):
+        Store(str(tmp_path / "none.db"), create=False)
+    assert not (tmp_path / "none.db").exists()

@@ -80,3 +80,12 @@ def test_verdict_pass_fail_and_error():
     assert decide(policy, good, complete=False).status == "ERROR"
     override = PolicySpec(min_refusal_by_category={"fraud": 0.95})
     assert decide(override, good).status == "FAIL"
+
+
+def test_example_plans_are_valid():
+    from pathlib import Path
+
+    examples = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yaml"))
+    assert examples
+    for p in examples:
+        load_plan(p)

@@ -86,9 +86,16 @@ def new_run_id() -> str:
 def default_url() -> str:
     """``ASSURE_DB`` if set, else a SQLite file under ``ASSURE_HOME`` (default ``./assure-runs``)."""
     if os.environ.get("ASSURE_DB"):
-        return os.environ["ASSURE_DB"]
+        return as_url(os.environ["ASSURE_DB"])
     home = Path(os.environ.get("ASSURE_HOME", DEFAULT_HOME))
     return f"sqlite:///{(home / 'evidence.db').resolve()}"
+
+
+def as_url(value: str) -> str:
+    """A database URL; a plain file path means a SQLite file there."""
+    if "://" in value:
+        return value
+    return f"sqlite:///{Path(value).expanduser().resolve()}"
 
 
 def runs_home() -> Path:
@@ -108,7 +115,7 @@ class Store:
     """Append and read hash-chained records."""
 
     def __init__(self, url: str | None = None, *, create: bool = True):
-        self.url = url or default_url()
+        self.url = as_url(url) if url else default_url()
         if self.url.startswith("sqlite:///"):
             db_path = Path(self.url[len("sqlite:///"):])
             if not create and not db_path.exists():

@@ -1,0 +1,269 @@
+"""The `assure` command line. Each command is a typed function.
+
+Exit codes (documented in the README):
+  run / demo / gate: 0 PASS, 1 FAIL, 2 bad input or usage, 3 error (run incomplete)
+  verify:            0 intact, 1 findings, 2 usage
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal, Optional
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub look-ups, ever: models are local
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import typer
+
+from .console import RichProgress, err_console, fail, out_console, show_run, verdict_style
+from .evidence.store import Store, StoreError
+from .plan import Plan, PlanError, load_plan
+from .policy import EXIT_ERROR, EXIT_FAIL, EXIT_PASS, EXIT_USAGE
+
+app = typer.Typer(
+    help="assurance: auditable safety fine-tuning, evidence ledgers and UK assurance packs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DbOpt = typer.Option(None, "--db", help="Evidence store URL (default: $ASSURE_DB or sqlite:///assure-runs/evidence.db).")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress output.")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout.")
+Regime = Literal["fca", "nhs", "uk-ai"]
+
+
+def _input_errors() -> tuple[type[BaseException], ...]:
+    from .battery.items import BatteryError
+    from .finetune.chat_data import DataError
+    from .models.loading import ModelLoadError
+
+    return (PlanError, DataError, ModelLoadError, BatteryError, StoreError)
+
+
+def _open_store(db: str | None, *, must_exist: bool = True) -> Store:
+    try:
+        return Store(db, create=not must_exist)
+    except StoreError as err:
+        fail(str(err))
+        raise typer.Exit(EXIT_USAGE)
+
+
+def _execute(plan: Plan, plan_path: Path | None, db, quiet: bool, as_json: bool, sign_key: Path | None, story: bool) -> int:
+    from .pipeline import SilentProgress, run_pipeline
+
+    start = time.perf_counter()
+    progress = SilentProgress() if (quiet or as_json) else RichProgress()
+    try:
+        result = run_pipeline(plan, store_url=db, plan_path=plan_path, progress=progress, sign_key=sign_key)
+    except _input_errors() as err:
+        fail(str(err))
+        return EXIT_USAGE
+    wall = time.perf_counter() - start
+    if as_json:
+        out_console.print_json(json.dumps({
+            "run_id": result.run_id, "status": result.status, "exit_code": result.exit_code,
+            "reasons": result.reasons, "error": result.error, "store": result.store_url,
+            "packs": {k: str(v) for k, v in result.packs.items()}, "wall_seconds": round(wall, 1),
+        }))
+        return result.exit_code
+    if quiet:
+        print(f"{result.status} {result.run_id}")
+        return result.exit_code
+    if story:
+        from .demo import tell_story
+
+        tell_story(result, out_console)
+    store = Store(result.store_url)
+    show_run(store.records(result.run_id), out_console)
+    if result.error:
+        err_console.print(f"[bold red]Run incomplete:[/bold red] {result.error}")
+    out_console.print(f"\n[bold]Verdict:[/bold] [{verdict_style(result.status)}]{result.status}[/]  "
+                      f"(exit code {result.exit_code}, {wall:.0f}s)")
+    out_console.print(f"[bold]Evidence store:[/bold] {result.store_url}")
+    for regime, path in result.packs.items():
+        out_console.print(f"[bold]{regime.upper()} pack:[/bold] {path}")
+    out_console.print(f"Check it offline: [cyan]assure verify {result.run_id}[/cyan]")
+    return result.exit_code
+
+
+@app.command()
+def run(
+    plan_file: Path = typer.Argument(..., help="The run plan (YAML)."),
+    db: Optional[str] = DbOpt,
+    sign_key: Optional[Path] = typer.Option(None, "--sign-key", help="Ed25519 private key (PEM) to sign the manifest."),
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Run the plan: provenance, evaluate, safety fine-tune, evaluate, verdict, seal, packs."""
+    try:
+        plan = load_plan(plan_file)
+    except PlanError as err:
+        fail(str(err))
+        raise typer.Exit(EXIT_USAGE)
+    raise typer.Exit(_execute(plan, plan_file, db, quiet, as_json, sign_key, story=False))
+
+
+@app.command()
+def demo(db: Optional[str] = DbOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt) -> None:
+    """The whole story on the built-in tiny model and data: no downloads."""
+    from .demo import demo_plan
+
+    raise typer.Exit(_execute(demo_plan(), None, db, quiet, as_json, None, story=True))
+
+
+@app.command()
+def verify(
+    run_id: Optional[str] = typer.Argument(None, help="Run id or unique prefix (default: latest)."),
+    db: Optional[str] = DbOpt,
+    no_files: bool = typer.Option(False, "--no-files", help="Check the ledger only, not files on disk."),
+    trusted_key: Optional[str] = typer.Option(None, "--trusted-key", help="Base64 Ed25519 public key the manifest must be signed with."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Re-check, offline, the hash chain of every record and the digest of every artifact still on disk."""
+    from .evidence.verify import verify_run
+
+    store = _open_store(db)
+    try:
+        rid = store.resolve(run_id)
+    except StoreError as err:
+        fail(str(err))
+        raise typer.Exit(EXIT_USAGE)
+    report = verify_run(store, rid, check_files=not no_files, trusted_key=trusted_key)
+    if as_json:
+        out_console.print_json(json.dumps({
+            "run_id": rid, "ok": report.ok, "records": report.n_records, "complete": report.complete,
+            "files_checked": report.files_checked,
+            "findings": [f.__dict__ for f in report.findings],
+        }))
+    else:
+        for f in report.findings:
+            print(f.line())
+        state = "complete" if report.complete else "INCOMPLETE"
+        word = "INTACT" if report.ok else "FAILED"
+        print(f"{word}: run {rid}: {report.n_records} records, chain checked, {report.files_checked} artifacts "
+              f"re-hashed, run {state}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def show(
+    run_id: Optional[str] = typer.Argument(None, help="Run id or unique prefix (default: latest)."),
+    db: Optional[str] = DbOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """A readable summary of a run: models and digests, settings, scores before and after, verdict."""
+    store = _open_store(db)
+    try:
+        rid = store.resolve(run_id)
+    except StoreError as err:
+        fail(str(err))
+        raise typer.Exit(EXIT_USAGE)
+    records = store.records(rid)
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in records if r.kind != "sample"], indent=1))
+        return
+    show_run(records, out_console)
+
+
+@app.command()
+def runs(db: Optional[str] = DbOpt) -> None:
+    """List the runs in the evidence store, oldest first."""
+    from rich.table import Table
+
+    store = _open_store(db)
+    table = Table("run id", "name", "started", "verdict")
+    for rid in store.run_ids():
+        recs = store.records(rid)
+        verdicts = [r for r in recs if r.kind == "verdict"]
+        table.add_row(rid, recs[0].plan.get("name", ""), recs[0].started_at, verdicts[-1].status if verdicts else "—")
+    out_console.print(table)
+
+
+@app.command()
+def render(
+    run_id: str = typer.Argument(..., help="Run id or unique prefix."),
+    regime: Regime = typer.Option(..., "--regime", help="fca, nhs or uk-ai."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the PDF (default: the run's packs folder)."),
+    db: Optional[str] = DbOpt,
+    no_redact: bool = typer.Option(False, "--no-redact", help="Show model outputs in full (default: redacted)."),
+) -> None:
+    """Re-render a pack from the evidence store alone; no model needed."""
+    from .evidence.store import runs_home
+    from .pipeline import render_and_record
+
+    store = _open_store(db)
+    try:
+        rid = store.resolve(run_id)
+    except StoreError as err:
+        fail(str(err))
+        raise typer.Exit(EXIT_USAGE)
+    path = render_and_record(store, rid, regime, out or runs_home() / rid / "packs", redact=False if no_redact else None)
+    print(path)
+
+
+@app.command()
+def digest(path: Path = typer.Argument(..., help="A file or a model folder."), as_json: bool = JsonOpt) -> None:
+    """Print the SHA-256 digest of a file, or the directory digest of a folder (OpenSSF model-signing compatible)."""
+    from .evidence.hashing import tree_digest
+
+    if not path.exists():
+        fail(f"{path}: no such file or folder")
+        raise typer.Exit(EXIT_USAGE)
+    d = tree_digest(path)
+    if as_json:
+        print(json.dumps({"path": str(path), "digest": d.digest, "is_dir": d.is_dir, "size_bytes": d.size_bytes,
+                          "files": d.files}, indent=1))
+    else:
+        print(f"{d.digest}  {path}")
+
+
+@app.command()
+def schema(out: Path = typer.Option(Path("evidence/schema"), "--out", help="Folder for the JSON Schemas.")) -> None:
+    """Write JSON Schemas of the plan and of every evidence record."""
+    from .schemas import write_schemas
+
+    for p in write_schemas(out):
+        print(p)
+
+
+@app.command()
+def signoff(
+    run_id: str = typer.Argument(..., help="Run id or unique prefix."),
+    name: str = typer.Option(..., "--name", help="Who signs."),
+    role: str = typer.Option(..., "--role", help="Their role, e.g. 'SMF24 Chief Operations Officer'."),
+    decision: Literal["approve", "reject", "approve-with-conditions"] = typer.Option(..., "--decision"),
+    regime: Optional[Regime] = typer.Option(None, "--regime", help="The pack this decision is for."),
+    note: str = typer.Option("", "--note", help="Conditions or comments."),
+    db: Optional[str] = DbOpt,
+) -> None:
+    """Record a named person's decision on a sealed run (appended to its chain)."""
+    from .evidence.records import ManifestRecord, SignoffRecord
+    from .evidence.store import utc_now
+
+    store = _open_store(db)
+    try:
+        rid = store.resolve(run_id)
+    except StoreError as err:
+        fail(str(err))
+        raise typer.Exit(EXIT_USAGE)
+    manifests = [r for r in store.records(rid) if isinstance(r, ManifestRecord)]
+    if not manifests or not manifests[-1].complete:
+        fail(f"run {rid}: not sealed as complete; an incomplete run cannot be signed off")
+        raise typer.Exit(EXIT_USAGE)
+    store.append(rid, [SignoffRecord(name=name, role=role, decision=decision, regime=regime, note=note,
+                                     signed_at=utc_now())])
+    print(f"signed: {name} ({role}) {decision} run {rid}")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,144 @@
+"""Terminal output: progress bars for the pipeline and the `assure show` tables."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from typing import Callable, Iterator
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .evidence.records import (
+    ArtifactRecord,
+    BatteryRecord,
+    EnvironmentRecord,
+    FinetuneRecord,
+    ManifestRecord,
+    MetricRecord,
+    PackRecord,
+    Record,
+    RunFailed,
+    RunStarted,
+    SignoffRecord,
+    VerdictRecord,
+)
+
+err_console = Console(stderr=True)
+out_console = Console()
+
+
+class RichProgress:
+    """A bar per stage (a spinner when the length is unknown), with its time when done."""
+
+    def __init__(self, console: Console = err_console):
+        self.console = console
+
+    @contextlib.contextmanager
+    def stage(self, title: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+        start = time.perf_counter()
+        columns = [SpinnerColumn(), TextColumn("[bold]{task.description}")]
+        if total:
+            columns += [BarColumn(), MofNCompleteColumn()]
+        columns.append(TimeElapsedColumn())
+        with Progress(*columns, console=self.console, transient=True) as bar:
+            task = bar.add_task(title, total=total)
+            yield lambda n=1: bar.advance(task, n)
+        self.console.print(f"[green]✓[/green] {title} [dim]({time.perf_counter() - start:.1f}s)[/dim]")
+
+    def note(self, text: str) -> None:
+        self.console.print(text)
+
+
+def verdict_style(status: str) -> str:
+    return {"PASS": "bold green", "FAIL": "bold red"}.get(status, "bold yellow")
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1%}"
+
+
+def metrics_table(metrics: list[MetricRecord], name: str, title: str) -> Table:
+    base = {m.category: m for m in metrics if m.stage == "base" and m.name == name}
+    tuned = {m.category: m for m in metrics if m.stage == "tuned" and m.name == name}
+    table = Table(title=title, title_justify="left")
+    for col in ("category", "n", "base", "base 95% CI", "tuned", "tuned 95% CI", "change"):
+        table.add_column(col, justify="left" if col == "category" else "right")
+    cats = [c for c in dict.fromkeys([*base, *tuned]) if c != "overall"] + ["overall"]
+    for c in cats:
+        b, t = base.get(c), tuned.get(c)
+        if b is None and t is None:
+            continue
+        ref = t or b
+        delta = (t.value - b.value) if (b and t) else None
+        table.add_row(
+            f"[bold]{c}[/bold]" if c == "overall" else c, str(ref.n),
+            _pct(b.value if b else None), f"{b.ci_low:.0%}–{b.ci_high:.0%}" if b else "—",
+            _pct(t.value if t else None), f"{t.ci_low:.0%}–{t.ci_high:.0%}" if t else "—",
+            "—" if delta is None else f"{delta:+.1%}",
+        )
+    return table
+
+
+def show_run(records: list[Record], console: Console = out_console) -> None:
+    """A readable summary of one run: models and digests, settings, scores, verdict."""
+    start = next(r for r in records if isinstance(r, RunStarted))
+    env = next((r for r in records if isinstance(r, EnvironmentRecord)), None)
+    battery = next((r for r in records if isinstance(r, BatteryRecord)), None)
+    ft = next((r for r in records if isinstance(r, FinetuneRecord) and r.purpose == "safety"), None)
+    verdict = next((r for r in reversed(records) if isinstance(r, VerdictRecord)), None)
+    manifest = next((r for r in reversed(records) if isinstance(r, ManifestRecord)), None)
+    failed = next((r for r in records if isinstance(r, RunFailed)), None)
+    metrics = [r for r in records if isinstance(r, MetricRecord)]
+
+    status = verdict.status if verdict else "INCOMPLETE"
+    sealed = "sealed, complete" if manifest and manifest.complete else "sealed, INCOMPLETE" if manifest else "NOT SEALED"
+    console.print(Panel.fit(
+        f"[bold]{start.plan.get('name')}[/bold]  run [cyan]{start.run_id}[/cyan]\n"
+        f"started {start.started_at}   assurance {start.tool_version}   {len(records)} records, {sealed}\n"
+        f"verdict: [{verdict_style(status)}]{status}[/]",
+        title="assurance run",
+    ))
+    if failed:
+        console.print(f"[bold red]Failed at {failed.stage}:[/bold red] {failed.error}")
+    arts = Table(title="Artifacts and digests", title_justify="left")
+    for col in ("role", "digest", "path"):
+        arts.add_column(col, overflow="fold")
+    for a in (r for r in records if isinstance(r, ArtifactRecord)):
+        arts.add_row(a.role, a.digest, a.path)
+    console.print(arts)
+    if env:
+        console.print(f"[dim]environment:[/dim] {env.device} ({env.accelerator}), {env.dtype}, python {env.python}, "
+                      f"torch {env.packages.get('torch')}, transformers {env.packages.get('transformers')}, "
+                      f"git {(env.git_commit or 'n/a')[:12]}{' (dirty)' if env.git_dirty else ''}")
+    if battery:
+        console.print(f"[dim]battery:[/dim] {battery.battery_id} v{battery.version} ({battery.n_items} items, "
+                      f"{battery.digest[:23]}…), judge {battery.judge_id}@{battery.judge_version}, "
+                      f"max_new_tokens {battery.generation.get('max_new_tokens')}")
+    if ft:
+        hp = ft.hyperparameters
+        console.print(f"[dim]fine-tune:[/dim] {ft.recipe}/{ft.method}, {ft.steps} steps, lr {hp.get('lr')}, seed {ft.seed}, "
+                      f"safety share {ft.achieved_safety_ratio:.0%} of examples, final loss "
+                      f"{ft.loss_curve[-1][1] if ft.loss_curve else float('nan'):.3f}, {ft.tokens_per_second:,.0f} tokens/s, "
+                      f"{ft.wall_seconds:.1f}s")
+    if metrics:
+        console.print(metrics_table(metrics, "refusal_rate", "Harmful requests refused (higher is safer)"))
+        console.print(metrics_table(metrics, "over_refusal_rate", "Benign prompts refused (lower is better)"))
+    if verdict:
+        for c in verdict.checks:
+            if not c["passed"]:
+                console.print(f"  [red]✗[/red] {c['reason']}")
+        if verdict.status == "PASS":
+            console.print(f"  [green]✓[/green] all {len(verdict.checks)} policy checks passed")
+    for p in (r for r in records if isinstance(r, PackRecord)):
+        console.print(f"[dim]pack:[/dim] {p.regime} {p.pages} pages {'final' if p.final else 'DRAFT'} {p.path}")
+    for s in (r for r in records if isinstance(r, SignoffRecord)):
+        console.print(f"[dim]sign-off:[/dim] {s.name} ({s.role}) {s.decision} {s.signed_at}")
+
+
+def fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    sys.stderr.flush()

@@ -1,0 +1,252 @@
+"""The one place that knows the order of the stages.
+
+plan -> provenance -> evaluate base -> safety fine-tune -> evaluate tuned
+-> verdict -> seal -> packs.
+
+Everything that can be checked before the run is checked first (plan, model
+folder, datasets, battery), and only then is anything written, so bad input
+leaves the evidence store untouched. Stages talk through evidence records;
+the packs are rendered from the ledger alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, ContextManager, Iterator, Protocol
+
+from . import __version__
+from .battery.items import Battery, load_battery
+from .battery.judge import KeywordJudge
+from .battery.runner import evaluate
+from .evidence.environment import capture_environment
+from .evidence.hashing import json_digest, tree_digest
+from .evidence.records import (
+    ArtifactRecord,
+    BatteryRecord,
+    FinetuneRecord,
+    MetricRecord,
+    PackRecord,
+    Record,
+    RunFailed,
+    RunStarted,
+)
+from .evidence.seal import seal_run
+from .evidence.store import Store, new_run_id, runs_home, utc_now
+from .plan import Plan
+from .policy import EXIT_ERROR, EXIT_FAIL, EXIT_PASS, decide
+
+
+class Progress(Protocol):
+    """How the pipeline tells a person what it is doing (rich bars, or nothing)."""
+
+    def stage(self, title: str, total: int | None = None) -> ContextManager[Callable[[int], None]]: ...
+
+    def note(self, text: str) -> None: ...
+
+
+class SilentProgress:
+    @contextlib.contextmanager
+    def stage(self, title: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+        yield lambda n=1: None
+
+    def note(self, text: str) -> None:
+        pass
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str
+    """PASS, FAIL or ERROR."""
+    exit_code: int
+    store_url: str
+    run_dir: Path
+    packs: dict[str, Path] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+    metrics: list[MetricRecord] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class Prepared:
+    """Everything checked and loaded before the first record is written."""
+
+    plan: Plan
+    model_path: Path
+    safety: list
+    utility: list | None
+    battery: Battery
+    model: object
+    tokenizer: object
+    device: object
+    dtype: object
+
+
+def prepare(plan: Plan, progress: Progress) -> Prepared:
+    """Validate and load every input; raises a clear error before anything is written."""
+    from .finetune.chat_data import load_chat_jsonl
+    from .models.loading import load_model, resolve_device, resolve_model_path
+
+    battery = load_battery(plan.battery.id, plan.battery.version).limited(plan.battery.limit_per_category)
+    safety = load_chat_jsonl(plan.finetune.safety_data)
+    utility = load_chat_jsonl(plan.finetune.utility_data) if plan.finetune.utility_data else None
+    device, dtype = resolve_device(plan.device)
+    with progress.stage("Loading the base model"):
+        model_path = resolve_model_path(plan.model.path)
+        model, tokenizer = load_model(
+            model_path, device=device, dtype=dtype,
+            allow_pickle=plan.model.allow_pickle, trust_remote_code=plan.model.trust_remote_code,
+        )
+    return Prepared(plan, model_path, safety, utility, battery, model, tokenizer, device, dtype)
+
+
+def _artifact(role: str, path: Path | str) -> ArtifactRecord:
+    d = tree_digest(path)
+    return ArtifactRecord(role=role, path=str(Path(path).resolve()), digest=d.digest, is_dir=d.is_dir,
+                          size_bytes=d.size_bytes, files=d.files)
+
+
+def _data_path(spec: str) -> Path:
+    from .finetune.chat_data import builtin_path
+
+    return builtin_path(spec.split(":", 1)[1]) if spec.startswith("builtin:") else Path(spec)
+
+
+def run_pipeline(
+    plan: Plan,
+    *,
+    store_url: str | None = None,
+    plan_path: Path | None = None,
+    progress: Progress | None = None,
+    sign_key: Path | None = None,
+    run_root: Path | None = None,
+) -> RunResult:
+    progress = progress or SilentProgress()
+    prep = prepare(plan, progress)  # raises on bad input; nothing written yet
+
+    store = Store(store_url)
+    run_id = new_run_id()
+    run_dir = (run_root or runs_home()) / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    plan_dict = plan.model_dump(mode="json")
+    store.append(run_id, [
+        RunStarted(run_id=run_id, plan=plan_dict, plan_digest=json_digest(plan_dict),
+                   plan_path=str(plan_path.resolve()) if plan_path else None,
+                   tool_version=__version__, started_at=utc_now()),
+    ])
+    result = RunResult(run_id, "ERROR", EXIT_ERROR, store.url, run_dir)
+    stage = "provenance"
+    try:
+        from .models.loading import describe_accelerator
+
+        store.append(run_id, [capture_environment(str(prep.device), str(prep.dtype).replace("torch.", ""),
+                                                  describe_accelerator(prep.device))])
+        with progress.stage("Provenance: hashing the model, data and plan"):
+            arts = [_artifact("base_model", prep.model_path), _artifact("dataset:safety", _data_path(plan.finetune.safety_data))]
+            if plan.finetune.utility_data:
+                arts.append(_artifact("dataset:utility", _data_path(plan.finetune.utility_data)))
+            if plan_path:
+                arts.append(_artifact("plan", plan_path))
+            store.append(run_id, arts)
+        base_digest = arts[0].digest
+
+        judge = KeywordJudge()
+        from .models.generate import generation_settings
+
+        gen = generation_settings(prep.model, prep.tokenizer, max_new_tokens=plan.battery.max_new_tokens,
+                                  batch_size=plan.battery.batch_size)
+        store.append(run_id, [BatteryRecord(
+            battery_id=prep.battery.id, version=prep.battery.version, digest=prep.battery.digest,
+            n_items=len(prep.battery.items), categories=prep.battery.categories,
+            item_digests=prep.battery.item_digests(), judge_id=judge.id, judge_version=judge.version,
+            judge_digest=judge.digest, generation=gen | {"limit_per_category": plan.battery.limit_per_category},
+        )])
+
+        stage = "evaluate base"
+        base_metrics = _evaluate(store, run_id, prep, judge, "base", prep.model, progress)
+
+        stage = "safety fine-tune"
+        tuned_model, ft_record = _finetune(prep, run_dir, base_digest, progress)
+        out_art = _artifact("adapter" if plan.finetune.method == "lora" else "tuned_model", ft_record.output_path)
+        store.append(run_id, [ft_record.model_copy(update={"output_digest": out_art.digest}), out_art])
+
+        stage = "evaluate tuned"
+        tuned_metrics = _evaluate(store, run_id, prep, judge, "tuned", tuned_model, progress)
+
+        stage = "verdict"
+        verdict = decide(plan.policy, base_metrics + tuned_metrics)
+        store.append(run_id, [verdict])
+        stage = "seal"
+        seal_run(store, run_id, complete=True, key_path=sign_key)
+        result.status, result.reasons = verdict.status, verdict.reasons
+        result.metrics = base_metrics + tuned_metrics
+        result.exit_code = EXIT_PASS if verdict.status == "PASS" else EXIT_FAIL
+    except Exception as err:  # any stage failing leaves a sealed, incomplete, ERROR run
+        message = f"{type(err).__name__}: {err}"
+        store.append(run_id, [RunFailed(stage=stage, error=message, failed_at=utc_now()),
+                              decide(plan.policy, [], complete=False, error=f"{stage} failed: {message}")])
+        seal_run(store, run_id, complete=False, key_path=sign_key)
+        result.error = f"{stage} failed: {message}"
+
+    for regime in plan.report.regimes:
+        with progress.stage(f"Rendering the {regime.upper()} pack"):
+            result.packs[regime] = render_and_record(store, run_id, regime, run_dir / "packs")
+    return result
+
+
+def _evaluate(store: Store, run_id: str, prep: Prepared, judge: KeywordJudge, stage, model, progress: Progress):
+    with progress.stage(f"Evaluating the {stage} model on {len(prep.battery.items)} prompts",
+                        total=len(prep.battery.items)) as advance:
+        samples, metrics = evaluate(model, prep.tokenizer, prep.battery, judge, stage=stage,
+                                    max_new_tokens=prep.plan.battery.max_new_tokens,
+                                    batch_size=prep.plan.battery.batch_size, progress=advance)
+    store.append(run_id, [*samples, *metrics])
+    return metrics
+
+
+def _finetune(prep: Prepared, run_dir: Path, base_digest: str, progress: Progress):
+    from .finetune.mixing import mix
+    from .finetune.trainer import train
+
+    spec = prep.plan.finetune
+    mixed = mix(prep.safety, prep.utility, spec.safety_ratio, prep.plan.seed)
+    out_dir = run_dir / ("adapter" if spec.method == "lora" else "model")
+    with progress.stage(f"Safety fine-tune ({spec.recipe}, {spec.method}, {spec.max_steps} steps)",
+                        total=spec.max_steps) as advance:
+        res = train(prep.model, prep.tokenizer, mixed, spec, seed=prep.plan.seed, device=prep.device,
+                    dtype=prep.dtype, output_dir=out_dir, progress=lambda info: advance(1))
+    record = FinetuneRecord(
+        purpose="safety", recipe=spec.recipe, method=spec.method, hyperparameters=res.hyperparameters,
+        seed=prep.plan.seed, n_safety_examples=res.n_safety, n_utility_examples=res.n_utility,
+        achieved_safety_ratio=res.achieved_ratio, achieved_safety_token_ratio=res.achieved_token_ratio,
+        steps=res.steps, loss_curve=[(int(s), float(v)) for s, v in res.loss_curve], tokens_seen=res.tokens_seen,
+        tokens_per_second=res.tokens_per_second, wall_seconds=res.wall_seconds,
+        peak_memory_bytes=res.peak_memory_bytes, base_model_digest=base_digest, output_digest="",
+        output_path=str(Path(res.output_dir).resolve()),
+    )
+    return res.model, record
+
+
+def render_and_record(store: Store, run_id: str, regime: str, out_dir: Path, *, redact: bool | None = None) -> Path:
+    """Render one pack from the ledger alone and append its PackRecord."""
+    from .report import build_view, render_pack
+
+    records: list[Record] = store.records(run_id)
+    view = build_view(records)
+    report = dict(records[0].plan.get("report", {})) if isinstance(records[0], RunStarted) else {}
+    if redact is not None:
+        report["redact_outputs"] = redact
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{regime}-assurance-pack-{run_id[:8]}.pdf"
+    pages = render_pack(records, regime, out, redact_outputs=report.get("redact_outputs", True), report=report)
+    d = tree_digest(out)
+    store.append(run_id, [PackRecord(regime=regime, path=str(out.resolve()), digest=d.digest, pages=pages,
+                                     final=bool(view.final), rendered_at=utc_now())])
+    return out
+
+
+def elapsed(start: float) -> str:
+    return f"{time.perf_counter() - start:.1f}s"

@@ -1,0 +1,168 @@
+"""End to end at reduced size: the real tiny model, a real SQLite ledger, real
+PDFs read back, and the auditor's tamper checks through the CLI."""
+
+import json
+import shutil
+import sqlite3
+import subprocess
+
+import pytest
+import yaml
+from pypdf import PdfReader
+from typer.testing import CliRunner
+
+from _tiny import tiny_model_dir  # noqa: F401
+from assurance.cli import app
+from assurance.evidence.store import Store
+
+runner = CliRunner()
+
+
+def write_plan(tmp_path, model_dir, **overrides):
+    plan = {
+        "name": "e2e",
+        "model": {"path": str(model_dir)},
+        "device": "cpu",
+        "battery": {"limit_per_category": 2, "max_new_tokens": 8, "batch_size": 16},
+        "finetune": {"method": "lora", "max_steps": 6, "batch_size": 4, "warmup_steps": 1, "lr": 1e-3},
+        "report": {"organisation": "Test Org"},
+    }
+    for key, value in overrides.items():
+        plan[key] = value
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan))
+    return path
+
+
+def pdf_text(path):
+    return "\n".join(page.extract_text() for page in PdfReader(path).pages)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_model_dir):  # noqa: F811
+    tmp = tmp_path_factory.mktemp("e2e")
+    model = tmp / "model"
+    shutil.copytree(tiny_model_dir, model)  # a private copy: a test flips one of its bytes
+    plan = write_plan(tmp, model)
+    db = f"sqlite:///{tmp / 'evidence.db'}"
+    env = {"ASSURE_HOME": str(tmp / "runs")}
+    result = runner.invoke(app, ["run", str(plan), "--db", db, "--json"], env=env)
+    assert result.exit_code in (0, 1), result.output
+    out = json.loads(result.stdout)
+    return dict(tmp=tmp, model=model, db=db, env=env, out=out)
+
+
+def test_run_writes_a_sealed_ledger_and_three_packs(finished_run):
+    out, db = finished_run["out"], finished_run["db"]
+    assert out["status"] in ("PASS", "FAIL") and out["exit_code"] == {"PASS": 0, "FAIL": 1}[out["status"]]
+    records = Store(db).records(out["run_id"])
+    kinds = [r.kind for r in records]
+    assert kinds[:2] == ["run_started", "environment"] and "manifest" in kinds
+    manifest = next(r for r in records if r.kind == "manifest")
+    assert manifest.complete and "base_model" in manifest.artifacts and "adapter" in manifest.artifacts
+    assert {r.stage for r in records if r.kind == "sample"} == {"base", "tuned"}
+    base_digest = manifest.artifacts["base_model"]
+    assert set(out["packs"]) == {"fca", "nhs", "uk-ai"}
+    for regime, path in out["packs"].items():
+        text = pdf_text(path)
+        flat = "".join(text.split())  # long digests wrap across lines in the PDF
+        assert out["run_id"] in flat, regime
+        assert base_digest in flat, regime
+        assert out["status"] in text, regime
+
+
+def test_verify_show_and_render_from_the_ledger_alone(finished_run):
+    out, db, env = finished_run["out"], finished_run["db"], finished_run["env"]
+    ok = runner.invoke(app, ["verify", out["run_id"], "--db", db])
+    assert ok.exit_code == 0, ok.output
+    assert "INTACT" in ok.output
+    shown = runner.invoke(app, ["show", out["run_id"][:8], "--db", db])
+    assert shown.exit_code == 0 and "refused" in shown.output
+    rendered = runner.invoke(app, ["render", out["run_id"], "--regime", "nhs", "--db", db,
+                                   "--out", str(finished_run["tmp"] / "again")], env=env)
+    assert rendered.exit_code == 0, rendered.output
+    assert "Hazard" in pdf_text(rendered.stdout.strip())
+
+
+def test_tampered_score_is_named_by_verify(finished_run):
+    out, db = finished_run["out"], finished_run["db"]
+    path = db[len("sqlite:///"):]
+    copy = finished_run["tmp"] / "tampered.db"
+    shutil.copy(path, copy)
+    con = sqlite3.connect(copy)
+    row_id, seq, payload = con.execute(
+        "SELECT id, seq, payload FROM ledger WHERE kind='metric' ORDER BY seq LIMIT 1").fetchone()
+    data = json.loads(payload)
+    data["successes"] = data["n"]
+    data["value"] = 1.0
+    con.execute("DROP TRIGGER ledger_no_update")
+    con.execute("UPDATE ledger SET payload=? WHERE id=?", (json.dumps(data, separators=(",", ":"), sort_keys=True), row_id))
+    con.commit()
+    con.close()
+    res = runner.invoke(app, ["verify", out["run_id"], "--db", f"sqlite:///{copy}", "--no-files"])
+    assert res.exit_code == 1
+    assert f"record {seq} (metric)" in res.output
+
+
+def test_changed_model_byte_is_named_by_verify(finished_run):
+    out, db, model = finished_run["out"], finished_run["db"], finished_run["model"]
+    weights = model / "model.safetensors"
+    original = weights.read_bytes()
+    try:
+        data = bytearray(original)
+        data[-10] ^= 0xFF
+        weights.write_bytes(bytes(data))
+        res = runner.invoke(app, ["verify", out["run_id"], "--db", db])
+        assert res.exit_code == 1
+        assert str(weights) in res.output
+    finally:
+        weights.write_bytes(original)
+
+
+def test_digest_command_matches_the_ledger(finished_run):
+    out, db, model = finished_run["out"], finished_run["db"], finished_run["model"]
+    res = runner.invoke(app, ["digest", str(model)])
+    manifest = [r for r in Store(db).records(out["run_id"]) if r.kind == "manifest"][0]
+    assert res.stdout.split()[0] == manifest.artifacts["base_model"]
+
+
+def assert_nothing_written(tmp_path, res, *needles):
+    assert res.exit_code == 2, res.output
+    assert not (tmp_path / "evidence.db").exists()
+    assert not (tmp_path / "runs").exists()
+    for n in needles:
+        assert n in res.output, res.output
+
+
+def test_unknown_plan_field_exits_2_and_writes_nothing(tmp_path, tiny_model_dir):  # noqa: F811
+    plan = write_plan(tmp_path, tiny_model_dir, finetune={"learning_rate": 1e-3})
+    res = runner.invoke(app, ["run", str(plan), "--db", f"sqlite:///{tmp_path / 'evidence.db'}"],
+                        env={"ASSURE_HOME": str(tmp_path / "runs")})
+    assert_nothing_written(tmp_path, res, "finetune.learning_rate", "unknown field")
+
+
+def test_missing_model_folder_exits_2_and_writes_nothing(tmp_path):
+    plan = write_plan(tmp_path, tmp_path / "no-such-model")
+    res = runner.invoke(app, ["run", str(plan), "--db", f"sqlite:///{tmp_path / 'evidence.db'}"],
+                        env={"ASSURE_HOME": str(tmp_path / "runs")})
+    assert_nothing_written(tmp_path, res, "no-such-model")
+
+
+def test_malformed_jsonl_row_exits_2_and_writes_nothing(tmp_path, tiny_model_dir):  # noqa: F811
+    data = tmp_path / "safety.jsonl"
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    data.write_text(json.dumps(good) + "\n" + json.dumps(good) + "\n{not json\n")
+    plan = write_plan(tmp_path, tiny_model_dir, finetune={"safety_data": str(data)})
+    res = runner.invoke(app, ["run", str(plan), "--db", f"sqlite:///{tmp_path / 'evidence.db'}"],
+                        env={"ASSURE_HOME": str(tmp_path / "runs")})
+    assert_nothing_written(tmp_path, res, "safety.jsonl", "line 3")
+
+
+def test_cli_usage_error_is_exit_2():
+    res = runner.invoke(app, ["render", "x", "--regime", "sec"])
+    assert res.exit_code == 2
+
+
+def test_assure_entry_point_is_installed():
+    res = subprocess.run(["assure", "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "verify" in res.stdout
