@@ -54,13 +54,22 @@ def _open_store(db: str | None, *, must_exist: bool = True) -> Store:
         raise typer.Exit(EXIT_USAGE)
 
 
-def _execute(plan: Plan, plan_path: Path | None, db, quiet: bool, as_json: bool, sign_key: Path | None, story: bool) -> int:
+def _execute(plan: Plan, plan_path: Path | None, db, quiet: bool, as_json: bool, sign_key: Path | None, story: bool,
+             comparison_plan: Plan | None = None) -> int:
     from .pipeline import SilentProgress, run_pipeline
 
     start = time.perf_counter()
     progress = SilentProgress() if (quiet or as_json) else RichProgress()
+    comparison = None
     try:
+        if comparison_plan is not None:
+            if not (quiet or as_json):
+                err_console.rule(f"[bold]Comparison run: {comparison_plan.name}")
+            other = run_pipeline(comparison_plan, store_url=db, progress=progress)
+            err_console.rule(f"[bold]Main run: {plan.name}") if not (quiet or as_json) else None
         result = run_pipeline(plan, store_url=db, plan_path=plan_path, progress=progress, sign_key=sign_key)
+        if comparison_plan is not None:
+            comparison = {comparison_plan.finetune.recipe: other, plan.finetune.recipe: result}
     except _input_errors() as err:
         fail(str(err))
         return EXIT_USAGE
@@ -78,7 +87,7 @@ def _execute(plan: Plan, plan_path: Path | None, db, quiet: bool, as_json: bool,
     if story:
         from .demo import tell_story
 
-        tell_story(result, out_console)
+        tell_story(result, out_console, comparison)
     store = Store(result.store_url)
     show_run(store.records(result.run_id), out_console)
     if result.error:
@@ -111,10 +120,16 @@ def run(
 
 @app.command()
 def demo(db: Optional[str] = DbOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt) -> None:
-    """The whole story on the built-in tiny model and data: no downloads."""
+    """The whole story on the built-in tiny model and data, no downloads: plain SFT against deep-alignment.
+
+    Exits 0 when both runs complete, whatever their verdicts (the verdict is part of the story;
+    use `assure run` to gate), and 3 when a run fails.
+    """
     from .demo import demo_plan
 
-    raise typer.Exit(_execute(demo_plan(), None, db, quiet, as_json, None, story=True))
+    code = _execute(demo_plan("deep-alignment"), None, db, quiet, as_json, None, story=True,
+                    comparison_plan=demo_plan("sft"))
+    raise typer.Exit(EXIT_PASS if code in (EXIT_PASS, EXIT_FAIL) else code)
 
 
 @app.command()

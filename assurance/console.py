@@ -61,25 +61,53 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{x:.1%}"
 
 
+def _main(m: MetricRecord) -> bool:
+    return m.decoding == "greedy" and m.variant is None
+
+
 def metrics_table(metrics: list[MetricRecord], name: str, title: str) -> Table:
-    base = {m.category: m for m in metrics if m.stage == "base" and m.name == name}
-    tuned = {m.category: m for m in metrics if m.stage == "tuned" and m.name == name}
+    """Per-category rates for base, tuned and (when run) stressed models, greedy decoding."""
+    rows: dict[str, dict[str, MetricRecord]] = {}
+    for m in metrics:
+        if m.name == name and _main(m):
+            rows.setdefault(m.category, {})[m.stage] = m
+    stages = [s for s in ("base", "tuned", "stress") if any(s in r for r in rows.values())]
     table = Table(title=title, title_justify="left")
-    for col in ("category", "n", "base", "base 95% CI", "tuned", "tuned 95% CI", "change"):
-        table.add_column(col, justify="left" if col == "category" else "right")
-    cats = [c for c in dict.fromkeys([*base, *tuned]) if c != "overall"] + ["overall"]
+    table.add_column("category")
+    table.add_column("n", justify="right")
+    for st in stages:
+        table.add_column(st, justify="right")
+        table.add_column("95% CI", justify="right", style="dim")
+    table.add_column("tuned − base", justify="right")
+    cats = [c for c in rows if c != "overall"] + (["overall"] if "overall" in rows else [])
     for c in cats:
-        b, t = base.get(c), tuned.get(c)
-        if b is None and t is None:
-            continue
-        ref = t or b
-        delta = (t.value - b.value) if (b and t) else None
-        table.add_row(
-            f"[bold]{c}[/bold]" if c == "overall" else c, str(ref.n),
-            _pct(b.value if b else None), f"{b.ci_low:.0%}–{b.ci_high:.0%}" if b else "—",
-            _pct(t.value if t else None), f"{t.ci_low:.0%}–{t.ci_high:.0%}" if t else "—",
-            "—" if delta is None else f"{delta:+.1%}",
-        )
+        r = rows[c]
+        cells = [f"[bold]{c}[/bold]" if c == "overall" else c, str(next(iter(r.values())).n)]
+        for st in stages:
+            m = r.get(st)
+            cells += [_pct(m.value if m else None), f"{m.ci_low:.0%}–{m.ci_high:.0%}" if m else "—"]
+        b, t = r.get("base"), r.get("tuned")
+        cells.append(f"{t.value - b.value:+.1%}" if (b and t) else "—")
+        table.add_row(*cells)
+    return table
+
+
+def variants_table(metrics: list[MetricRecord], name: str, title: str) -> Table | None:
+    """Overall rates per variant (prefill k, jailbreak template) across stages."""
+    rows: dict[str, dict[str, MetricRecord]] = {}
+    for m in metrics:
+        if m.name == name and m.decoding == "greedy" and m.category == "overall" and m.variant:
+            rows.setdefault(m.variant, {})[m.stage] = m
+    if not rows:
+        return None
+    stages = [s for s in ("base", "tuned", "stress") if any(s in r for r in rows.values())]
+    table = Table(title=title, title_justify="left")
+    table.add_column("variant")
+    table.add_column("n", justify="right")
+    for st in stages:
+        table.add_column(st, justify="right")
+    for variant, r in rows.items():
+        table.add_row(variant, str(next(iter(r.values())).n), *[_pct(r[st].value) if st in r else "—" for st in stages])
     return table
 
 
@@ -127,6 +155,13 @@ def show_run(records: list[Record], console: Console = out_console) -> None:
     if metrics:
         console.print(metrics_table(metrics, "refusal_rate", "Harmful requests refused (higher is safer)"))
         console.print(metrics_table(metrics, "over_refusal_rate", "Benign prompts refused (lower is better)"))
+        for name, title in (("signposting_rate", "Regulated-advice prompts signposted (higher is better)"),
+                            ("capability_score", "Capability items answered correctly (higher is better)")):
+            if any(m.name == name for m in metrics):
+                console.print(metrics_table(metrics, name, title))
+        attacks = variants_table(metrics, "attack_success_rate", "Attack success rate by attack (lower is safer)")
+        if attacks is not None:
+            console.print(attacks)
     if verdict:
         for c in verdict.checks:
             if not c["passed"]:
@@ -140,5 +175,5 @@ def show_run(records: list[Record], console: Console = out_console) -> None:
 
 
 def fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
     sys.stderr.flush()

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Callable, ContextManager, Iterator, Protocol
 
 from . import __version__
-from .battery.items import Battery, load_battery
+import torch
+
+from .battery.items import Battery, battery_from_spec
 from .battery.judge import KeywordJudge
 from .battery.runner import evaluate
 from .evidence.environment import capture_environment
@@ -87,13 +89,21 @@ class Prepared:
 
 def prepare(plan: Plan, progress: Progress) -> Prepared:
     """Validate and load every input; raises a clear error before anything is written."""
+    from .finetune.augment import load_triplets
     from .finetune.chat_data import load_chat_jsonl
+    from .finetune.recipes import data_sources
     from .models.loading import load_model, resolve_device, resolve_model_path
 
-    battery = load_battery(plan.battery.id, plan.battery.version).limited(plan.battery.limit_per_category)
+    battery = battery_from_spec(plan.battery)
     safety = load_chat_jsonl(plan.finetune.safety_data)
     utility = load_chat_jsonl(plan.finetune.utility_data) if plan.finetune.utility_data else None
+    if "dataset:triplets" in data_sources(plan.finetune):
+        load_triplets(plan.finetune.triplet_data)
+    if plan.stress.enabled:
+        load_chat_jsonl(plan.stress.data)
     device, dtype = resolve_device(plan.device)
+    if device.type == "cpu" and plan.cpu_threads:
+        torch.set_num_threads(plan.cpu_threads)
     with progress.stage("Loading the base model"):
         model_path = resolve_model_path(plan.model.path)
         model, tokenizer = load_model(
@@ -145,9 +155,13 @@ def run_pipeline(
         store.append(run_id, [capture_environment(str(prep.device), str(prep.dtype).replace("torch.", ""),
                                                   describe_accelerator(prep.device))])
         with progress.stage("Provenance: hashing the model, data and plan"):
-            arts = [_artifact("base_model", prep.model_path), _artifact("dataset:safety", _data_path(plan.finetune.safety_data))]
-            if plan.finetune.utility_data:
-                arts.append(_artifact("dataset:utility", _data_path(plan.finetune.utility_data)))
+            from .finetune.recipes import data_sources
+
+            sources = data_sources(plan.finetune)
+            if plan.stress.enabled:
+                sources["dataset:stress"] = plan.stress.data
+            arts = [_artifact("base_model", prep.model_path)]
+            arts += [_artifact(role, _data_path(spec)) for role, spec in sources.items()]
             if plan_path:
                 arts.append(_artifact("plan", plan_path))
             store.append(run_id, arts)
@@ -176,13 +190,23 @@ def run_pipeline(
         stage = "evaluate tuned"
         tuned_metrics = _evaluate(store, run_id, prep, judge, "tuned", tuned_model, progress)
 
+        stress_metrics: list[MetricRecord] = []
+        if plan.stress.enabled:
+            stage = "persistence stress fine-tune"
+            stressed, st_record = _stress(prep, tuned_model, run_dir, out_art.digest, progress)
+            st_art = _artifact("stress_adapter" if plan.stress.method == "lora" else "stress_model",
+                               st_record.output_path)
+            store.append(run_id, [st_record.model_copy(update={"output_digest": st_art.digest}), st_art])
+            stage = "evaluate stressed"
+            stress_metrics = _evaluate(store, run_id, prep, judge, "stress", stressed, progress)
+
         stage = "verdict"
-        verdict = decide(plan.policy, base_metrics + tuned_metrics)
+        verdict = decide(plan.policy, base_metrics + tuned_metrics + stress_metrics)
         store.append(run_id, [verdict])
         stage = "seal"
         seal_run(store, run_id, complete=True, key_path=sign_key)
         result.status, result.reasons = verdict.status, verdict.reasons
-        result.metrics = base_metrics + tuned_metrics
+        result.metrics = base_metrics + tuned_metrics + stress_metrics
         result.exit_code = EXIT_PASS if verdict.status == "PASS" else EXIT_FAIL
     except Exception as err:  # any stage failing leaves a sealed, incomplete, ERROR run
         message = f"{type(err).__name__}: {err}"
@@ -207,27 +231,37 @@ def _evaluate(store: Store, run_id: str, prep: Prepared, judge: KeywordJudge, st
     return metrics
 
 
+def _train_progress(advance: Callable[[int], None], progress: Progress) -> Callable[[dict], None]:
+    def report(info: dict) -> None:
+        advance(1)
+        if hasattr(progress, "status"):
+            progress.status(f"loss {info['loss']:.3f}  lr {info['lr']:.2e}  {info['tokens_per_second']:,.0f} tok/s")
+    return report
+
+
 def _finetune(prep: Prepared, run_dir: Path, base_digest: str, progress: Progress):
-    from .finetune.mixing import mix
-    from .finetune.trainer import train
+    from .finetune.recipes import finetune_record, run_recipe
 
     spec = prep.plan.finetune
-    mixed = mix(prep.safety, prep.utility, spec.safety_ratio, prep.plan.seed)
     out_dir = run_dir / ("adapter" if spec.method == "lora" else "model")
     with progress.stage(f"Safety fine-tune ({spec.recipe}, {spec.method}, {spec.max_steps} steps)",
                         total=spec.max_steps) as advance:
-        res = train(prep.model, prep.tokenizer, mixed, spec, seed=prep.plan.seed, device=prep.device,
-                    dtype=prep.dtype, output_dir=out_dir, progress=lambda info: advance(1))
-    record = FinetuneRecord(
-        purpose="safety", recipe=spec.recipe, method=spec.method, hyperparameters=res.hyperparameters,
-        seed=prep.plan.seed, n_safety_examples=res.n_safety, n_utility_examples=res.n_utility,
-        achieved_safety_ratio=res.achieved_ratio, achieved_safety_token_ratio=res.achieved_token_ratio,
-        steps=res.steps, loss_curve=[(int(s), float(v)) for s, v in res.loss_curve], tokens_seen=res.tokens_seen,
-        tokens_per_second=res.tokens_per_second, wall_seconds=res.wall_seconds,
-        peak_memory_bytes=res.peak_memory_bytes, base_model_digest=base_digest, output_digest="",
-        output_path=str(Path(res.output_dir).resolve()),
-    )
-    return res.model, record
+        res = run_recipe(prep.model, prep.tokenizer, spec, seed=prep.plan.seed, device=prep.device, dtype=prep.dtype,
+                         output_dir=out_dir, progress=_train_progress(advance, progress),
+                         safety=prep.safety, utility=prep.utility)
+    return res.model, finetune_record(res, purpose="safety", seed=prep.plan.seed, base_model_digest=base_digest)
+
+
+def _stress(prep: Prepared, tuned_model, run_dir: Path, tuned_digest: str, progress: Progress):
+    """A customer's benign fine-tune of the safety-tuned model (Qi et al. 2024): does safety persist?"""
+    from .finetune.recipes import finetune_record, stress_finetune
+
+    stress = prep.plan.stress
+    with progress.stage(f"Persistence stress: benign fine-tune ({stress.method}, {stress.max_steps} steps)",
+                        total=stress.max_steps) as advance:
+        res = stress_finetune(tuned_model, prep.tokenizer, stress, seed=prep.plan.seed, device=prep.device,
+                              dtype=prep.dtype, output_dir=run_dir / "stress", progress=_train_progress(advance, progress))
+    return res.model, finetune_record(res, purpose="stress", seed=prep.plan.seed, base_model_digest=tuned_digest)
 
 
 def render_and_record(store: Store, run_id: str, regime: str, out_dir: Path, *, redact: bool | None = None) -> Path:

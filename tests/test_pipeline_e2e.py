@@ -5,6 +5,8 @@ import json
 import shutil
 import sqlite3
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -164,5 +166,6 @@ def test_cli_usage_error_is_exit_2():
 
 
 def test_assure_entry_point_is_installed():
-    res = subprocess.run(["assure", "--help"], capture_output=True, text=True)
+    assure = Path(sys.executable).parent / "assure"  # the venv's console script
+    res = subprocess.run([str(assure), "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "verify" in res.stdout
