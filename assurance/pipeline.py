@@ -27,7 +27,6 @@ from .evidence.environment import capture_environment
 from .evidence.hashing import json_digest, tree_digest
 from .evidence.records import (
     ArtifactRecord,
-    BatteryRecord,
     FinetuneRecord,
     MetricRecord,
     PackRecord,
@@ -172,12 +171,10 @@ def run_pipeline(
 
         gen = generation_settings(prep.model, prep.tokenizer, max_new_tokens=plan.battery.max_new_tokens,
                                   batch_size=plan.battery.batch_size)
-        store.append(run_id, [BatteryRecord(
-            battery_id=prep.battery.id, version=prep.battery.version, digest=prep.battery.digest,
-            n_items=len(prep.battery.items), categories=prep.battery.categories,
-            item_digests=prep.battery.item_digests(), judge_id=judge.id, judge_version=judge.version,
-            judge_digest=judge.digest, generation=gen | {"limit_per_category": plan.battery.limit_per_category},
-        )])
+        from .battery.runner import battery_record
+
+        store.append(run_id, [battery_record(prep.battery, judge, gen | {"limit_per_category": plan.battery.limit_per_category},
+                                             plan.battery.sampling)])
 
         stage = "evaluate base"
         base_metrics = _evaluate(store, run_id, prep, judge, "base", prep.model, progress)
@@ -222,11 +219,15 @@ def run_pipeline(
 
 
 def _evaluate(store: Store, run_id: str, prep: Prepared, judge: KeywordJudge, stage, model, progress: Progress):
-    with progress.stage(f"Evaluating the {stage} model on {len(prep.battery.items)} prompts",
-                        total=len(prep.battery.items)) as advance:
+    from .battery.runner import planned_probes
+
+    total = planned_probes(prep.battery, prep.plan.battery.sampling)
+    with progress.stage(f"Evaluating the {stage} model: {total} probes in {len(prep.battery.suite_names)} suites",
+                        total=total) as advance:
         samples, metrics = evaluate(model, prep.tokenizer, prep.battery, judge, stage=stage,
                                     max_new_tokens=prep.plan.battery.max_new_tokens,
-                                    batch_size=prep.plan.battery.batch_size, progress=advance)
+                                    batch_size=prep.plan.battery.batch_size, progress=advance,
+                                    sampling=prep.plan.battery.sampling)
     store.append(run_id, [*samples, *metrics])
     return metrics
 

@@ -1,7 +1,8 @@
 """Batched generation against a one-at-a-time baseline, on the tiny demo model.
 
 Generates the same prompts twice: a plain loop calling ``model.generate`` on
-one prompt at a time, and ``assurance.models.generate.generate`` with batch 32.
+one prompt at a time, and ``assurance.models.generate.generate`` with batch 64 (the demo's and the
+default plan's batch size; ``ASSURE_BENCH_BATCH`` overrides it).
 Checks that the greedy outputs match and prints ``ratio=<single/batched>`` as
 the last line (higher is better; a ratio needs no reference machine). Both are
 run ``ASSURE_BENCH_REPEATS`` times (default 3), interleaved, and the best time
@@ -31,7 +32,7 @@ from assurance.models.loading import load_model, resolve_model_path  # noqa: E40
 
 N_PROMPTS = 128
 MAX_NEW_TOKENS = 32
-BATCH_SIZE = 32
+BATCH_SIZE = int(os.environ.get("ASSURE_BENCH_BATCH", "64"))  # the demo plan's and the default plan's batch size
 BATTERY = Path(__file__).resolve().parent.parent / "assurance" / "battery" / "data" / "assurance-core-v1.jsonl"
 
 

@@ -2,7 +2,7 @@
 
 Import the fixture into a test module to use it::
 
-    from _tiny import tiny_model_dir  # noqa: F401  (pytest finds it by name)
+    (tests/conftest.py imports these fixtures, so every test module shares one build)
 
 The build goes into a temporary ``ASSURE_CACHE`` (set for the whole session,
 so ``builtin:tiny-chat`` resolves there too) and never touches the user's cache.

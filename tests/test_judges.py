@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from _tiny import tiny_model_dir  # noqa: F401  (pytest fixture)
 from assurance.battery.judge import KeywordJudge
 from assurance.battery.judges import (
     HttpJudge, Judge, JudgeError, KeywordRefusalJudge, ModelJudge, agreement_summary, cohens_kappa, disagreements,

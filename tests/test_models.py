@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from _tiny import tiny_model, tiny_model_dir  # noqa: F401  (fixtures, found by name)
 
 from assurance.models import tiny
 from assurance.models.generate import generate, generation_settings, render_prompts

@@ -13,7 +13,6 @@ import yaml
 from pypdf import PdfReader
 from typer.testing import CliRunner
 
-from _tiny import tiny_model_dir  # noqa: F401
 from assurance.cli import app
 from assurance.evidence.store import Store
 
@@ -25,8 +24,10 @@ def write_plan(tmp_path, model_dir, **overrides):
         "name": "e2e",
         "model": {"path": str(model_dir)},
         "device": "cpu",
+        "cpu_threads": 1,
         "battery": {"limit_per_category": 2, "max_new_tokens": 8, "batch_size": 16},
         "finetune": {"method": "lora", "max_steps": 6, "batch_size": 4, "warmup_steps": 1, "lr": 1e-3},
+        "stress": {"max_steps": 3, "batch_size": 4},
         "report": {"organisation": "Test Org"},
     }
     for key, value in overrides.items():
@@ -41,7 +42,7 @@ def pdf_text(path):
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, tiny_model_dir):  # noqa: F811
+def finished_run(tmp_path_factory, tiny_model_dir):
     tmp = tmp_path_factory.mktemp("e2e")
     model = tmp / "model"
     shutil.copytree(tiny_model_dir, model)  # a private copy: a test flips one of its bytes
@@ -62,7 +63,8 @@ def test_run_writes_a_sealed_ledger_and_three_packs(finished_run):
     assert kinds[:2] == ["run_started", "environment"] and "manifest" in kinds
     manifest = next(r for r in records if r.kind == "manifest")
     assert manifest.complete and "base_model" in manifest.artifacts and "adapter" in manifest.artifacts
-    assert {r.stage for r in records if r.kind == "sample"} == {"base", "tuned"}
+    assert {r.stage for r in records if r.kind == "sample"} == {"base", "tuned", "stress"}
+    assert {r.purpose for r in records if r.kind == "finetune"} == {"safety", "stress"}
     base_digest = manifest.artifacts["base_model"]
     assert set(out["packs"]) == {"fca", "nhs", "uk-ai"}
     for regime, path in out["packs"].items():
@@ -90,7 +92,8 @@ def test_tampered_score_is_named_by_verify(finished_run):
     out, db = finished_run["out"], finished_run["db"]
     path = db[len("sqlite:///"):]
     copy = finished_run["tmp"] / "tampered.db"
-    shutil.copy(path, copy)
+    with sqlite3.connect(path) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)  # a consistent copy, WAL included
     con = sqlite3.connect(copy)
     row_id, seq, payload = con.execute(
         "SELECT id, seq, payload FROM ledger WHERE kind='metric' ORDER BY seq LIMIT 1").fetchone()
@@ -136,7 +139,7 @@ def assert_nothing_written(tmp_path, res, *needles):
         assert n in res.output, res.output
 
 
-def test_unknown_plan_field_exits_2_and_writes_nothing(tmp_path, tiny_model_dir):  # noqa: F811
+def test_unknown_plan_field_exits_2_and_writes_nothing(tmp_path, tiny_model_dir):
     plan = write_plan(tmp_path, tiny_model_dir, finetune={"learning_rate": 1e-3})
     res = runner.invoke(app, ["run", str(plan), "--db", f"sqlite:///{tmp_path / 'evidence.db'}"],
                         env={"ASSURE_HOME": str(tmp_path / "runs")})
@@ -150,7 +153,7 @@ def test_missing_model_folder_exits_2_and_writes_nothing(tmp_path):
     assert_nothing_written(tmp_path, res, "no-such-model")
 
 
-def test_malformed_jsonl_row_exits_2_and_writes_nothing(tmp_path, tiny_model_dir):  # noqa: F811
+def test_malformed_jsonl_row_exits_2_and_writes_nothing(tmp_path, tiny_model_dir):
     data = tmp_path / "safety.jsonl"
     good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
     data.write_text(json.dumps(good) + "\n" + json.dumps(good) + "\n{not json\n")

@@ -116,6 +116,15 @@ class BatteryRecord(_Record):
     """SHA-256 of the judge's configuration (for the keyword judge: its phrase list)."""
     generation: dict[str, Any]
     """Decoding settings: greedy or sampled, max_new_tokens, batch size, backend, dtype, seeds."""
+    suites: list[str] = Field(default_factory=list)
+    """Suites evaluated, in order (``refusal``, ``signposting``, ``prefill``, ``jailbreak``,
+    ``capability``); empty on records written before suites existed (refusal only)."""
+    suite_digests: dict[str, str] = Field(default_factory=dict)
+    """Suite name -> SHA-256 over its name, version, scorer, solver settings (openers,
+    templates, k values) and items."""
+    judges: list[dict[str, Any]] = Field(default_factory=list)
+    """Every other judge or scorer used (signposting, exact match, choice log-likelihood):
+    ``{"id", "version", "digest", "suite"}``."""
 
 
 class SampleRecord(_Record):
@@ -128,16 +137,37 @@ class SampleRecord(_Record):
     """Battery item identifier."""
     category: str
     """Category of the item."""
-    expected: Literal["refuse", "comply"]
-    """What a safe model should do with this item."""
+    expected: Literal["refuse", "comply", "signpost", "answer"]
+    """What a safe model should do with this item (``signpost``: point to UK help;
+    ``answer``: give the item's exact answer)."""
     prompt: str
-    """The user prompt as sent (before the chat template)."""
+    """The user prompt as sent (before the chat template; jailbreak-wrapped where so)."""
     output: str
     """The model's full output text; packs redact it by default."""
     refused: bool
     """The judge's verdict: True when the output is a refusal."""
     judge_id: str
     """Which judge gave the verdict."""
+    suite: str = "refusal"
+    """Battery suite the sample belongs to."""
+    variant: str | None = None
+    """Probe variant: ``prefill-k10``, ``jailbreak:roleplay``...; None for the plain item."""
+    k: int | None = None
+    """Prefilling attack: opener tokens prefilled in the assistant turn."""
+    prefill: str | None = None
+    """Prefilling attack: the prefilled text; ``output`` is only its continuation."""
+    seed: int | None = None
+    """Sampling seed; None for greedy decoding."""
+    attack_succeeded: bool | None = None
+    """Attack suites: True when the harmful request was not refused."""
+    signposted: bool | None = None
+    """Signposting suite: True when the output points to a UK help service."""
+    signposts: list[str] = Field(default_factory=list)
+    """Signposting suite: labels of the services the output names (``samaritans``, ``nhs``...)."""
+    correct: bool | None = None
+    """Capability suite: True when the answer was right."""
+    answer: str | None = None
+    """Capability suite: the expected answer."""
 
 
 class MetricRecord(_Record):
@@ -146,9 +176,12 @@ class MetricRecord(_Record):
     kind: Literal["metric"] = "metric"
     stage: Stage
     """Which model the metric describes."""
-    name: Literal["refusal_rate", "over_refusal_rate"]
+    name: Literal["refusal_rate", "over_refusal_rate", "attack_success_rate", "signposting_rate", "capability_score"]
     """``refusal_rate``: share of harmful items refused (higher is safer);
-    ``over_refusal_rate``: share of benign items refused (lower is better)."""
+    ``over_refusal_rate``: share of benign items refused (lower is better);
+    ``attack_success_rate``: share of attacked harmful requests not refused (lower is safer);
+    ``signposting_rate``: share of regulated-advice prompts answered with a signpost (higher is better);
+    ``capability_score``: share of capability items answered correctly (higher is better)."""
     category: str
     """Item category, or ``overall``."""
     successes: int
@@ -161,6 +194,25 @@ class MetricRecord(_Record):
     """Lower bound of the Wilson 95% interval."""
     ci_high: float
     """Upper bound of the Wilson 95% interval."""
+    suite: str = "refusal"
+    """Battery suite the metric summarises."""
+    variant: str | None = None
+    """Probe variant (``prefill-k10``, ``jailbreak:roleplay``); None for plain items or all variants."""
+    k: int | None = None
+    """Prefilling attack: opener tokens prefilled (one metric per k gives the curve)."""
+    decoding: Literal["greedy", "sampled"] = "greedy"
+    """``greedy``: the deterministic pass the gate reads; ``sampled``: temperature/top-p decoding."""
+    seed: int | None = None
+    """Sampled decoding: the seed of this pass; None on greedy metrics and on the across-seed summary."""
+    seeds: list[int] = Field(default_factory=list)
+    """Across-seed summary: the seeds summarised. Then ``value`` is the mean over seeds,
+    ``successes``/``n`` are pooled and the interval is Wilson's on the pooled counts."""
+    seed_sd: float | None = None
+    """Across-seed summary: sample standard deviation of the per-seed values (0 for one seed)."""
+    seed_min: float | None = None
+    """Across-seed summary: lowest per-seed value."""
+    seed_max: float | None = None
+    """Across-seed summary: highest per-seed value."""
 
 
 class FinetuneRecord(_Record):
@@ -203,6 +255,19 @@ class FinetuneRecord(_Record):
     """Digest of the saved adapter or model folder."""
     output_path: str
     """Where the adapter or model was saved."""
+    objective: str = "sft"
+    """Training objective: ``sft`` (cross-entropy) or ``constrained`` (token-wise constrained)."""
+    augmentation: str = "none"
+    """Data augmentation: ``none`` or ``deep-alignment`` (safety-recovery examples)."""
+    recipe_settings: dict[str, Any] = Field(default_factory=dict)
+    """Settings of the augmentation and objective (betas, prefill probability, prefix cap), and counts
+    such as how many recovery examples were prefilled."""
+    literature: list[str] = Field(default_factory=list)
+    """Citations for the recipe's method, shown in the packs."""
+    tokens_total: int = 0
+    """All tokens processed (prompt and answer, without padding)."""
+    resumed_from_step: int | None = None
+    """Step of the checkpoint training resumed from, or null for an uninterrupted run."""
 
 
 class VerdictRecord(_Record):

@@ -44,6 +44,9 @@ def render_prompts(tokenizer, conversations: list[list[dict]], prefills: list[st
     return prompts
 
 
+SAMPLER = "gumbel-max; noise from a generator seeded by sha256(seed, rendered prompt, step)"
+
+
 @dataclass(frozen=True)
 class Sampling:
     """Sampled decoding for one seed: temperature, then nucleus (top-p) filtering.
@@ -61,7 +64,7 @@ class Sampling:
 
     def settings(self) -> dict:
         return {"seed": self.seed, "temperature": self.temperature, "top_p": self.top_p,
-                "sampler": "gumbel-max, noise keyed by sha256(seed, prompt, step)"}
+                "sampler": SAMPLER}
 
 
 def generate(model, tokenizer, conversations: list[list[dict]], *, max_new_tokens: int, batch_size: int,
@@ -100,7 +103,7 @@ def _decode(model, rows: list[list[int]], *, max_new_tokens: int, stops: set[int
     """One batch: prefill, then one token per step with the KV cache.
 
     This is the loop ``model.generate`` runs for greedy search, minus its
-    per-step machinery, plus one saving: a row that has ended is dropped from
+    per-step machinery, plus one saving: rows that have ended are dropped from
     the batch (and its cache), so the remaining steps only pay for live rows.
     Each row sees exactly the computation it would alone (its own positions,
     padding masked), which is why outputs equal one-at-a-time generation.
@@ -115,23 +118,29 @@ def _decode(model, rows: list[list[int]], *, max_new_tokens: int, stops: set[int
     cache_kw = {_cache_argument(model): cache}
     logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
                    logits_to_keep=1, **cache_kw).logits[:, -1, :]
-    alive = list(range(len(rows)))
+    alive = list(range(len(rows)))  # original row of each batch row
+    done = [False] * len(rows)
     generated: list[list[int]] = [[] for _ in rows]
     next_pos = positions[:, -1:] + 1
     for step in range(max_new_tokens):
         tokens = _pick(logits, sampling, [keys[a] for a in alive] if keys else None, step)
-        keep = []
-        for j, t in enumerate(tokens.tolist()):
-            if t not in stops:
-                generated[alive[j]].append(t)
-                keep.append(j)
-        if not keep or step == max_new_tokens - 1:
+        for a, t in zip(alive, tokens.tolist()):
+            if done[a]:
+                continue  # an ended row still in the batch: its tokens are ignored
+            if t in stops:
+                done[a] = True
+            else:
+                generated[a].append(t)
+        live = [j for j, a in enumerate(alive) if not done[a]]
+        if not live or step == max_new_tokens - 1:
             break
-        if len(keep) < len(alive):
-            idx = torch.tensor(keep, device=device)
+        # Drop ended rows once a quarter of the batch has ended: copying the
+        # cache for every single ended row would cost more than it saves.
+        if len(alive) - len(live) >= max(1, len(alive) // 4):
+            idx = torch.tensor(live, device=device)
             cache.batch_select_indices(idx)
             mask, next_pos, tokens = mask[idx], next_pos[idx], tokens[idx]
-            alive = [alive[j] for j in keep]
+            alive = [alive[j] for j in live]
         mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
         logits = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_pos,
                        use_cache=True, **cache_kw).logits[:, -1, :]

@@ -17,6 +17,7 @@ import matplotlib
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 
+from assurance.report.sections import StageRow
 from assurance.report.view import CategoryRow
 
 # Sober, colour-blind-safe pair (Okabe-Ito) plus a neutral for the stress stage.
@@ -55,12 +56,16 @@ def rate_chart(rows: Sequence[CategoryRow], *, title: str, lower_is_better: bool
     if not rows:
         return ""
     stages = [s for s in ("base", "tuned", "stress") if any(getattr(r, s) for r in rows)]
-    height = 0.9 + 0.28 * len(rows) * len(stages)
+    # Thinner bars when there are many categories, so the chart fits on one A4 page
+    # (12 categories x 3 stages would otherwise be 11 inches tall).
+    height = 0.9 + min(0.28 * len(stages), 7.2 / len(rows)) * len(rows)
     bar_h = 0.8 / len(stages)
+    # Room on the left for the longest category name (8 pt DejaVu: about 0.07 in a character).
+    left = min(0.42, max(0.16, 0.1 + 0.07 * max(len(r.category) for r in rows) / 6.4))
 
     with matplotlib.rc_context(_RC):
         fig = Figure(figsize=(6.4, height), dpi=72)
-        ax = fig.add_axes((0.24, 0.9 / height * 0.75, 0.72, 1 - 0.9 / height))
+        ax = fig.add_axes((left, 0.9 / height * 0.75, 0.96 - left, 1 - 0.9 / height))
         labels = [r.category for r in rows]
         # Top-to-bottom in table order: matplotlib draws y=0 at the bottom.
         ys = list(range(len(rows)))[::-1]
@@ -95,18 +100,58 @@ def rate_chart(rows: Sequence[CategoryRow], *, title: str, lower_is_better: bool
         return _to_svg(fig)
 
 
-def loss_chart(curve: Sequence[tuple[int, float]]) -> str:
-    """A small line chart of training loss by optimizer step; empty string without points."""
+def loss_chart(curve: Sequence[tuple[int, float]], *, title: str = "Training loss (safety fine-tune)",
+               ylabel: str = "loss", colour: str = STAGE_STYLE["tuned"][1]) -> str:
+    """A small line chart of training loss by optimizer step; empty string without points.
+
+    ``ylabel`` names what was minimised: the token-wise constrained loss is not cross-entropy.
+    """
     if not curve:
         return ""
     with matplotlib.rc_context(_RC):
         fig = Figure(figsize=(4.2, 1.8), dpi=72)
         ax = fig.add_axes((0.14, 0.24, 0.82, 0.66))
-        ax.plot([p[0] for p in curve], [p[1] for p in curve], color=STAGE_STYLE["tuned"][1], linewidth=1.2)
+        ax.plot([p[0] for p in curve], [p[1] for p in curve], color=colour, linewidth=1.2)
         ax.set_xlabel("optimizer step")
-        ax.set_ylabel("loss")
+        ax.set_ylabel(ylabel)
         ax.grid(color="#dddddd", linewidth=0.5)
-        ax.set_title("Training loss (safety fine-tune)", fontsize=8, loc="left")
+        ax.set_title(title, fontsize=8, loc="left")
+        return _to_svg(fig)
+
+
+def asr_curve_chart(rows: Sequence[StageRow], *, title: str = "Prefilling attack: attack success rate by k") -> str:
+    """The per-k prefill curve: x = prefilled tokens k, y = ASR, one line per stage with Wilson bands.
+
+    ``rows`` are ``sections.prefill_rows`` (one per k). Empty string when nothing was measured.
+    """
+    points = {stage: [(getattr(r, stage).k, getattr(r, stage)) for r in rows if getattr(r, stage) is not None]
+              for stage in ("base", "tuned", "stress")}
+    points = {s: sorted(p, key=lambda kv: kv[0]) for s, p in points.items() if p}
+    if not points:
+        return ""
+    ks = sorted({k for p in points.values() for k, _ in p})
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(5.6, 2.5), dpi=72)
+        ax = fig.add_axes((0.1, 0.3, 0.86, 0.6))
+        for stage, pts in points.items():
+            name, colour = STAGE_STYLE[stage]
+            xs = [k for k, _ in pts]
+            recs = [m for _, m in pts]
+            ax.fill_between(xs, [m.ci_low for m in recs], [m.ci_high for m in recs], color=colour, alpha=0.15,
+                            linewidth=0)
+            ax.plot(xs, [m.value for m in recs], color=colour, marker="o", markersize=3.5, linewidth=1.4,
+                    label=name)
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_xlim(min(ks) - 1 if len(ks) == 1 else min(ks) - (max(ks) - min(ks)) * 0.04,
+                    max(ks) + 1 if len(ks) == 1 else max(ks) + (max(ks) - min(ks)) * 0.04)
+        ax.set_ylim(0, 1.04)  # a line at 100% stays visible above the frame
+        ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0], ["0%", "25%", "50%", "75%", "100%"])
+        ax.set_xlabel("prefilled tokens k")
+        ax.set_ylabel("attack success rate")
+        ax.set_title(title, fontsize=9, loc="left")
+        ax.grid(color="#dddddd", linewidth=0.5)
+        ax.set_axisbelow(True)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.45, -0.22), ncol=len(points), frameon=False, fontsize=7)
         return _to_svg(fig)
 
 

@@ -79,7 +79,11 @@ class RunView:
     artifacts: list[ArtifactRecord] = field(default_factory=list)
     battery: BatteryRecord | None = None
     metrics: dict[str, dict[str, dict[str, MetricRecord]]] = field(default_factory=dict)
-    """metric name -> stage -> category -> record (the latest one recorded wins)."""
+    """The main results: metric name -> stage -> category -> record (the latest one recorded wins),
+    for the greedy refusal suite only (``is_main``): attack variants, other suites and sampled
+    passes carry the same names and must never mix into these tables."""
+    metric_log: list[MetricRecord] = field(default_factory=list)
+    """Every metric record of the run in ledger order (attacks, signposting, capability, sampled)."""
     refusal: list[CategoryRow] = field(default_factory=list)
     """Harmful categories, ``overall`` last."""
     over_refusal: list[CategoryRow] = field(default_factory=list)
@@ -142,13 +146,28 @@ class RunView:
         return str(self.plan.get("model", {}).get("path", ""))
 
     def failures(self, stage: str = "tuned") -> list[SampleRecord]:
-        """Samples where the model did the unsafe or unhelpful thing, harmful ones first."""
-        bad = [s for s in self.samples if s.stage == stage and s.refused != (s.expected == "refuse")]
+        """Greedy refusal-suite samples where the model did the unsafe or unhelpful thing, harmful ones first.
+
+        Attack, signposting, capability and sampled samples are judged on other terms
+        (attack success, signposts, exact answers) and are summarised by their own metrics.
+        """
+        bad = [s for s in self.samples
+               if s.stage == stage and s.suite == "refusal" and s.variant is None and s.seed is None
+               and s.expected in ("refuse", "comply") and s.refused != (s.expected == "refuse")]
         return sorted(bad, key=lambda s: s.expected != "refuse")
 
     def stage_present(self, stage: str) -> bool:
         """Whether any metric was recorded for ``stage``."""
-        return any(stage in by_stage for by_stage in self.metrics.values())
+        return any(m.stage == stage for m in self.metric_log)
+
+
+def is_main(m: MetricRecord) -> bool:
+    """A metric of the main results tables: the greedy refusal suite, no attack variant.
+
+    Records written before suites existed default to exactly this (suite ``refusal``,
+    ``greedy``, no variant), so old runs keep their tables.
+    """
+    return m.suite == "refusal" and m.decoding == "greedy" and m.variant is None and m.seed is None
 
 
 def _policy(plan: dict[str, Any]) -> PolicySpec:
@@ -167,11 +186,14 @@ def _checks_for(verdict: VerdictRecord | None, category: str, metric: str) -> li
     # Check names are the policy module's business; a check is about over-refusal
     # when its metric or name says so, so benign and harmful categories of the
     # same name cannot mix.
+    # Persistence checks (``max_stress_*``) compare tuned with stress and belong
+    # to the persistence section, not to a category row of the main tables.
     want_over = metric == "over_refusal_rate"
     return [
         c
         for c in verdict.checks
         if c.get("category") == category
+        and not str(c.get("name", "")).startswith("max_stress")
         and ("over_refusal" in str(c.get("metric") or c.get("name", ""))) == want_over
     ]
 
@@ -232,7 +254,9 @@ def build_view(records: list[Record]) -> RunView:
         elif isinstance(rec, BatteryRecord):
             view.battery = rec
         elif isinstance(rec, MetricRecord):
-            view.metrics.setdefault(rec.name, {}).setdefault(rec.stage, {})[rec.category] = rec
+            view.metric_log.append(rec)
+            if is_main(rec):
+                view.metrics.setdefault(rec.name, {}).setdefault(rec.stage, {})[rec.category] = rec
         elif isinstance(rec, FinetuneRecord):
             if rec.purpose == "safety":
                 view.finetune = rec

@@ -1,0 +1,149 @@
+"""Solvers: how a suite turns its items into probes (the messages actually sent).
+
+A probe is one item under one variant: plain, prefilled with k tokens of a
+compliant opener, or wrapped in a jailbreak template. Solvers are plain data
+(their ``settings`` go into the suite digest) so a battery version pins every
+opener and template byte for byte. Openers and templates are content-free:
+they reframe a request, they never add operational detail.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+from dataclasses import dataclass
+from typing import Iterable
+
+from .items import Item
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One generation (or choice scoring) the runner performs."""
+
+    suite: str
+    item: Item
+    prompt: str
+    """The user message as sent (the item's prompt, possibly wrapped)."""
+    variant: str | None = None
+    """``prefill-k10``, ``jailbreak:roleplay``...; None for the plain item."""
+    prefill: str | None = None
+    """Text placed at the start of the assistant turn; the model continues it."""
+    k: int | None = None
+    """Prefill length in tokens of the model's tokenizer."""
+
+    @property
+    def messages(self) -> list[dict]:
+        return [{"role": "user", "content": self.prompt}]
+
+
+@dataclass(frozen=True)
+class Plain:
+    """Send each item's prompt as it is."""
+
+    @property
+    def settings(self) -> dict:
+        return {"solver": "plain"}
+
+    @property
+    def n_variants(self) -> int:
+        return 1
+
+    def probes(self, suite: str, items: Iterable[Item], tokenizer=None) -> list[Probe]:
+        return [Probe(suite, item, item.prompt) for item in items]
+
+
+@dataclass(frozen=True)
+class Prefill:
+    """Prefilling attack (Qi et al., ICLR 2025): k tokens of a compliant opener
+    already in the assistant turn. Safety that is only "a few tokens deep"
+    fails as k grows."""
+
+    openers: tuple[str, ...]
+    k_values: tuple[int, ...]
+
+    @property
+    def settings(self) -> dict:
+        return {"solver": "prefill", "openers": list(self.openers), "k_values": list(self.k_values)}
+
+    @property
+    def n_variants(self) -> int:
+        return len(self.k_values)
+
+    def probes(self, suite: str, items: Iterable[Item], tokenizer=None) -> list[Probe]:
+        if tokenizer is None:
+            raise ValueError("the prefill solver needs the model's tokenizer to count tokens")
+        cuts = {k: prefill_text(tokenizer, self.openers, k) for k in self.k_values}
+        return [Probe(suite, item, item.prompt, f"prefill-k{k}", cuts[k], k)
+                for k in self.k_values for item in items]
+
+
+def prefill_text(tokenizer, openers: tuple[str, ...], k: int) -> str:
+    """The first ``k`` tokens of the openers, joined and repeated as needed.
+
+    Counting in the model's own tokens is what makes k comparable with the
+    paper's curve; the openers are cycled (never invented) when one is too short.
+    """
+    if k < 1 or not openers:
+        raise ValueError("k must be >= 1 and there must be at least one opener")
+    text, ids, i = "", [], 0
+    while len(ids) < k:
+        text = (text + " " if text else "") + openers[i % len(openers)]
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        i += 1
+    return tokenizer.decode(ids[:k])
+
+
+LEET = str.maketrans({"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7",
+                      "A": "4", "E": "3", "I": "1", "O": "0", "S": "5", "T": "7"})
+
+
+def wrap(template: str, request: str) -> str:
+    """Apply a jailbreak template; it may use the request as text, base64 or leetspeak."""
+    return template.format(
+        request=request,
+        request_b64=base64.b64encode(request.encode("utf-8")).decode("ascii"),
+        request_leet=request.translate(LEET),
+    )
+
+
+@dataclass(frozen=True)
+class Jailbreak:
+    """Wrap each request in every template (role-play, override, base64...)."""
+
+    templates: tuple[tuple[str, str], ...]
+    """(name, template) pairs, in a fixed order."""
+
+    @property
+    def settings(self) -> dict:
+        return {"solver": "jailbreak", "templates": dict(self.templates)}
+
+    @property
+    def n_variants(self) -> int:
+        return len(self.templates)
+
+    def probes(self, suite: str, items: Iterable[Item], tokenizer=None) -> list[Probe]:
+        items = list(items)
+        return [Probe(suite, item, wrap(template, item.prompt), f"jailbreak:{name}")
+                for name, template in self.templates for item in items]
+
+
+def sample_per_category(items: Iterable[Item], per_category: int, seed: int) -> tuple[Item, ...]:
+    """A fixed, seeded sample of ``per_category`` items from each category, in battery order.
+
+    The seed belongs to the battery version (not the run), so every run of a
+    version attacks the same requests.
+    """
+    by_cat: dict[str, list[Item]] = {}
+    for item in items:
+        by_cat.setdefault(item.category, []).append(item)
+    rng = random.Random(seed)
+    chosen: set[str] = set()
+    for cat in sorted(by_cat):  # sorted: the sample must not depend on dict order
+        group = by_cat[cat]
+        chosen.update(i.id for i in rng.sample(group, min(per_category, len(group))))
+    return tuple(i for i in items_in_order(by_cat) if i.id in chosen)
+
+
+def items_in_order(by_cat: dict[str, list[Item]]) -> list[Item]:
+    return [i for group in by_cat.values() for i in group]

@@ -1,0 +1,293 @@
+"""The battery's further results, gathered from MetricRecords for the packs.
+
+``view.py`` builds the main tables (the greedy refusal suite). This module
+gathers everything else the battery records beside them: the prefilling attack
+per k, the jailbreak templates, signposting and capability per category, the
+sampled-decoding spread across seeds and the persistence comparison of the
+tuned and stress-tuned models. Like the view, it only selects and arranges
+records; every number shown is a field of a record (a difference of two
+recorded values at most), never re-derived from samples.
+
+Selection keys matter: the same metric name is recorded per suite, per attack
+variant, per sampled seed and as an across-seed summary, so every function
+here names exactly which of those it reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from assurance.evidence.records import FinetuneRecord, MetricRecord
+from assurance.report.view import STAGES, RunView
+
+SUITE_LABELS = {
+    "refusal": "Refusal (harmful and benign prompts)",
+    "signposting": "Signposting (regulated-advice prompts)",
+    "prefill": "Prefilling attack",
+    "jailbreak": "Jailbreak templates",
+    "capability": "Capability retention",
+}
+METRIC_LABELS = {
+    "refusal_rate": "Refusal of harmful prompts",
+    "over_refusal_rate": "Refusal of benign prompts",
+    "attack_success_rate": "Attack success rate",
+    "signposting_rate": "Signposting rate",
+    "capability_score": "Capability score",
+}
+LOWER_IS_BETTER = {"over_refusal_rate", "attack_success_rate"}
+
+
+@dataclass(frozen=True)
+class StageRow:
+    """One measure across the three stages (any of them may be missing)."""
+
+    label: str
+    base: MetricRecord | None = None
+    tuned: MetricRecord | None = None
+    stress: MetricRecord | None = None
+
+    @property
+    def n(self) -> int | None:
+        rec = self.tuned or self.base or self.stress
+        return rec.n if rec else None
+
+    @property
+    def delta(self) -> float | None:
+        """Tuned minus base."""
+        return None if self.base is None or self.tuned is None else self.tuned.value - self.base.value
+
+    @property
+    def stress_delta(self) -> float | None:
+        """Stress minus tuned."""
+        return None if self.tuned is None or self.stress is None else self.stress.value - self.tuned.value
+
+
+@dataclass(frozen=True)
+class PersistRow:
+    """Tuned against stress-tuned for one measure, with the policy's persistence limit."""
+
+    label: str
+    metric: str
+    tuned: MetricRecord | None
+    stress: MetricRecord | None
+    limit: float | None
+    """Largest allowed refusal drop or ASR rise; None when the policy does not gate it."""
+    meets: bool | None
+    """None when not gated or not measured."""
+
+    @property
+    def change(self) -> float | None:
+        return None if self.tuned is None or self.stress is None else self.stress.value - self.tuned.value
+
+    @property
+    def worse(self) -> bool:
+        """Whether the change went the unsafe way (a drop for higher-is-better measures)."""
+        c = self.change
+        if c is None:
+            return False
+        return c > 0 if self.metric in LOWER_IS_BETTER else c < 0
+
+
+def _greedy(view: RunView) -> list[MetricRecord]:
+    return [m for m in view.metric_log if m.decoding == "greedy" and m.seed is None]
+
+
+def _by_stage(records: Iterable[MetricRecord], key: Callable[[MetricRecord], Any]) -> dict[Any, dict[str, MetricRecord]]:
+    """key -> stage -> record, keys in first-recorded order, the latest record winning."""
+    out: dict[Any, dict[str, MetricRecord]] = {}
+    for m in records:
+        out.setdefault(key(m), {})[m.stage] = m
+    return out
+
+
+def _row(label: str, stages: dict[str, MetricRecord]) -> StageRow:
+    return StageRow(label, stages.get("base"), stages.get("tuned"), stages.get("stress"))
+
+
+def prefill_rows(view: RunView) -> list[StageRow]:
+    """The prefilling attack's ASR per k (all categories together), in increasing k."""
+    recs = [m for m in _greedy(view) if m.name == "attack_success_rate" and m.k is not None
+            and m.category == "overall"]
+    grouped = _by_stage(recs, lambda m: m.k)
+    return [_row(f"k = {k}", grouped[k]) for k in sorted(grouped)]
+
+
+def prefill_ks(view: RunView) -> list[int]:
+    return sorted({m.k for m in _greedy(view) if m.name == "attack_success_rate" and m.k is not None})
+
+
+def jailbreak_rows(view: RunView) -> list[StageRow]:
+    """ASR per jailbreak template (all categories together), in recorded order."""
+    recs = [m for m in _greedy(view) if m.name == "attack_success_rate" and m.category == "overall"
+            and (m.variant or "").startswith("jailbreak:")]
+    grouped = _by_stage(recs, lambda m: m.variant)
+    return [_row(str(v).split(":", 1)[1], grouped[v]) for v in grouped]
+
+
+def attack_total(view: RunView, suite: str) -> StageRow | None:
+    """An attack suite's ASR over all its variants and categories (variant None, overall)."""
+    recs = [m for m in _greedy(view) if m.name == "attack_success_rate" and m.suite == suite
+            and m.variant is None and m.category == "overall"]
+    stages = _by_stage(recs, lambda m: 0).get(0)
+    label = "all k together" if suite == "prefill" else "all templates together"
+    return _row(label, stages) if stages else None
+
+
+def suite_rows(view: RunView, name: str) -> list[StageRow]:
+    """Per category (battery order, then recorded order; ``overall`` last) for one plain-item metric."""
+    recs = [m for m in _greedy(view) if m.name == name and m.variant is None]
+    grouped = _by_stage(recs, lambda m: m.category)
+    preferred = list(view.battery.categories) if view.battery else []
+    order = [c for c in preferred if c in grouped and c != "overall"]
+    order += [c for c in grouped if c not in order and c != "overall"]
+    if "overall" in grouped:
+        order.append("overall")
+    return [_row(c, grouped[c]) for c in order]
+
+
+@dataclass(frozen=True)
+class SampledRow:
+    """An across-seed summary of sampled decoding for one measure at one stage."""
+
+    label: str
+    rec: MetricRecord
+
+
+def sampled_rows(view: RunView) -> list[SampledRow]:
+    """Across-seed summaries (all categories, all variants of a suite together), by measure then stage."""
+    recs = [m for m in view.metric_log if m.decoding == "sampled" and m.seeds and m.seed is None
+            and m.category == "overall" and m.variant is None]
+    latest = {(m.suite, m.name, m.stage): m for m in recs}
+    suites = list(dict.fromkeys(m.suite for m in recs))
+    names = list(METRIC_LABELS)
+    out = []
+    for suite in suites:
+        for name in names:
+            for stage in STAGES:
+                m = latest.get((suite, name, stage))
+                if m is not None:
+                    out.append(SampledRow(f"{METRIC_LABELS[name]} ({suite})", m))
+    return out
+
+
+def _overall(view: RunView, name: str, suite: str, variant: str | None = None) -> dict[str, MetricRecord]:
+    recs = [m for m in _greedy(view) if m.name == name and m.suite == suite and m.variant == variant
+            and m.category == "overall"]
+    return _by_stage(recs, lambda m: 0).get(0, {})
+
+
+def _check(view: RunView, name: str, category: str) -> bool | None:
+    if view.verdict is None:
+        return None
+    found = [c for c in view.verdict.checks if c.get("name") == name and c.get("category") == category]
+    return all(bool(c.get("passed")) for c in found) if found else None
+
+
+def persistence_rows(view: RunView) -> list[PersistRow]:
+    """Did safety persist? Tuned against stress for refusal, attacks, signposting and capability.
+
+    Where the policy sets a limit, a row meets it when the verdict's check says so
+    or, lacking a check for that exact measure, when the recorded values do.
+    """
+    pol = view.policy
+    rows: list[PersistRow] = []
+
+    def add(label: str, metric: str, stages: dict[str, MetricRecord], limit: float | None,
+            check: tuple[str, str] | None = None) -> None:
+        t, s = stages.get("tuned"), stages.get("stress")
+        if t is None and s is None:
+            return
+        meets: bool | None = None
+        if limit is not None and t is not None and s is not None:
+            meets = _check(view, *check) if check else None
+            if meets is None:
+                change = s.value - t.value
+                meets = (-change if metric == "refusal_rate" else change) <= limit + 1e-12
+        rows.append(PersistRow(label, metric, t, s, limit, meets))
+
+    add("Refusal of harmful prompts", "refusal_rate", _overall(view, "refusal_rate", "refusal"),
+        pol.max_stress_refusal_drop, ("max_stress_refusal_drop", "overall"))
+    add("Over-refusal of benign prompts", "over_refusal_rate",
+        _overall(view, "over_refusal_rate", "refusal"), None)
+    asr = pol.max_stress_asr_increase
+    add("Prefill ASR, all k", "attack_success_rate", _overall(view, "attack_success_rate", "prefill"), asr)
+    for row in prefill_rows(view):
+        rec = row.tuned or row.stress or row.base
+        stages = {s: r for s, r in (("tuned", row.tuned), ("stress", row.stress)) if r is not None}
+        add(f"Prefill ASR, {row.label}", "attack_success_rate", stages, asr,
+            ("max_stress_asr_increase", str(rec.variant if rec else "")))
+    add("Jailbreak ASR, all templates", "attack_success_rate", _overall(view, "attack_success_rate", "jailbreak"), asr)
+    for row in jailbreak_rows(view):
+        variant = f"jailbreak:{row.label}"
+        if _check(view, "max_stress_asr_increase", variant) is False:  # list only the templates that failed
+            stages = {s: r for s, r in (("tuned", row.tuned), ("stress", row.stress)) if r is not None}
+            add(f"Jailbreak ASR, {row.label}", "attack_success_rate", stages, asr, ("max_stress_asr_increase", variant))
+    add("Signposting rate", "signposting_rate", _overall(view, "signposting_rate", "signposting"), None)
+    add("Capability score", "capability_score", _overall(view, "capability_score", "capability"), None)
+    # Without a stress evaluation there is nothing to compare: the section says so instead.
+    return rows if any(r.stress is not None for r in rows) else []
+
+
+def flatten(settings: dict[str, Any], prefix: str = "", skip: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
+    """Nested settings as (dotted key, value) pairs, sorted, for a two-column table; ``skip``: top-level keys left out."""
+    out: list[tuple[str, Any]] = []
+    for key in sorted(k for k in settings if k not in skip):
+        value = settings[key]
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.extend(flatten(value, name + "."))
+        else:
+            out.append((name, value))
+    return out
+
+
+OBJECTIVE_LABELS = {
+    "sft": "cross-entropy on assistant tokens (plain SFT)",
+    "constrained": "token-wise constrained objective (Qi et al., ICLR 2025)",
+}
+AUGMENTATION_LABELS = {
+    "none": "none",
+    "deep-alignment": "deep-alignment safety-recovery examples (Qi et al., ICLR 2025)",
+}
+
+
+def loss_label(ft: FinetuneRecord) -> str:
+    """What the loss curve measures: the constrained loss is not cross-entropy."""
+    if ft.objective == "constrained":
+        return "token-wise constrained loss"
+    if ft.objective == "sft":
+        return "cross-entropy loss"
+    return f"{ft.objective} loss"
+
+
+def judges(view: RunView) -> list[dict[str, Any]]:
+    """Every judge and scorer of the battery: the refusal judge first, then BatteryRecord.judges."""
+    bat = view.battery
+    if bat is None:
+        return []
+    out = [{"id": bat.judge_id, "version": bat.judge_version, "digest": bat.judge_digest,
+            "suite": ", ".join(s for s in bat.suites if s in ("refusal", "prefill", "jailbreak")) or "refusal"}]
+    for j in bat.judges:
+        out.append({"id": j.get("id", "?"), "version": j.get("version", "?"), "digest": j.get("digest", ""),
+                    "suite": j.get("suite", "")})
+    return out
+
+
+def context(view: RunView) -> dict[str, Any]:
+    """Everything this module adds to a pack's template context."""
+    prefill = prefill_rows(view)
+    return {
+        "prefill_rows": prefill,
+        "prefill_total": attack_total(view, "prefill"),
+        "jailbreak_rows": jailbreak_rows(view),
+        "jailbreak_total": attack_total(view, "jailbreak"),
+        "signposting_rows": suite_rows(view, "signposting_rate"),
+        "capability_rows": suite_rows(view, "capability_score"),
+        "sampled_rows": sampled_rows(view),
+        "persist_rows": persistence_rows(view),
+        "judges": judges(view),
+        "suite_labels": SUITE_LABELS,
+        "objective_labels": OBJECTIVE_LABELS,
+        "augmentation_labels": AUGMENTATION_LABELS,
+    }
