@@ -32,10 +32,15 @@ out_console = Console()
 
 
 class RichProgress:
-    """A bar per stage (a spinner when the length is unknown), with its time when done."""
+    """A bar per stage (a spinner when the length is unknown), with its time when done.
+
+    ``status`` puts a live line (loss, learning rate, tokens/s while training) beside the bar.
+    """
 
     def __init__(self, console: Console = err_console):
         self.console = console
+        self._bar: Progress | None = None
+        self._task = None
 
     @contextlib.contextmanager
     def stage(self, title: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
@@ -43,11 +48,18 @@ class RichProgress:
         columns = [SpinnerColumn(), TextColumn("[bold]{task.description}")]
         if total:
             columns += [BarColumn(), MofNCompleteColumn()]
-        columns.append(TimeElapsedColumn())
+        columns += [TimeElapsedColumn(), TextColumn("[dim]{task.fields[status]}")]
         with Progress(*columns, console=self.console, transient=True) as bar:
-            task = bar.add_task(title, total=total)
-            yield lambda n=1: bar.advance(task, n)
+            self._bar, self._task = bar, bar.add_task(title, total=total, status="")
+            try:
+                yield lambda n=1: bar.advance(self._task, n)
+            finally:
+                self._bar = None
         self.console.print(f"[green]✓[/green] {title} [dim]({time.perf_counter() - start:.1f}s)[/dim]")
+
+    def status(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, status=text)
 
     def note(self, text: str) -> None:
         self.console.print(text)

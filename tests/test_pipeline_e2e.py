@@ -172,3 +172,52 @@ def test_assure_entry_point_is_installed():
     assure = Path(sys.executable).parent / "assure"  # the venv's console script
     res = subprocess.run([str(assure), "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "verify" in res.stdout
+
+
+def small_plan(tmp_path, model_dir, **finetune):
+    return write_plan(tmp_path, model_dir,
+                      battery={"suites": ["refusal"], "limit_per_category": 1, "max_new_tokens": 6},
+                      finetune={"method": "full", "max_steps": 3, "batch_size": 4, "warmup_steps": 0, **finetune},
+                      stress={"enabled": False}, report={"regimes": ["fca"]})
+
+
+def test_diverged_training_is_an_error_never_a_pass(tmp_path, tiny_model_dir):
+    plan = small_plan(tmp_path, tiny_model_dir, lr=1e30)
+    db = f"sqlite:///{tmp_path / 'evidence.db'}"
+    res = runner.invoke(app, ["run", str(plan), "--db", db, "--json"], env={"ASSURE_HOME": str(tmp_path / "runs")})
+    assert res.exit_code == 3, res.output
+    out = json.loads(res.stdout)
+    assert out["status"] == "ERROR" and "diverged" in out["error"]
+    records = Store(db).records(out["run_id"])
+    failed = [r for r in records if r.kind == "run_failed"]
+    assert failed and failed[0].stage == "safety fine-tune"
+    assert [r.status for r in records if r.kind == "verdict"] == ["ERROR"]
+    manifest = next(r for r in records if r.kind == "manifest")
+    assert manifest.complete is False
+    text = pdf_text(out["packs"]["fca"])
+    assert "DRAFT" in text and "PASS" not in text
+    # An incomplete run cannot be signed off.
+    signed = runner.invoke(app, ["signoff", out["run_id"], "--db", db, "--name", "A", "--role", "B",
+                                 "--decision", "approve"])
+    assert signed.exit_code == 2
+
+
+def test_same_plan_twice_gives_identical_outputs_and_scores(tmp_path, tiny_model_dir):
+    plan = small_plan(tmp_path, tiny_model_dir, lr=1e-3)
+    db = f"sqlite:///{tmp_path / 'evidence.db'}"
+    ids = []
+    for _ in range(2):
+        res = runner.invoke(app, ["run", str(plan), "--db", db, "--json"], env={"ASSURE_HOME": str(tmp_path / "runs")})
+        assert res.exit_code in (0, 1), res.output
+        ids.append(json.loads(res.stdout)["run_id"])
+    store = Store(db)
+
+    def facts(run_id):
+        recs = store.records(run_id)
+        samples = [(r.stage, r.item_id, r.output, r.refused) for r in recs if r.kind == "sample"]
+        metrics = [r.model_dump() for r in recs if r.kind == "metric"]
+        tuned = next(r.output_digest for r in recs if r.kind == "finetune")
+        return samples, metrics, tuned
+
+    assert ids[0] != ids[1]
+    assert facts(ids[0]) == facts(ids[1])
