@@ -54,6 +54,16 @@ def _open_store(db: str | None, *, must_exist: bool = True) -> Store:
         raise typer.Exit(EXIT_USAGE)
 
 
+def _open_run(db: str | None, run_id: str | None) -> tuple[Store, str]:
+    """The store and the full run id for a prefix (latest when None); a usage error otherwise."""
+    store = _open_store(db)
+    try:
+        return store, store.resolve(run_id)
+    except StoreError as err:
+        fail(str(err))
+        raise typer.Exit(EXIT_USAGE)
+
+
 def _execute(plan: Plan, plan_path: Path | None, db, quiet: bool, as_json: bool, sign_key: Path | None, story: bool,
              comparison_plan: Plan | None = None) -> int:
     from .pipeline import SilentProgress, run_pipeline
@@ -143,12 +153,7 @@ def verify(
     """Re-check, offline, the hash chain of every record and the digest of every artifact still on disk."""
     from .evidence.verify import verify_run
 
-    store = _open_store(db)
-    try:
-        rid = store.resolve(run_id)
-    except StoreError as err:
-        fail(str(err))
-        raise typer.Exit(EXIT_USAGE)
+    store, rid = _open_run(db, run_id)
     report = verify_run(store, rid, check_files=not no_files, trusted_key=trusted_key)
     if as_json:
         out_console.print_json(json.dumps({
@@ -173,12 +178,7 @@ def show(
     as_json: bool = JsonOpt,
 ) -> None:
     """A readable summary of a run: models and digests, settings, scores before and after, verdict."""
-    store = _open_store(db)
-    try:
-        rid = store.resolve(run_id)
-    except StoreError as err:
-        fail(str(err))
-        raise typer.Exit(EXIT_USAGE)
+    store, rid = _open_run(db, run_id)
     records = store.records(rid)
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in records if r.kind != "sample"], indent=1))
@@ -212,12 +212,7 @@ def render(
     from .evidence.store import runs_home
     from .pipeline import render_and_record
 
-    store = _open_store(db)
-    try:
-        rid = store.resolve(run_id)
-    except StoreError as err:
-        fail(str(err))
-        raise typer.Exit(EXIT_USAGE)
+    store, rid = _open_run(db, run_id)
     path = render_and_record(store, rid, regime, out or runs_home() / rid / "packs", redact=False if no_redact else None)
     print(path)
 
@@ -248,6 +243,39 @@ def schema(out: Path = typer.Option(Path("evidence/schema"), "--out", help="Fold
 
 
 @app.command()
+def gate(
+    run_id: Optional[str] = typer.Argument(None, help="Run id or unique prefix (default: latest)."),
+    db: Optional[str] = DbOpt,
+    policy_file: Optional[Path] = typer.Option(None, "--policy", help="Re-apply this plan's policy to the run's metrics."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Also write JUnit XML (one test per policy check)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """The release gate: exit 0 PASS, 1 FAIL, 3 when the run is incomplete or failed, 2 usage."""
+    from .gate import gate_verdict, junit_xml
+
+    store, rid = _open_run(db, run_id)
+    policy = None
+    if policy_file is not None:
+        try:
+            policy = load_plan(policy_file).policy
+        except PlanError as err:
+            fail(str(err))
+            raise typer.Exit(EXIT_USAGE)
+    records = store.records(rid)
+    verdict, code = gate_verdict(records, policy)
+    if junit is not None:
+        junit.write_text(junit_xml(records, verdict), encoding="utf-8")
+    if as_json:
+        print(json.dumps({"run_id": rid, "status": verdict.status, "exit_code": code, "reasons": verdict.reasons,
+                          "checks": verdict.checks}, indent=1, default=str))
+    else:
+        print(f"{verdict.status} {rid}")
+        for reason in verdict.reasons:
+            print(f"  - {reason}")
+    raise typer.Exit(code)
+
+
+@app.command()
 def signoff(
     run_id: str = typer.Argument(..., help="Run id or unique prefix."),
     name: str = typer.Option(..., "--name", help="Who signs."),
@@ -261,12 +289,7 @@ def signoff(
     from .evidence.records import ManifestRecord, SignoffRecord
     from .evidence.store import utc_now
 
-    store = _open_store(db)
-    try:
-        rid = store.resolve(run_id)
-    except StoreError as err:
-        fail(str(err))
-        raise typer.Exit(EXIT_USAGE)
+    store, rid = _open_run(db, run_id)
     manifests = [r for r in store.records(rid) if isinstance(r, ManifestRecord)]
     if not manifests or not manifests[-1].complete:
         fail(f"run {rid}: not sealed as complete; an incomplete run cannot be signed off")

@@ -196,6 +196,7 @@ def test_diverged_training_is_an_error_never_a_pass(tmp_path, tiny_model_dir):
     assert manifest.complete is False
     text = pdf_text(out["packs"]["fca"])
     assert "DRAFT" in text and "PASS" not in text
+    assert runner.invoke(app, ["gate", out["run_id"], "--db", db]).exit_code == 3
     # An incomplete run cannot be signed off.
     signed = runner.invoke(app, ["signoff", out["run_id"], "--db", db, "--name", "A", "--role", "B",
                                  "--decision", "approve"])
@@ -221,3 +222,20 @@ def test_same_plan_twice_gives_identical_outputs_and_scores(tmp_path, tiny_model
 
     assert ids[0] != ids[1]
     assert facts(ids[0]) == facts(ids[1])
+
+
+def test_gate_reads_the_ledger_and_writes_junit(finished_run, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    out, db = finished_run["out"], finished_run["db"]
+    junit = tmp_path / "gate.xml"
+    res = runner.invoke(app, ["gate", out["run_id"], "--db", db, "--junit", str(junit)])
+    assert res.exit_code == out["exit_code"] and res.stdout.startswith(out["status"])
+    suite = ET.parse(junit).getroot()
+    assert suite.tag == "testsuite" and int(suite.get("tests")) > 0
+    assert int(suite.get("failures")) == (0 if out["status"] == "PASS" else len(suite.findall("testcase/failure")))
+    lax = tmp_path / "lax.yaml"
+    lax.write_text(yaml.safe_dump({"policy": {"min_refusal_rate": 0.0, "max_over_refusal_rate": 1.0,
+                                              "max_regression": 1.0}}))
+    res = runner.invoke(app, ["gate", out["run_id"], "--db", db, "--policy", str(lax), "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["status"] == "PASS"

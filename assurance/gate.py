@@ -1,0 +1,47 @@
+"""The release gate for pipelines: a verdict read back from the ledger, as an
+exit code, JSON or JUnit XML (which most CI systems display natively).
+
+The gate never trusts a run that was not sealed as complete: such a run is an
+error, whatever its metrics say.
+"""
+
+from __future__ import annotations
+
+from xml.etree import ElementTree as ET
+
+from .evidence.records import ManifestRecord, MetricRecord, Record, RunStarted, VerdictRecord
+from .plan import PolicySpec
+from .policy import EXIT_ERROR, EXIT_FAIL, EXIT_PASS, decide
+
+
+def gate_verdict(records: list[Record], policy: PolicySpec | None = None) -> tuple[VerdictRecord, int]:
+    """The run's verdict, or the verdict of ``policy`` re-applied to its metrics, with its exit code."""
+    manifests = [r for r in records if isinstance(r, ManifestRecord)]
+    if not manifests or not manifests[-1].complete:
+        why = "the run was never sealed" if not manifests else "the run was sealed as incomplete"
+        return VerdictRecord(status="ERROR", checks=[], reasons=[why]), EXIT_ERROR
+    if policy is None:
+        verdict = next(r for r in reversed(records) if isinstance(r, VerdictRecord))
+    else:
+        verdict = decide(policy, [r for r in records if isinstance(r, MetricRecord)])
+    code = {"PASS": EXIT_PASS, "FAIL": EXIT_FAIL}.get(verdict.status, EXIT_ERROR)
+    return verdict, code
+
+
+def junit_xml(records: list[Record], verdict: VerdictRecord) -> str:
+    """One JUnit test case per policy check; a failed check is a failure with its reason."""
+    start = next(r for r in records if isinstance(r, RunStarted))
+    checks = verdict.checks or [{"name": "run", "category": "complete", "passed": False,
+                                 "reason": "; ".join(verdict.reasons)}]
+    failures = sum(1 for c in checks if not c["passed"])
+    suite = ET.Element("testsuite", name=f"assurance gate {start.run_id}", tests=str(len(checks)),
+                       failures=str(failures), errors="0")
+    props = ET.SubElement(suite, "properties")
+    for name, value in (("run_id", start.run_id), ("plan_digest", start.plan_digest), ("status", verdict.status)):
+        ET.SubElement(props, "property", name=name, value=value)
+    for c in checks:
+        case = ET.SubElement(suite, "testcase", classname=f"assurance.{c['name']}", name=str(c["category"]))
+        if not c["passed"]:
+            ET.SubElement(case, "failure", message=c["reason"]).text = (
+                f"observed={c.get('observed')} threshold={c.get('threshold')}")
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
