@@ -34,6 +34,7 @@ bench: setup
 	$(PY) -m pip install -q -c constraints.txt -e '.[bench]'
 	$(PY) benchmarks/digest.py
 	$(PY) benchmarks/generation.py
+	$(PY) benchmarks/finetune.py
 
 clean:
 	rm -rf $(VENV) assure-runs .pytest_cache
