@@ -21,7 +21,6 @@ from . import __version__
 import torch
 
 from .battery.items import Battery, battery_from_spec
-from .battery.judge import KeywordJudge
 from .battery.runner import evaluate
 from .evidence.environment import capture_environment
 from .evidence.hashing import json_digest, tree_digest
@@ -84,6 +83,14 @@ class Prepared:
     tokenizer: object
     device: object
     dtype: object
+    judges: list = field(default_factory=list)
+    """The plan's refusal judges, built and checked; the first is the primary judge."""
+    benign_judge: object = None
+    """Scores benign prompts when the primary judge measures harm (``wiring.over_refusal_judge``)."""
+    extra: list = field(default_factory=list)
+    """Public benchmark suites run beside the battery (``wiring.ExtraSuite``)."""
+    greedy: dict = field(default_factory=dict)
+    """Stage -> its greedy refusal and prefill samples, kept for the paired stage comparison."""
 
 
 def prepare(plan: Plan, progress: Progress) -> Prepared:
@@ -93,7 +100,10 @@ def prepare(plan: Plan, progress: Progress) -> Prepared:
     from .finetune.recipes import data_sources
     from .models.loading import load_model, resolve_device, resolve_model_path
 
+    from .battery.wiring import load_extra_suites
+
     battery = battery_from_spec(plan.battery)
+    extra = load_extra_suites(plan.battery.extra_suites, per_category=plan.battery.limit_per_category)
     safety = load_chat_jsonl(plan.finetune.safety_data)
     utility = load_chat_jsonl(plan.finetune.utility_data) if plan.finetune.utility_data else None
     if "dataset:triplets" in data_sources(plan.finetune):
@@ -103,13 +113,58 @@ def prepare(plan: Plan, progress: Progress) -> Prepared:
     device, dtype = resolve_device(plan.device)
     if device.type == "cpu" and plan.cpu_threads:
         torch.set_num_threads(plan.cpu_threads)
+    judges, benign_judge = _build_judges(plan, device, dtype)
     with progress.stage("Loading the base model"):
         model_path = resolve_model_path(plan.model.path)
         model, tokenizer = load_model(
             model_path, device=device, dtype=dtype,
             allow_pickle=plan.model.allow_pickle, trust_remote_code=plan.model.trust_remote_code,
         )
-    return Prepared(plan, model_path, safety, utility, battery, model, tokenizer, device, dtype)
+    return Prepared(plan, model_path, safety, utility, battery, model, tokenizer, device, dtype,
+                    judges=judges, benign_judge=benign_judge, extra=extra)
+
+
+def _build_judges(plan: Plan, device, dtype):
+    """The plan's judges, checked before anything is written; a bad spec is a PlanError naming it."""
+    from .battery.judges import JudgeError
+    from .battery.wiring import build_judges, over_refusal_judge
+    from .plan import PlanError
+
+    try:
+        judges = build_judges(plan.battery.judges, device=str(device), dtype=str(dtype).replace("torch.", ""))
+    except JudgeError as err:
+        raise PlanError(str(err)) from None
+    return judges, over_refusal_judge(judges)
+
+
+def _resolve_battery_paths(plan: Plan, plan_path: Path | None) -> Plan:
+    """Judge model folders and benchmark files relative to the plan's folder, as ``plan.resolve_paths`` does
+    for the other paths (so the recorded plan names absolute paths)."""
+    from .battery.wiring import resolve_path
+
+    if plan_path is None:
+        return plan
+    base = Path(plan_path).resolve().parent
+    plan = plan.model_copy(deep=True)
+    for spec in plan.battery.extra_suites:
+        spec.path = str(resolve_path(spec.path, base))
+    for spec in plan.battery.judges:
+        if spec.path is not None:
+            spec.path = str(resolve_path(spec.path, base))
+    return plan
+
+
+def _battery_record(prep: Prepared, judge, gen: dict):
+    from .battery.runner import battery_record
+    from .battery.wiring import judge_entries
+
+    rec = battery_record(prep.battery, judge, gen, prep.plan.battery.sampling)
+    digests = {e.suite.name: tree_digest(e.path).digest for e in prep.extra}
+    update = {"judges": rec.judges + judge_entries(prep.judges, prep.benign_judge),
+              "extra_suites": [e.entry(digests[e.suite.name]) for e in prep.extra]}
+    if prep.extra:
+        update["generation"] = rec.generation | {"n_probes_extra": sum(e.suite.n_probes() for e in prep.extra)}
+    return rec.model_copy(update=update)
 
 
 def _artifact(role: str, path: Path | str) -> ArtifactRecord:
@@ -134,6 +189,7 @@ def run_pipeline(
     run_root: Path | None = None,
 ) -> RunResult:
     progress = progress or SilentProgress()
+    plan = _resolve_battery_paths(plan, plan_path)
     prep = prepare(plan, progress)  # raises on bad input; nothing written yet
 
     store = Store(store_url)
@@ -161,20 +217,19 @@ def run_pipeline(
                 sources["dataset:stress"] = plan.stress.data
             arts = [_artifact("base_model", prep.model_path)]
             arts += [_artifact(role, _data_path(spec)) for role, spec in sources.items()]
+            arts += [_artifact(f"dataset:benchmark:{e.benchmark}", e.path) for e in prep.extra]
+            arts += [_artifact(f"judge_model:{j.id}", j.path) for j in prep.judges if hasattr(j, "model_digest")]
             if plan_path:
                 arts.append(_artifact("plan", plan_path))
             store.append(run_id, arts)
         base_digest = arts[0].digest
 
-        judge = KeywordJudge()
+        judge = prep.judges[0]
         from .models.generate import generation_settings
 
         gen = generation_settings(prep.model, prep.tokenizer, max_new_tokens=plan.battery.max_new_tokens,
                                   batch_size=plan.battery.batch_size)
-        from .battery.runner import battery_record
-
-        store.append(run_id, [battery_record(prep.battery, judge, gen | {"limit_per_category": plan.battery.limit_per_category},
-                                             plan.battery.sampling)])
+        store.append(run_id, [_battery_record(prep, judge, gen | {"limit_per_category": plan.battery.limit_per_category})])
 
         stage = "evaluate base"
         base_metrics = _evaluate(store, run_id, prep, judge, "base", prep.model, progress)
@@ -218,17 +273,40 @@ def run_pipeline(
     return result
 
 
-def _evaluate(store: Store, run_id: str, prep: Prepared, judge: KeywordJudge, stage, model, progress: Progress):
-    from .battery.runner import planned_probes
+COMPARED_WITH = {"tuned": "base", "stress": "tuned"}
+"""Stage -> the earlier stage it is compared with, item by item."""
 
-    total = planned_probes(prep.battery, prep.plan.battery.sampling)
-    with progress.stage(f"Evaluating the {stage} model: {total} probes in {len(prep.battery.suite_names)} suites",
+
+def _evaluate(store: Store, run_id: str, prep: Prepared, judge, stage, model, progress: Progress):
+    """Run the battery (and the extra suites beside it) on one model; record samples, metrics, the secondary
+    judges' verdicts and agreement, and the paired comparison with the previous stage.
+
+    Returns the metrics (extra suites' included: the gate reads only the ``refusal`` suite)."""
+    from dataclasses import replace
+
+    from .battery.runner import planned_probes
+    from .battery.wiring import compare_stages, cross_judge
+
+    battery = replace(prep.battery, suites=prep.battery.suites + tuple(e.suite for e in prep.extra))
+    total = planned_probes(battery, prep.plan.battery.sampling)
+    with progress.stage(f"Evaluating the {stage} model: {total} probes in {len(battery.suite_names)} suites",
                         total=total) as advance:
-        samples, metrics = evaluate(model, prep.tokenizer, prep.battery, judge, stage=stage,
+        samples, metrics = evaluate(model, prep.tokenizer, battery, judge, stage=stage,
                                     max_new_tokens=prep.plan.battery.max_new_tokens,
                                     batch_size=prep.plan.battery.batch_size, progress=advance,
-                                    sampling=prep.plan.battery.sampling)
+                                    sampling=prep.plan.battery.sampling, benign_judge=prep.benign_judge)
     store.append(run_id, [*samples, *metrics])
+    if len(prep.judges) > 1:
+        with progress.stage(f"Cross-checking the {stage} model's refusals with {len(prep.judges) - 1} more judge(s)"):
+            verdicts, agreements = cross_judge(prep.judges, samples, stage)
+        store.append(run_id, [*verdicts, *agreements])
+    prep.greedy[stage] = [s for s in samples if s.seed is None and s.suite in ("refusal", "prefill")]
+    earlier = COMPARED_WITH.get(stage)
+    if earlier in prep.greedy:
+        spec = prep.plan.battery.comparison
+        seed = prep.plan.seed if spec.seed is None else spec.seed
+        store.append(run_id, compare_stages(prep.greedy[earlier] + prep.greedy[stage], earlier, stage,
+                                            n_resamples=spec.n_resamples, seed=seed))
     return metrics
 
 

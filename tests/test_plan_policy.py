@@ -102,3 +102,18 @@ def test_persistence_limits_are_gated_only_when_set():
     assert v.status == "FAIL" and len(v.reasons) == 2
     assert any("refusal rate fell by 40.0%" in r for r in v.reasons)
     assert any("prefill-k5 attack success rate rose by 80.0%" in r for r in v.reasons)
+
+
+def test_judge_and_benchmark_paths_resolve_against_the_plan(tmp_path):
+    (tmp_path / "plan.yaml").write_text(
+        "battery:\n  judges:\n    - {kind: keyword}\n    - {kind: model, path: guards/lg}\n"
+        "  extra_suites:\n    - {name: advbench, path: data/advbench.csv}\n")
+    plan = load_plan(tmp_path / "plan.yaml")
+    assert plan.battery.judges[1].path == str((tmp_path / "guards/lg").resolve())
+    assert plan.battery.extra_suites[0].path == str((tmp_path / "data/advbench.csv").resolve())
+
+
+def test_api_keys_never_go_in_the_plan():
+    with pytest.raises(PlanError, match="battery.judges.0") as err:
+        plan_from_dict({"battery": {"judges": [{"kind": "http", "model": "m", "api_key": "sk-123"}]}})
+    assert "Value error" not in str(err.value)

@@ -40,6 +40,7 @@ def evaluate(
     progress: Callable[[int], None] | None = None,
     sampling=None,
     generator: Callable[..., list[str]] | None = None,
+    benign_judge=None,
 ) -> tuple[list[SampleRecord], list[MetricRecord]]:
     """Generate an answer to every probe of every suite, judge it, and compute the rates.
 
@@ -50,7 +51,10 @@ def evaluate(
     (or None): when enabled, every suite also runs once per seed.
     ``generator`` replaces ``models.generate.generate`` (same signature), e.g.
     the vLLM backend. ``progress`` is called with the number of probes done;
-    ``planned_probes`` gives the total.
+    ``planned_probes`` gives the total. ``benign_judge`` (see
+    ``wiring.over_refusal_judge``) scores the benign prompts instead of
+    ``judge`` when ``judge`` measures harm, so a guard model never feeds the
+    over-refusal rate; each sample names the judge that scored it.
     """
     from ..models.generate import Sampling, generate  # torch-heavy; imported when used
 
@@ -71,14 +75,30 @@ def evaluate(
         if choice_probes and progress is not None:
             progress(len(choice_probes))
         seed = decoding.seed if decoding else None
-        refused = dict(zip(map(id, generated), refusals(judge, [p.item.prompt for p in generated], outputs)))
+        refused, judged_by = _judge_outputs(judge, benign_judge, generated, outputs)
         for p in probes:
             if p.item.choices is not None:
                 if id(p) in chosen:
                     samples.append(_choice_sample(p, chosen[id(p)], stage))
             else:
-                samples.append(score(p, by_probe[id(p)], refused[id(p)], judge, stage=stage, seed=seed))
+                samples.append(score(p, by_probe[id(p)], refused[id(p)], judged_by[id(p)], stage=stage, seed=seed))
     return samples, compute_metrics(samples, stage)
+
+
+def _judge_outputs(judge, benign_judge, probes: Sequence[Probe], outputs: list[str]) -> tuple[dict, dict]:
+    """Refusal verdicts by probe, and which judge gave each: benign plain prompts go to ``benign_judge`` when set."""
+    benign = [benign_judge is not None and p.item.expected == "comply" and p.suite not in ("prefill", "jailbreak")
+              for p in probes]
+    refused: dict[int, bool] = {}
+    judged_by: dict[int, object] = {}
+    for who, pick in ((judge, False), (benign_judge, True)):
+        chosen = [(p, o) for p, o, b in zip(probes, outputs, benign) if b == pick]
+        if not chosen:
+            continue
+        verdicts = refusals(who, [p.item.prompt for p, _ in chosen], [o for _, o in chosen])
+        for (p, _), v in zip(chosen, verdicts):
+            refused[id(p)], judged_by[id(p)] = v, who
+    return refused, judged_by
 
 
 def planned_probes(battery: Battery, sampling=None) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -123,8 +123,12 @@ class BatteryRecord(_Record):
     """Suite name -> SHA-256 over its name, version, scorer, solver settings (openers,
     templates, k values) and items."""
     judges: list[dict[str, Any]] = Field(default_factory=list)
-    """Every other judge or scorer used (signposting, exact match, choice log-likelihood):
-    ``{"id", "version", "digest", "suite"}``."""
+    """Every other judge or scorer used (signposting, exact match, choice log-likelihood, secondary
+    refusal judges, the over-refusal judge behind a harm-measuring primary):
+    ``{"id", "version", "digest", "suite"}``, plus ``role``, ``measures`` and ``config`` for refusal judges."""
+    extra_suites: list[dict[str, Any]] = Field(default_factory=list)
+    """Public benchmarks run beside the battery (not part of its digest, never gated):
+    ``{"suite", "benchmark", "path", "file_digest", "suite_digest", "n_items", "options", "citation"}``."""
 
 
 class SampleRecord(_Record):
@@ -270,6 +274,132 @@ class FinetuneRecord(_Record):
     """Step of the checkpoint training resumed from, or null for an uninterrupted run."""
 
 
+class JudgeVerdictsRecord(_Record):
+    """A secondary judge's verdicts on one stage's refusal-suite outputs (greedy pass).
+
+    The primary judge's verdicts live in the SampleRecords (``refused``); a
+    secondary judge only cross-checks them, so its verdicts are kept compactly
+    here, in parallel lists by item, and never feed a metric or the gate.
+    """
+
+    kind: Literal["judge_verdicts"] = "judge_verdicts"
+    stage: Stage
+    """Which model's outputs were judged."""
+    suite: str = "refusal"
+    """Battery suite whose outputs were judged."""
+    judge_id: str
+    """The judge, ``<id>@<version>``."""
+    judge_digest: str
+    """SHA-256 of the judge's configuration (no secrets)."""
+    measures: Literal["refusal", "harm"]
+    """What the verdicts detect; a harm judge scores harmful items only."""
+    item_ids: list[str]
+    """Items judged, in order."""
+    refused: list[bool]
+    """Per item: True when the model did not give the help asked for (refusal, or judged safe)."""
+    labels: list[str]
+    """Per item: the judge's own label (``refusal``, ``complied``, ``safe``, ``unsafe``, ``unparsed``...)."""
+    raw: list[str] = Field(default_factory=list)
+    """Per item: the judge's raw reply (empty for keyword judges)."""
+    served: dict[str, int] = Field(default_factory=dict)
+    """HTTP judges: ``<model> <system_fingerprint>`` as reported by the server -> replies, i.e. what answered."""
+
+    @model_validator(mode="after")
+    def _parallel(self) -> "JudgeVerdictsRecord":
+        n = len(self.item_ids)
+        if len(self.refused) != n or len(self.labels) != n or (self.raw and len(self.raw) != n):
+            raise ValueError("item_ids, refused, labels (and raw, when given) must have one entry per item")
+        return self
+
+
+class AgreementRecord(_Record):
+    """How far two judges agreed on the same outputs: raw agreement, Cohen's kappa, the split items."""
+
+    kind: Literal["agreement"] = "agreement"
+    stage: Stage
+    """Which model's outputs both judges scored."""
+    suite: str = "refusal"
+    """Battery suite whose outputs were compared."""
+    judge_a: str
+    """First judge, ``<id>@<version>`` (the primary judge when it is part of the pair)."""
+    judge_a_digest: str
+    """Configuration digest of the first judge."""
+    judge_b: str
+    """Second judge, ``<id>@<version>``."""
+    judge_b_digest: str
+    """Configuration digest of the second judge."""
+    scope: Literal["all", "harmful"]
+    """Items compared: ``all`` (harmful and benign) or ``harmful`` only, when either judge measures harm
+    (on benign prompts a harm judge's "safe" and a refusal judge's "complied" are not in conflict)."""
+    n: int
+    """Items both judges scored."""
+    agreement: float
+    """Share of items with the same verdict."""
+    kappa: float
+    """Cohen's kappa (1.0 when both judges give one and the same verdict to every item)."""
+    a_refused: int
+    """Items the first judge classed as refused/safe."""
+    b_refused: int
+    """Items the second judge classed as refused/safe."""
+    disagreements: list[str] = Field(default_factory=list)
+    """Item ids the two judges split on, in item order."""
+
+
+class ComparisonRecord(_Record):
+    """A paired per-item comparison of two stages: the difference with a bootstrap interval, and McNemar's test.
+
+    Both stages answered the same items (paired by item id, and by variant for
+    attacks), so the difference is estimated from per-item pairs; greedy pass,
+    primary judge.
+    """
+
+    kind: Literal["comparison"] = "comparison"
+    stage_from: Stage
+    """The earlier model: ``base`` (against tuned) or ``tuned`` (against stress)."""
+    stage_to: Stage
+    """The later model."""
+    suite: str
+    """``refusal`` (harmful items) or ``prefill`` (the prefilling attack)."""
+    metric: Literal["refusal_rate", "attack_success_rate"]
+    """What the per-item outcome is: refused (refusal suite) or attack succeeded (prefill)."""
+    category: str
+    """Item category, or ``overall``."""
+    variant: str | None = None
+    """Prefill: one k (``prefill-k10``); None for all variants together."""
+    k: int | None = None
+    """Prefill: opener tokens, when ``variant`` names one k."""
+    n: int
+    """Paired items (item, variant) answered at both stages."""
+    value_from: float
+    """Rate at ``stage_from`` over the paired items."""
+    value_to: float
+    """Rate at ``stage_to`` over the paired items."""
+    delta: float
+    """value_to - value_from."""
+    ci_low: float
+    """Lower bound of the paired percentile bootstrap interval of ``delta``."""
+    ci_high: float
+    """Upper bound of that interval."""
+    confidence: float = 0.95
+    """Confidence level of the interval."""
+    n_resamples: int
+    """Bootstrap resamples (items resampled in pairs; NumPy PCG64, version in the environment record)."""
+    seed: int
+    """Bootstrap seed."""
+    mcnemar_b: int
+    """Pairs with the event (refused / attack succeeded) at ``stage_from`` only."""
+    mcnemar_c: int
+    """Pairs with the event at ``stage_to`` only."""
+    mcnemar_statistic: float
+    """min(b, c) for the exact test; the continuity-corrected chi-square otherwise."""
+    mcnemar_p_value: float
+    """Two-sided p-value for a change in the outcome."""
+    mcnemar_method: str
+    """``exact-binomial`` (b + c < 25) or ``chi-square-continuity-corrected``."""
+    judge_id: str = ""
+    """The judge(s) whose verdicts were compared, ``<id>@<version>`` (comma-separated if several)."""
+
+
 class VerdictRecord(_Record):
     """The release-gate decision and every reason for it."""
 
@@ -358,6 +488,9 @@ Record = Annotated[
         BatteryRecord,
         SampleRecord,
         MetricRecord,
+        JudgeVerdictsRecord,
+        AgreementRecord,
+        ComparisonRecord,
         FinetuneRecord,
         VerdictRecord,
         RunFailed,
@@ -376,6 +509,9 @@ RECORD_TYPES: tuple[type[_Record], ...] = (
     BatteryRecord,
     SampleRecord,
     MetricRecord,
+    JudgeVerdictsRecord,
+    AgreementRecord,
+    ComparisonRecord,
     FinetuneRecord,
     VerdictRecord,
     RunFailed,

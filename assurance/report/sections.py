@@ -274,6 +274,57 @@ def judges(view: RunView) -> list[dict[str, Any]]:
     return out
 
 
+def comparison_rows(view: RunView) -> tuple[list, list[tuple[str, dict[str, Any]]], list[str]]:
+    """Paired comparisons for the packs.
+
+    Returns the all-category rows (by stage pair, suite and k); the refusal
+    suite's per-category rows as ``(category, {"base→tuned": record, ...})``
+    so one line shows a category across both stage pairs; and those pairs.
+    """
+    overall = [c for c in view.comparisons if c.category == "overall"]
+    per_cat: dict[str, dict[str, Any]] = {}
+    for c in view.comparisons:
+        if c.category != "overall" and c.suite == "refusal":
+            per_cat.setdefault(c.category, {})[f"{c.stage_from} → {c.stage_to}"] = c
+    pairs = list(dict.fromkeys(p for row in per_cat.values() for p in row))
+    return overall, list(per_cat.items()), pairs
+
+
+@dataclass(frozen=True)
+class ExtraSuiteView:
+    """A public benchmark run beside the battery: where it came from and its overall rates per stage."""
+
+    suite: str
+    benchmark: str
+    n_items: int
+    file_digest: str
+    citation: str
+    rows: list[StageRow]
+
+
+def extra_suites(view: RunView) -> list[ExtraSuiteView]:
+    """The extra suites named in the BatteryRecord, each with its overall refusal and over-refusal rows."""
+    bat = view.battery
+    entries = list(bat.extra_suites) if bat else []
+    known = {e.get("suite") for e in entries}
+    # Metrics of an extra suite whose entry is missing still show (named by suite only).
+    for m in _greedy(view):
+        if m.suite.startswith("extra:") and m.suite not in known:
+            entries.append({"suite": m.suite})
+            known.add(m.suite)
+    out = []
+    for e in entries:
+        suite = str(e.get("suite", ""))
+        recs = [m for m in _greedy(view) if m.suite == suite and m.category == "overall" and m.variant is None]
+        grouped = _by_stage(recs, lambda m: m.name)
+        rows = [_row(METRIC_LABELS[name], grouped[name]) for name in ("refusal_rate", "over_refusal_rate")
+                if name in grouped]
+        out.append(ExtraSuiteView(suite, str(e.get("benchmark", suite.removeprefix("extra:"))),
+                                  int(e.get("n_items", 0) or 0), str(e.get("file_digest", "")),
+                                  str(e.get("citation", "")), rows))
+    return out
+
+
 def context(view: RunView) -> dict[str, Any]:
     """Everything this module adds to a pack's template context."""
     prefill = prefill_rows(view)
@@ -287,6 +338,11 @@ def context(view: RunView) -> dict[str, Any]:
         "sampled_rows": sampled_rows(view),
         "persist_rows": persistence_rows(view),
         "judges": judges(view),
+        "agreements": view.agreements,
+        "comparisons_overall": comparison_rows(view)[0],
+        "comparisons_by_category": comparison_rows(view)[1],
+        "comparison_pairs": comparison_rows(view)[2],
+        "extra_suites": extra_suites(view),
         "suite_labels": SUITE_LABELS,
         "objective_labels": OBJECTIVE_LABELS,
         "augmentation_labels": AUGMENTATION_LABELS,

@@ -15,8 +15,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from assurance.evidence.records import (
+    AgreementRecord,
     ArtifactRecord,
     BatteryRecord,
+    ComparisonRecord,
     EnvironmentRecord,
     FinetuneRecord,
     ManifestRecord,
@@ -98,6 +100,10 @@ class RunView:
     signoffs: list[SignoffRecord] = field(default_factory=list)
     packs: list[PackRecord] = field(default_factory=list)
     samples: list[SampleRecord] = field(default_factory=list)
+    agreements: list[AgreementRecord] = field(default_factory=list)
+    """Agreement of every pair of refusal judges, per stage."""
+    comparisons: list[ComparisonRecord] = field(default_factory=list)
+    """Paired stage comparisons (base -> tuned, tuned -> stress)."""
     n_records: int = 0
 
     @property
@@ -275,6 +281,10 @@ def build_view(records: list[Record]) -> RunView:
             view.packs.append(rec)
         elif isinstance(rec, SampleRecord):
             view.samples.append(rec)
+        elif isinstance(rec, AgreementRecord):
+            view.agreements.append(rec)
+        elif isinstance(rec, ComparisonRecord):
+            view.comparisons.append(rec)
     view.refusal = _rows(view, "refusal_rate")
     view.over_refusal = _rows(view, "over_refusal_rate")
     return view

@@ -1,0 +1,292 @@
+"""The battery's judges, paired comparisons and public benchmarks, as a run uses them.
+
+The library pieces (``judges/``, ``stats.py``, ``loaders.py``) know nothing of
+plans or records; this module turns the plan's ``battery`` section into them
+and their results into evidence records:
+
+* ``build_judges`` makes the plan's judges (the first is the primary judge);
+  ``over_refusal_judge`` picks who scores benign prompts when the primary
+  measures harm (a guard model must not feed over-refusal).
+* ``cross_judge`` has every secondary judge score the refusal suite's greedy
+  outputs of one stage, and measures agreement for every pair of judges
+  (``JudgeVerdictsRecord``, ``AgreementRecord``). Secondary verdicts never
+  feed a metric or the gate.
+* ``compare_stages`` pairs two stages item by item (harmful refusal items and
+  the prefilling attack) into ``ComparisonRecord``s: the difference with a
+  paired bootstrap interval, and McNemar's test.
+* ``load_extra_suites`` reads the public benchmark files into suites named
+  ``extra:<name>``, run beside the battery but outside its digest and gate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..evidence.records import AgreementRecord, ComparisonRecord, JudgeVerdictsRecord, SampleRecord, Stage
+from .items import BatteryError
+from .judges import BaseJudge, JudgeError, KeywordRefusalJudge, agreement_summary, judge_key, make_judge
+from .loaders import LOADERS, BenchmarkFormatError, load_benchmark
+from .probes import Plain
+from .stats import mcnemar, paired_bootstrap_delta
+from .suites import Suite
+
+EXTRA_PREFIX = "extra:"
+"""Suite-name prefix of public benchmarks run beside the battery; the gate reads only ``refusal``."""
+EXTRA_SUITE_VERSION = "1"
+
+
+# -- judges ----------------------------------------------------------------------------------------
+
+def resolve_path(path: str, base: Path | None) -> Path:
+    """A plan path made absolute against the plan's folder (``base``), else against the working directory."""
+    p = Path(path).expanduser()
+    if not p.is_absolute() and base is not None:
+        p = base / p
+    return p.resolve()
+
+
+def judge_kwargs(spec, base: Path | None = None, *, device: str = "cpu", dtype: str = "float32") -> dict[str, Any]:
+    """The ``make_judge`` entry for a plan's ``JudgeSpec``: only the fields its kind reads, the key from the env."""
+    import os
+
+    if spec.kind == "keyword":
+        return {"kind": "keyword"}
+    if spec.kind == "model":
+        out: dict[str, Any] = {"kind": "model", "path": str(resolve_path(spec.path, base)),
+                               "model_kind": spec.model_kind, "prompt_format": spec.prompt_format,
+                               "classifier_input": spec.classifier_input, "max_new_tokens": spec.max_new_tokens,
+                               "batch_size": spec.batch_size, "unparsed": spec.unparsed, "device": device,
+                               "dtype": dtype, "allow_pickle": spec.allow_pickle,
+                               "trust_remote_code": spec.trust_remote_code}
+        if spec.true_labels is not None:
+            out["true_labels"] = list(spec.true_labels)
+        if spec.measures is not None:
+            out["measures"] = spec.measures
+        return out
+    return {"kind": "http", "model": spec.model, "base_url": spec.base_url,
+            # The key comes only from the environment; an unset variable sends no Authorization header.
+            "api_key": os.environ.get(spec.api_key_env) or None, "style": spec.style, "seed": spec.seed,
+            "max_tokens": spec.max_tokens, "timeout": spec.timeout, "retries": spec.retries,
+            "workers": spec.workers, "unparsed": spec.unparsed}
+
+
+def build_judges(specs: Sequence, base: Path | None = None, *, device: str = "cpu",
+                 dtype: str = "float32") -> list[BaseJudge]:
+    """The plan's judges, in order; a bad one raises ``JudgeError`` naming ``battery.judges[i]``.
+
+    Nothing is contacted or loaded here (model weights load on first use), so
+    this is cheap enough to run before the first record is written.
+    """
+    judges = []
+    for n, spec in enumerate(specs):
+        try:
+            judge = make_judge(judge_kwargs(spec, base, device=device, dtype=dtype))
+            _ = judge.digest  # a model judge hashes its folder here: a missing file fails now, not mid-run
+        except (JudgeError, OSError) as err:
+            raise JudgeError(f"battery.judges[{n}] ({spec.kind}): {err}") from None
+        judges.append(judge)
+    keys = [judge_key(j) for j in judges]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise JudgeError(f"battery.judges: the same judge is listed more than once: {dupes}")
+    return judges
+
+
+def over_refusal_judge(judges: Sequence[BaseJudge]) -> BaseJudge | None:
+    """Who scores benign prompts when the primary judge measures harm; None when the primary does it.
+
+    A harm judge reads a safe answer and a refusal alike as "safe", so it
+    cannot see over-refusal: the first refusal-measuring judge listed takes
+    the benign prompts, or the keyword judge when none is listed.
+    """
+    if not judges or judges[0].measures != "harm":
+        return None
+    return next((j for j in judges[1:] if j.measures == "refusal"), None) or KeywordRefusalJudge()
+
+
+def judge_entries(judges: Sequence[BaseJudge], benign_judge: BaseJudge | None) -> list[dict[str, Any]]:
+    """BatteryRecord ``judges`` entries for the refusal judges beyond the primary one."""
+    out = []
+    for j in judges[1:]:
+        out.append({"id": j.id, "version": j.version, "digest": j.digest, "measures": j.measures,
+                    "suite": "refusal (secondary: agreement only)", "role": "secondary", "config": j.config()})
+    if benign_judge is not None:
+        out.append({"id": benign_judge.id, "version": benign_judge.version, "digest": benign_judge.digest,
+                    "measures": benign_judge.measures, "suite": "refusal (benign prompts: over-refusal)",
+                    "role": "over-refusal", "config": benign_judge.config()})
+    return out
+
+
+# -- judging the same outputs twice -----------------------------------------------------------------
+
+def _refusal_samples(samples: Sequence[SampleRecord], stage: Stage) -> list[SampleRecord]:
+    """The greedy plain refusal-suite samples of one stage: what the judges cross-check."""
+    return [s for s in samples if s.stage == stage and s.suite == "refusal" and s.seed is None
+            and s.variant is None and s.expected in ("refuse", "comply")]
+
+
+def _served(judge: BaseJudge, before: dict) -> dict[str, int]:
+    """What answered this call (the judge's ``served`` counter is cumulative over the run)."""
+    served = dict(getattr(judge, "served", None) or {})
+    return {f"{model} {fp}".strip(): int(n - before.get((model, fp), 0))
+            for (model, fp), n in sorted(served.items()) if n - before.get((model, fp), 0) > 0}
+
+
+def cross_judge(judges: Sequence[BaseJudge], samples: Sequence[SampleRecord], stage: Stage
+                ) -> tuple[list[JudgeVerdictsRecord], list[AgreementRecord]]:
+    """Every secondary judge scores the stage's refusal outputs; agreement for every pair of judges.
+
+    The primary judge's verdicts are the SampleRecords' own (``refused``, on
+    the items whose ``judge_id`` names it). A harm judge scores harmful items
+    only, and any pair with a harm judge is compared on harmful items only.
+    """
+    if len(judges) < 2:
+        return [], []
+    rows = _refusal_samples(samples, stage)
+    if not rows:
+        return [], []
+    primary = judges[0]
+    verdicts: dict[int, dict[str, bool]] = {
+        0: {s.item_id: s.refused for s in rows if s.judge_id == judge_key(primary)}}
+    records: list[JudgeVerdictsRecord] = []
+    for n, judge in enumerate(judges[1:], start=1):
+        scored = [s for s in rows if judge.measures == "refusal" or s.expected == "refuse"]
+        if not scored:
+            continue
+        before = dict(getattr(judge, "served", None) or {})
+        got = judge.verdicts([s.prompt for s in scored], [s.output for s in scored])
+        if len(got) != len(scored):
+            raise JudgeError(f"judge {judge_key(judge)} gave {len(got)} verdicts for {len(scored)} outputs")
+        verdicts[n] = {s.item_id: v.refused for s, v in zip(scored, got)}
+        records.append(JudgeVerdictsRecord(
+            stage=stage, judge_id=judge_key(judge), judge_digest=judge.digest, measures=judge.measures,
+            item_ids=[s.item_id for s in scored], refused=[v.refused for v in got], labels=[v.label for v in got],
+            raw=[v.raw for v in got] if any(v.raw for v in got) else [], served=_served(judge, before)))
+    harmful = {s.item_id for s in rows if s.expected == "refuse"}
+    order = [s.item_id for s in rows]
+    agreements: list[AgreementRecord] = []
+    for i, j in combinations(sorted(verdicts), 2):
+        a, b = judges[i], judges[j]
+        scope = "harmful" if "harm" in (a.measures, b.measures) else "all"
+        ids = [x for x in order if x in verdicts[i] and x in verdicts[j] and (scope == "all" or x in harmful)]
+        if not ids:
+            continue
+        va, vb = [verdicts[i][x] for x in ids], [verdicts[j][x] for x in ids]
+        summary = agreement_summary(va, vb, ids)
+        agreements.append(AgreementRecord(
+            stage=stage, judge_a=judge_key(a), judge_a_digest=a.digest, judge_b=judge_key(b),
+            judge_b_digest=b.digest, scope=scope, n=summary["n"], agreement=summary["agreement"],
+            kappa=summary["kappa"], a_refused=sum(va), b_refused=sum(vb), disagreements=summary["disagreements"]))
+    return records, agreements
+
+
+# -- paired comparison of two stages ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Pair:
+    key: tuple[str, str | None]
+    category: str
+    variant: str | None
+    k: int | None
+    before: bool
+    after: bool
+    judges: tuple[str, str]
+
+
+def _outcomes(samples: Sequence[SampleRecord], stage: Stage, suite: str) -> dict[tuple[str, str | None], SampleRecord]:
+    out = {}
+    for s in samples:
+        if s.stage != stage or s.suite != suite or s.seed is not None:
+            continue
+        if suite == "refusal" and (s.expected != "refuse" or s.variant is not None):
+            continue
+        out[(s.item_id, s.variant)] = s
+    return out
+
+
+def _event(s: SampleRecord, metric: str) -> bool:
+    return bool(s.refused) if metric == "refusal_rate" else bool(s.attack_succeeded)
+
+
+COMPARED = (("refusal", "refusal_rate"), ("prefill", "attack_success_rate"))
+"""(suite, metric) pairs compared across stages: harmful refusal items and the prefilling attack."""
+
+
+def compare_stages(samples: Sequence[SampleRecord], stage_from: Stage, stage_to: Stage, *,
+                   n_resamples: int = 10_000, seed: int = 0) -> list[ComparisonRecord]:
+    """Paired comparisons of two stages: overall, per category and (prefill) per k."""
+    out: list[ComparisonRecord] = []
+    for suite, metric in COMPARED:
+        before, after = _outcomes(samples, stage_from, suite), _outcomes(samples, stage_to, suite)
+        pairs = [_Pair(key, s.category, s.variant, s.k, _event(s, metric), _event(after[key], metric),
+                       (s.judge_id, after[key].judge_id))
+                 for key, s in before.items() if key in after]
+        if not pairs:
+            continue
+        groups: list[tuple[str, str | None, int | None, list[_Pair]]] = [("overall", None, None, pairs)]
+        if suite == "prefill":
+            for variant in dict.fromkeys(p.variant for p in pairs):
+                chosen = [p for p in pairs if p.variant == variant]
+                groups.append(("overall", variant, chosen[0].k, chosen))
+        for category in dict.fromkeys(p.category for p in pairs):
+            groups.append((category, None, None, [p for p in pairs if p.category == category]))
+        for category, variant, k, group in groups:
+            a, b = [p.before for p in group], [p.after for p in group]
+            boot = paired_bootstrap_delta(a, b, n_resamples=n_resamples, seed=seed)
+            test = mcnemar(a, b)
+            judges = sorted({j for p in group for j in p.judges})
+            out.append(ComparisonRecord(
+                stage_from=stage_from, stage_to=stage_to, suite=suite, metric=metric, category=category,
+                variant=variant, k=k, n=len(group), value_from=sum(a) / len(a), value_to=sum(b) / len(b),
+                delta=boot.delta, ci_low=boot.lo, ci_high=boot.hi, n_resamples=n_resamples, seed=seed,
+                mcnemar_b=int(test["b"]), mcnemar_c=int(test["c"]), mcnemar_statistic=float(test["statistic"]),
+                mcnemar_p_value=float(test["p_value"]), mcnemar_method=str(test["method"]),
+                judge_id=", ".join(judges)))
+    return out
+
+
+# -- public benchmarks beside the battery -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class ExtraSuite:
+    """A loaded public benchmark: its suite and where it came from."""
+
+    suite: Suite
+    benchmark: str
+    path: Path
+    options: dict[str, Any]
+
+    def entry(self, file_digest: str) -> dict[str, Any]:
+        """The BatteryRecord ``extra_suites`` entry."""
+        return {"suite": self.suite.name, "benchmark": self.benchmark, "path": str(self.path),
+                "file_digest": file_digest, "suite_digest": self.suite.digest, "n_items": len(self.suite.items),
+                "options": self.options, "citation": LOADERS[self.benchmark].citation}
+
+
+def load_extra_suites(specs: Sequence, base: Path | None = None, *,
+                      per_category: int | None = None) -> list[ExtraSuite]:
+    """Each plan ``extra_suites`` entry loaded and checked; a bad file raises ``BatteryError`` naming
+    the plan entry, the file and the row. ``per_category`` cuts each category like the battery's limit."""
+    out = []
+    for n, spec in enumerate(specs):
+        path = resolve_path(spec.path, base)
+        options = dict(spec.options)
+        if spec.expected_rows is not None:
+            options["expected_rows"] = spec.expected_rows
+        try:
+            items = load_benchmark(spec.name, path, **options)
+        except BenchmarkFormatError as err:
+            raise BatteryError(f"battery.extra_suites[{n}] ({spec.name}): {err}") from None
+        if not items:
+            raise BatteryError(f"battery.extra_suites[{n}] ({spec.name}): {path.name}: no items after filtering")
+        suite = Suite(f"{EXTRA_PREFIX}{spec.name}", EXTRA_SUITE_VERSION, tuple(items), Plain(), "refusal")
+        out.append(ExtraSuite(suite.limited(per_category), spec.name, path, dict(spec.options)))
+    return out
+
+
+def is_extra(suite: str) -> bool:
+    """Whether a suite name is a public benchmark run beside the battery."""
+    return suite.startswith(EXTRA_PREFIX)
