@@ -1,0 +1,80 @@
+"""Typed evidence records.
+
+Every fact a run establishes is one of these records. They are serialised
+canonically (RFC 8785, see ``hashing.canonical_json``), addressed by their
+SHA-256, and chained per run in the ledger (``store.py``). The report layer
+reads nothing else, so a pack can be re-rendered from the ledger alone.
+
+Changing a field here changes the JSON Schema in ``evidence/schema/``; a test
+fails until ``assure schema`` is re-run, and any change that alters how an
+existing record serialises needs a new ``schema_version`` and a migration,
+never a silent edit.
+"""
+
+
+from __future__ import annotations
+
+from typing import Annotated, Union
+
+from pydantic import Field
+
+from .base import SCHEMA_VERSION, Stage, _Record
+from .evaluation import (
+    AgreementRecord,
+    BatteryRecord,
+    ComparisonRecord,
+    JudgeVerdictsRecord,
+    MetricRecord,
+    SampleRecord,
+)
+from .run import (
+    ArtifactRecord,
+    EnvironmentRecord,
+    ManifestRecord,
+    PackRecord,
+    RunFailed,
+    RunStarted,
+    SignoffRecord,
+    VerdictRecord,
+)
+from .training import FinetuneRecord
+
+Record = Annotated[
+    Union[
+        RunStarted,
+        EnvironmentRecord,
+        ArtifactRecord,
+        BatteryRecord,
+        SampleRecord,
+        MetricRecord,
+        JudgeVerdictsRecord,
+        AgreementRecord,
+        ComparisonRecord,
+        FinetuneRecord,
+        VerdictRecord,
+        RunFailed,
+        ManifestRecord,
+        PackRecord,
+        SignoffRecord,
+    ],
+    Field(discriminator="kind"),
+]
+"""Any evidence record, discriminated by its ``kind``."""
+
+RECORD_TYPES: tuple[type[_Record], ...] = (
+    RunStarted,
+    EnvironmentRecord,
+    ArtifactRecord,
+    BatteryRecord,
+    SampleRecord,
+    MetricRecord,
+    JudgeVerdictsRecord,
+    AgreementRecord,
+    ComparisonRecord,
+    FinetuneRecord,
+    VerdictRecord,
+    RunFailed,
+    ManifestRecord,
+    PackRecord,
+    SignoffRecord,
+)

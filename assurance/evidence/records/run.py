@@ -1,0 +1,150 @@
+"""Records of a run's life: start, environment, artifacts, verdict, failure, seal, packs, sign-off."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from .base import _Record
+
+
+class RunStarted(_Record):
+    """The first record of every run: what was asked for, by which tool."""
+
+    kind: Literal["run_started"] = "run_started"
+    run_id: str
+    """Time-ordered run identifier (UUIDv7)."""
+    plan: dict[str, Any]
+    """The full validated plan, defaults filled in."""
+    plan_digest: str
+    """SHA-256 of the plan's canonical JSON."""
+    plan_path: str | None = None
+    """Where the plan was read from, if from a file."""
+    tool_version: str
+    """Version of the assurance package that made the run."""
+    started_at: str
+    """UTC time the run started, ISO 8601."""
+
+
+class EnvironmentRecord(_Record):
+    """The software and hardware the run executed on."""
+
+    kind: Literal["environment"] = "environment"
+    python: str
+    """Python version."""
+    platform: str
+    """Operating system and architecture."""
+    packages: dict[str, str]
+    """Versions of the packages that shape results (torch, transformers, peft, ...)."""
+    device: str
+    """Device the run used: ``cpu`` or ``cuda:N``."""
+    accelerator: str
+    """GPU name and CUDA version, or the CPU description."""
+    dtype: str
+    """Numeric type used for model weights during evaluation and training."""
+    tool_version: str
+    """Version of the assurance package."""
+    git_commit: str | None = None
+    """Commit of the assurance source tree, when it is a git checkout."""
+    git_dirty: bool | None = None
+    """True when the source tree had uncommitted changes."""
+
+
+class ArtifactRecord(_Record):
+    """A file or folder the run read or wrote, with its digest."""
+
+    kind: Literal["artifact"] = "artifact"
+    role: str
+    """What the artifact is to the run: ``base_model``, ``adapter``, ``tuned_model``,
+    ``dataset:safety``, ``plan``, ``battery``, ``pack:fca`` and so on."""
+    path: str
+    """Absolute path at the time of the run; ``builtin:<name>`` for packaged data."""
+    digest: str
+    """``sha256:<hex>``; for a folder, the directory digest (see evidence/README.md)."""
+    is_dir: bool
+    """True when ``path`` is a folder."""
+    size_bytes: int
+    """Total size in bytes."""
+    files: dict[str, str] = Field(default_factory=dict)
+    """For a folder: relative path -> per-file SHA-256 hex, so a finding can name the file."""
+
+
+class VerdictRecord(_Record):
+    """The release-gate decision and every reason for it."""
+
+    kind: Literal["verdict"] = "verdict"
+    status: Literal["PASS", "FAIL", "ERROR"]
+    """PASS only when every check passed on a complete run."""
+    checks: list[dict[str, Any]]
+    """Each check: name, category, observed, threshold, passed, reason."""
+    reasons: list[str]
+    """Human-readable reasons for every failed check (empty on PASS)."""
+
+
+class RunFailed(_Record):
+    """A stage raised an error; the run is incomplete and cannot pass."""
+
+    kind: Literal["run_failed"] = "run_failed"
+    stage: str
+    """The stage that failed."""
+    error: str
+    """The error message."""
+    failed_at: str
+    """UTC time of the failure."""
+
+
+class ManifestRecord(_Record):
+    """The seal: chain head and every artifact digest at the end of the run."""
+
+    kind: Literal["manifest"] = "manifest"
+    complete: bool
+    """True only when every stage finished; an incomplete run never reads as final."""
+    chain_head: str
+    """Chain digest of the record just before this one."""
+    n_records: int
+    """Records sealed (those before this one)."""
+    artifacts: dict[str, str]
+    """Artifact role -> digest, for every artifact of the run."""
+    sealed_at: str
+    """UTC time of sealing."""
+    signature: str | None = None
+    """Optional Ed25519 signature (base64) over the manifest's canonical JSON without this field."""
+    public_key: str | None = None
+    """Ed25519 public key (base64, raw 32 bytes) that made the signature."""
+
+
+class PackRecord(_Record):
+    """A rendered PDF pack; appended after the seal because it is made from it."""
+
+    kind: Literal["pack"] = "pack"
+    regime: Literal["fca", "nhs", "uk-ai"]
+    """Which audience the pack is written for."""
+    path: str
+    """Where the PDF was written."""
+    digest: str
+    """``sha256:<hex>`` of the PDF file."""
+    pages: int
+    """Page count."""
+    final: bool
+    """False when the run was incomplete or failed: the pack is marked DRAFT."""
+    rendered_at: str
+    """UTC time of rendering."""
+
+
+class SignoffRecord(_Record):
+    """A named person's decision on the run, appended after the seal."""
+
+    kind: Literal["signoff"] = "signoff"
+    name: str
+    """Who signed."""
+    role: str
+    """Their role, e.g. SMF24 Chief Operations or Clinical Safety Officer."""
+    decision: Literal["approve", "reject", "approve-with-conditions"]
+    """The decision."""
+    regime: Literal["fca", "nhs", "uk-ai"] | None = None
+    """The pack the decision is for, if one."""
+    note: str = ""
+    """Conditions or comments."""
+    signed_at: str
+    """UTC time of the sign-off."""

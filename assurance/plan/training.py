@@ -1,0 +1,116 @@
+"""Plan settings for the safety fine-tune and the persistence stress fine-tune."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import _Section
+
+
+class LoraSpec(_Section):
+    """LoRA adapter settings (peft)."""
+
+    r: int = Field(16, gt=0)
+    """Adapter rank."""
+    alpha: int = Field(32, gt=0)
+    """Scaling numerator: the update is scaled by alpha / r."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """Dropout on the adapter input."""
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    """Module names to adapt."""
+
+
+class DeepAlignmentSpec(_Section):
+    """Safety-recovery augmentation (Qi et al., ICLR 2025), used when the recipe names ``deep-alignment``."""
+
+    prefill_prob: float = Field(0.5, ge=0, le=1)
+    """Chance that a triplet is trained with a harmful prefix; otherwise plain instruction -> refusal."""
+    max_prefix_tokens: int = Field(100, gt=0)
+    """k is drawn uniformly in 1..min(this, tokens in the harmful answer)."""
+
+
+class ConstrainedSpec(_Section):
+    """Token-wise constrained objective (Qi et al., ICLR 2025), used when the recipe names ``constrained``."""
+
+    beta_first: float = Field(0.5, gt=0)
+    """b_1: strength on the first answer token."""
+    beta_early: float = Field(2.0, gt=0)
+    """b_2 .. b_{early_tokens}: the tokens where shallow alignment lives get the tightest constraint."""
+    early_tokens: int = Field(5, ge=1)
+    """Last answer position that gets ``beta_early``."""
+    beta_rest: float = Field(0.1, gt=0)
+    """b_t for every later answer token; small b behaves like cross-entropy."""
+
+
+class FinetuneSpec(_Section):
+    """The safety fine-tune."""
+
+    recipe: Literal["sft", "deep-alignment", "constrained", "deep-alignment+constrained"] = "sft"
+    """Named recipe: a data augmentation and an objective joined by ``+``. ``sft``: cross-entropy on
+    assistant tokens. ``deep-alignment``: adds safety-recovery examples built from ``triplet_data``.
+    ``constrained``: the token-wise constrained objective against the starting model."""
+    method: Literal["full", "lora"] = "lora"
+    """``lora`` trains an adapter; ``full`` trains every weight."""
+    safety_data: str = "builtin:safety"
+    """Chat JSONL of harmful requests with refusals, or ``builtin:safety``."""
+    utility_data: str | None = "builtin:utility"
+    """Chat JSONL of ordinary tasks that keep the model useful, ``builtin:utility``, or null."""
+    triplet_data: str = "builtin:safety_triplets"
+    """JSONL of (instruction, harmful, refusal) triplets for ``deep-alignment``; counted as safety data."""
+    safety_ratio: float = Field(0.5, gt=0, le=1)
+    """Share of safety examples in the training mix."""
+    max_steps: int = Field(200, gt=0)
+    """Optimizer steps."""
+    lr: float = Field(2e-4, gt=0)
+    """Peak learning rate (AdamW)."""
+    schedule: Literal["linear", "cosine"] = "linear"
+    """Decay after warm-up, towards 0 at max_steps."""
+    batch_size: int = Field(8, gt=0)
+    """Examples per micro-batch (per process)."""
+    grad_accum: int = Field(1, gt=0)
+    """Micro-batches accumulated per optimizer step."""
+    warmup_steps: int = Field(10, ge=0)
+    """Linear warm-up steps."""
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW weight decay."""
+    max_grad_norm: float = Field(1.0, gt=0)
+    """Gradient clipping norm."""
+    max_length: int = Field(256, gt=8)
+    """Examples are truncated to this many tokens."""
+    bucket_by_length: bool = True
+    """Group examples of similar length into micro-batches (less padding; order stays seeded)."""
+    checkpoint_every: int = Field(0, ge=0)
+    """Save a resumable checkpoint every N optimizer steps (0: never)."""
+    keep_checkpoints: int = Field(2, ge=1)
+    """Checkpoints kept on disk; older ones are deleted. All are removed once training finishes."""
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    """Adapter settings when ``method`` is ``lora``."""
+    deep_alignment: DeepAlignmentSpec = Field(default_factory=DeepAlignmentSpec)
+    """Augmentation settings for ``deep-alignment`` recipes."""
+    constrained: ConstrainedSpec = Field(default_factory=ConstrainedSpec)
+    """Objective settings for ``constrained`` recipes."""
+
+
+class StressSpec(_Section):
+    """Persistence stress: a short benign fine-tune of the safety-tuned model, as a customer would run."""
+
+    enabled: bool = True
+    """Run the stress stage and evaluate the stressed model."""
+    data: str = "builtin:benign_stress"
+    """Chat JSONL of benign tasks, or ``builtin:benign_stress``."""
+    method: Literal["full", "lora"] = "lora"
+    """A LoRA safety adapter is merged into the weights first; ``lora`` then trains a fresh adapter."""
+    max_steps: int = Field(30, gt=0)
+    """Optimizer steps of plain SFT."""
+    lr: float = Field(1e-4, gt=0)
+    """Peak learning rate."""
+    batch_size: int = Field(8, gt=0)
+    """Examples per step."""
+    warmup_steps: int = Field(3, ge=0)
+    """Linear warm-up steps."""
+    max_length: int = Field(256, gt=8)
+    """Examples are truncated to this many tokens."""
