@@ -102,8 +102,10 @@ def _execute(plan: Plan, plan_path: Path | None, db, quiet: bool, as_json: bool,
     show_run(store.records(result.run_id), out_console)
     if result.error:
         err_console.print(f"[bold red]Run incomplete:[/bold red] {result.error}")
+    code_note = (f"as a gate this run would exit {result.exit_code}; the demo exits 0 when its runs complete"
+                 if story else f"exit code {result.exit_code}")
     out_console.print(f"\n[bold]Verdict:[/bold] [{verdict_style(result.status)}]{result.status}[/]  "
-                      f"(exit code {result.exit_code}, {wall:.0f}s)")
+                      f"({code_note}; {wall:.0f}s)")
     out_console.print(f"[bold]Evidence store:[/bold] {result.store_url}")
     for regime, path in result.packs.items():
         out_console.print(f"[bold]{regime.upper()} pack:[/bold] {path}")
@@ -113,17 +115,31 @@ def _execute(plan: Plan, plan_path: Path | None, db, quiet: bool, as_json: bool,
 
 @app.command()
 def run(
-    plan_file: Path = typer.Argument(..., help="The run plan (YAML)."),
+    plan_file: Optional[Path] = typer.Argument(None, help="The run plan (YAML); optional with --resume."),
     db: Optional[str] = DbOpt,
     sign_key: Optional[Path] = typer.Option(None, "--sign-key", help="Ed25519 private key (PEM) to sign the manifest."),
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
+    resume: Optional[str] = typer.Option(
+        None, "--resume", metavar="RUN_ID",
+        help="Continue a killed (never sealed) run, by id or unique prefix, from its recorded plan: stages already "
+             "in the ledger are skipped, an interrupted fine-tune restarts from its latest checkpoint. A PLAN given "
+             "too must be the recorded plan. Exit 2, nothing appended, if the run is sealed or its inputs changed."),
 ) -> None:
     """Run the plan: provenance, evaluate, safety fine-tune, evaluate, verdict, seal, packs."""
-    try:
-        plan = load_plan(plan_file)
-    except PlanError as err:
-        fail(str(err))
+    plan = None
+    if plan_file is not None:
+        try:
+            plan = load_plan(plan_file)
+        except PlanError as err:
+            fail(str(err))
+            raise typer.Exit(EXIT_USAGE)
+    if resume is not None:
+        from .resume import execute_resume
+
+        raise typer.Exit(execute_resume(resume, plan, plan_file, db, quiet, as_json, sign_key))
+    if plan is None:
+        fail("give a plan file (assure run PLAN), or a run to continue (assure run --resume RUN_ID)")
         raise typer.Exit(EXIT_USAGE)
     raise typer.Exit(_execute(plan, plan_file, db, quiet, as_json, sign_key, story=False))
 
