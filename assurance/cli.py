@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -23,7 +22,7 @@ import typer
 from .console import RichProgress, err_console, fail, out_console, show_run, verdict_style
 from .evidence.store import Store, StoreError
 from .plan import Plan, PlanError, load_plan
-from .policy import EXIT_ERROR, EXIT_FAIL, EXIT_PASS, EXIT_USAGE
+from .policy import EXIT_FAIL, EXIT_PASS, EXIT_USAGE
 
 app = typer.Typer(
     help="assurance: auditable safety fine-tuning, evidence ledgers and UK assurance packs.",
@@ -76,6 +75,9 @@ def _execute(plan: Plan, plan_path: Path | None, db, quiet: bool, as_json: bool,
             if not (quiet or as_json):
                 err_console.rule(f"[bold]Comparison run: {comparison_plan.name}")
             other = run_pipeline(comparison_plan, store_url=db, progress=progress)
+            # The main run's packs show the comparison run side by side (read from the ledger).
+            plan = plan.model_copy(deep=True)
+            plan.report.compare_with = other.run_id
             err_console.rule(f"[bold]Main run: {plan.name}") if not (quiet or as_json) else None
         result = run_pipeline(plan, store_url=db, plan_path=plan_path, progress=progress, sign_key=sign_key)
         if comparison_plan is not None:
@@ -313,6 +315,17 @@ def signoff(
     store.append(rid, [SignoffRecord(name=name, role=role, decision=decision, regime=regime, note=note,
                                      signed_at=utc_now())])
     print(f"signed: {name} ({role}) {decision} run {rid}")
+
+
+@app.command()
+def keygen(path: Path = typer.Argument(..., help="Where to write the new Ed25519 private key (PEM).")) -> None:
+    """Make an Ed25519 key for `run --sign-key`; prints the public key for `verify --trusted-key`."""
+    from .evidence.seal import generate_key
+
+    if path.exists():
+        fail(f"{path}: already exists; not overwritten")
+        raise typer.Exit(EXIT_USAGE)
+    print(generate_key(path))
 
 
 def main() -> None:  # pragma: no cover

@@ -7,12 +7,15 @@ Everything that can be checked before the run is checked first (plan, model
 folder, datasets, battery), and only then is anything written, so bad input
 leaves the evidence store untouched. Stages talk through evidence records;
 the packs are rendered from the ledger alone.
+
+Each stage appends its records in one transaction, so a killed run's chain ends
+on a stage boundary; ``resume.py`` reads which stages are there and hands
+``run_stages`` a ``Done`` that makes it skip them (``assure run --resume``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ContextManager, Iterator, Protocol
@@ -91,6 +94,8 @@ class Prepared:
     """Public benchmark suites run beside the battery (``wiring.ExtraSuite``)."""
     greedy: dict = field(default_factory=dict)
     """Stage -> its greedy refusal and prefill samples, kept for the paired stage comparison."""
+    backends: dict = field(default_factory=dict)
+    """Evaluated stage -> the generation backend it uses (``stage_backends``)."""
 
 
 def prepare(plan: Plan, progress: Progress) -> Prepared:
@@ -111,6 +116,7 @@ def prepare(plan: Plan, progress: Progress) -> Prepared:
     if plan.stress.enabled:
         load_chat_jsonl(plan.stress.data)
     device, dtype = resolve_device(plan.device)
+    backends = stage_backends(plan, resolve_backend(plan.battery.backend, device))
     if device.type == "cpu" and plan.cpu_threads:
         torch.set_num_threads(plan.cpu_threads)
     judges, benign_judge = _build_judges(plan, device, dtype)
@@ -121,7 +127,78 @@ def prepare(plan: Plan, progress: Progress) -> Prepared:
             allow_pickle=plan.model.allow_pickle, trust_remote_code=plan.model.trust_remote_code,
         )
     return Prepared(plan, model_path, safety, utility, battery, model, tokenizer, device, dtype,
-                    judges=judges, benign_judge=benign_judge, extra=extra)
+                    judges=judges, benign_judge=benign_judge, extra=extra, backends=backends)
+
+
+def resolve_backend(requested: str, device) -> str:
+    """``transformers`` or ``vllm`` for the plan's ``battery.backend`` on ``device``; a PlanError when vLLM is
+    required but cannot be used (raised in ``prepare``, so nothing is written)."""
+    import importlib.util
+
+    from .models import vllm_backend
+    from .plan import PlanError
+
+    if requested == "transformers":
+        return "transformers"
+    usable = device.type == "cuda" and vllm_backend.available()
+    if requested == "vllm" and not usable:
+        why = ("the run's device is CPU" if device.type != "cuda"
+               else "the vllm package is not installed" if importlib.util.find_spec("vllm") is None
+               else "no CUDA device is available")
+        raise PlanError(f"battery.backend: 'vllm' was requested but cannot be used ({why}); vLLM needs the vllm "
+                        "package and a CUDA GPU. Use backend 'auto' (vLLM when possible) or 'transformers'")
+    return "vllm" if usable else "transformers"
+
+
+def stage_backends(plan: Plan, backend: str) -> dict[str, str]:
+    """Evaluated stage -> its generation backend. vLLM loads weights from disk, so a LoRA stress model (merged
+    in memory, never saved whole) falls back to transformers."""
+    stages = ["base", "tuned"] + (["stress"] if plan.stress.enabled else [])
+    out = {s: backend for s in stages}
+    if backend == "vllm" and plan.stress.enabled and plan.stress.method != "full":
+        out["stress"] = "transformers"
+    return out
+
+
+def _generation_settings(prep: Prepared) -> dict:
+    """The decoding settings recorded in the battery record, with the backend each stage uses."""
+    from .models.generate import generation_settings
+
+    plan = prep.plan
+    gen = generation_settings(prep.model, prep.tokenizer, max_new_tokens=plan.battery.max_new_tokens,
+                              batch_size=plan.battery.batch_size)
+    gen |= {"backend_requested": plan.battery.backend, "backend_by_stage": dict(prep.backends)}
+    if "vllm" in prep.backends.values():
+        import vllm
+
+        used = set(prep.backends.values())
+        gen |= {"backend": "vllm" if used == {"vllm"} else "vllm+transformers", "vllm_version": vllm.__version__,
+                "batch_size_note": "vLLM schedules its own batches; batch_size applies to transformers stages only"}
+    return gen | {"limit_per_category": plan.battery.limit_per_category}
+
+
+def _generator(prep: Prepared, stage: str, weights: tuple[Path | str, Path | str | None] | None):
+    """A vLLM generator for ``stage`` when it uses vLLM, from ``weights`` = (model folder, adapter folder or
+    None) on disk; None means the transformers backend."""
+    if prep.backends.get(stage) != "vllm" or weights is None:
+        return None
+    from .models.vllm_backend import VLLMGenerator
+
+    model_path, adapter = weights
+    return VLLMGenerator(model_path, dtype=str(prep.dtype).removeprefix("torch."), seed=prep.plan.seed,
+                         adapter_path=adapter)
+
+
+def _free(generator) -> None:
+    """Release a vLLM engine's GPU memory before the next stage needs it."""
+    if generator is None:
+        return
+    import gc
+
+    del generator
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _build_judges(plan: Plan, device, dtype):
@@ -179,6 +256,30 @@ def _data_path(spec: str) -> Path:
     return builtin_path(spec.split(":", 1)[1]) if spec.startswith("builtin:") else Path(spec)
 
 
+@dataclass
+class Done:
+    """What a run's ledger already holds, stage by stage: empty for a new run, filled by
+    ``resume.ledger_state`` for a resumed one. Each stage's records are appended in one
+    transaction, so a stage is either wholly in the chain or not at all."""
+
+    provenance: bool = False
+    """The environment, input artifacts and battery record are in the chain."""
+    artifacts: dict[str, ArtifactRecord] = field(default_factory=dict)
+    """Role -> the artifact record already in the chain."""
+    metrics: dict[str, list[MetricRecord]] = field(default_factory=dict)
+    """Evaluated stage (base, tuned, stress) -> its metrics, in ledger order."""
+    greedy: dict[str, list] = field(default_factory=dict)
+    """Evaluated stage -> its greedy refusal and prefill samples (for the paired comparison)."""
+    finetune: dict[str, FinetuneRecord] = field(default_factory=dict)
+    """Purpose (safety, stress) -> its finished FinetuneRecord."""
+    outputs: dict[str, ArtifactRecord] = field(default_factory=dict)
+    """Purpose -> the artifact record of the saved adapter or model."""
+    verdict: object = None
+    """The VerdictRecord, once decided."""
+    resuming: bool = False
+    """True when continuing a killed run: fine-tunes restart from their latest checkpoint."""
+
+
 def run_pipeline(
     plan: Plan,
     *,
@@ -202,59 +303,101 @@ def run_pipeline(
                    plan_path=str(plan_path.resolve()) if plan_path else None,
                    tool_version=__version__, started_at=utc_now()),
     ])
+    return run_stages(store, run_id, prep, run_dir, Done(), plan_path=plan_path, progress=progress,
+                      sign_key=sign_key)
+
+
+def input_artifacts(prep: Prepared, plan_path: Path | None) -> list[ArtifactRecord]:
+    """The digests of everything the run reads: base model, data sets, benchmark files, judges, plan."""
+    from .finetune.recipes import data_sources
+
+    plan = prep.plan
+    sources = data_sources(plan.finetune)
+    if plan.stress.enabled:
+        sources["dataset:stress"] = plan.stress.data
+    arts = [_artifact("base_model", prep.model_path)]
+    arts += [_artifact(role, _data_path(spec)) for role, spec in sources.items()]
+    arts += [_artifact(f"dataset:benchmark:{e.benchmark}", e.path) for e in prep.extra]
+    arts += [_artifact(f"judge_model:{j.id}", j.path) for j in prep.judges if hasattr(j, "model_digest")]
+    if plan_path:
+        arts.append(_artifact("plan", plan_path))
+    return arts
+
+
+def _environment(prep: Prepared):
+    from .models.loading import describe_accelerator
+
+    return capture_environment(str(prep.device), str(prep.dtype).replace("torch.", ""),
+                               describe_accelerator(prep.device))
+
+
+def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: Done, *,
+               plan_path: Path | None, progress: Progress, sign_key: Path | None) -> RunResult:
+    """Every stage after RunStarted, in order, skipping those ``done`` says are already in the chain.
+
+    Each stage appends its records in one transaction, so a kill leaves a stage either
+    wholly recorded or not at all, and ``assure run --resume`` picks up at the first
+    missing one."""
+    plan = prep.plan
     result = RunResult(run_id, "ERROR", EXIT_ERROR, store.url, run_dir)
     stage = "provenance"
     try:
-        from .models.loading import describe_accelerator
-
-        store.append(run_id, [capture_environment(str(prep.device), str(prep.dtype).replace("torch.", ""),
-                                                  describe_accelerator(prep.device))])
-        with progress.stage("Provenance: hashing the model, data and plan"):
-            from .finetune.recipes import data_sources
-
-            sources = data_sources(plan.finetune)
-            if plan.stress.enabled:
-                sources["dataset:stress"] = plan.stress.data
-            arts = [_artifact("base_model", prep.model_path)]
-            arts += [_artifact(role, _data_path(spec)) for role, spec in sources.items()]
-            arts += [_artifact(f"dataset:benchmark:{e.benchmark}", e.path) for e in prep.extra]
-            arts += [_artifact(f"judge_model:{j.id}", j.path) for j in prep.judges if hasattr(j, "model_digest")]
-            if plan_path:
-                arts.append(_artifact("plan", plan_path))
-            store.append(run_id, arts)
-        base_digest = arts[0].digest
-
         judge = prep.judges[0]
-        from .models.generate import generation_settings
+        if done.provenance:
+            base_digest = done.artifacts["base_model"].digest
+        else:
+            env = _environment(prep)
+            with progress.stage("Provenance: hashing the model, data and plan"):
+                arts = input_artifacts(prep, plan_path)
+            base_digest = arts[0].digest
+            battery = _battery_record(prep, judge, _generation_settings(prep))
+            store.append(run_id, [env, *arts, battery])
 
-        gen = generation_settings(prep.model, prep.tokenizer, max_new_tokens=plan.battery.max_new_tokens,
-                                  batch_size=plan.battery.batch_size)
-        store.append(run_id, [_battery_record(prep, judge, gen | {"limit_per_category": plan.battery.limit_per_category})])
+        models = _Models(prep, done)
 
         stage = "evaluate base"
-        base_metrics = _evaluate(store, run_id, prep, judge, "base", prep.model, progress)
+        base_metrics = _evaluate_or_reuse(store, run_id, prep, judge, "base", lambda: prep.model, done, progress,
+                                          weights=(prep.model_path, None))
 
         stage = "safety fine-tune"
-        tuned_model, ft_record = _finetune(prep, run_dir, base_digest, progress)
-        out_art = _artifact("adapter" if plan.finetune.method == "lora" else "tuned_model", ft_record.output_path)
-        store.append(run_id, [ft_record.model_copy(update={"output_digest": out_art.digest}), out_art])
+        ft_record = None
+        if "safety" in done.finetune:
+            out_digest = done.outputs["safety"].digest
+        else:
+            tuned_model, ft_record = _finetune(prep, run_dir, base_digest, progress, resume=done.resuming)
+            out_art = _artifact("adapter" if plan.finetune.method == "lora" else "tuned_model", ft_record.output_path)
+            ft_record = ft_record.model_copy(update={"output_digest": out_art.digest})
+            store.append(run_id, [ft_record, out_art])
+            models.tuned, out_digest = tuned_model, out_art.digest
 
         stage = "evaluate tuned"
-        tuned_metrics = _evaluate(store, run_id, prep, judge, "tuned", tuned_model, progress)
+        tuned_weights = saved_weights(prep, done.finetune.get("safety") or ft_record)
+        tuned_metrics = _evaluate_or_reuse(store, run_id, prep, judge, "tuned", models.load_tuned, done, progress,
+                                           weights=tuned_weights)
 
         stress_metrics: list[MetricRecord] = []
         if plan.stress.enabled:
             stage = "persistence stress fine-tune"
-            stressed, st_record = _stress(prep, tuned_model, run_dir, out_art.digest, progress)
-            st_art = _artifact("stress_adapter" if plan.stress.method == "lora" else "stress_model",
-                               st_record.output_path)
-            store.append(run_id, [st_record.model_copy(update={"output_digest": st_art.digest}), st_art])
+            if "stress" not in done.finetune and "stress" not in done.metrics:
+                stressed, st_record = _stress(prep, models.load_tuned(), run_dir, out_digest, progress,
+                                              resume=done.resuming)
+                st_art = _artifact("stress_adapter" if plan.stress.method == "lora" else "stress_model",
+                                   st_record.output_path)
+                st_record = st_record.model_copy(update={"output_digest": st_art.digest})
+                store.append(run_id, [st_record, st_art])
+                models.stressed = stressed
+            else:
+                st_record = done.finetune.get("stress")
             stage = "evaluate stressed"
-            stress_metrics = _evaluate(store, run_id, prep, judge, "stress", stressed, progress)
+            stress_weights = saved_weights(prep, st_record) if st_record and st_record.method == "full" else None
+            stress_metrics = _evaluate_or_reuse(store, run_id, prep, judge, "stress", models.load_stressed, done,
+                                                progress, weights=stress_weights)
 
         stage = "verdict"
-        verdict = decide(plan.policy, base_metrics + tuned_metrics + stress_metrics)
-        store.append(run_id, [verdict])
+        verdict = done.verdict
+        if verdict is None:
+            verdict = decide(plan.policy, base_metrics + tuned_metrics + stress_metrics)
+            store.append(run_id, [verdict])
         stage = "seal"
         seal_run(store, run_id, complete=True, key_path=sign_key)
         result.status, result.reasons = verdict.status, verdict.reasons
@@ -273,11 +416,73 @@ def run_pipeline(
     return result
 
 
+class _Models:
+    """The tuned and stressed models: in memory when this process trained them, otherwise
+    reloaded (once, when first needed) from the outputs a resumed run's ledger names."""
+
+    def __init__(self, prep: Prepared, done: Done):
+        self.prep, self.done = prep, done
+        self.tuned = None
+        self.stressed = None
+
+    def load_tuned(self):
+        if self.tuned is None:
+            self.tuned = load_finetuned(self.prep, self.done.finetune["safety"], lambda: self.prep.model)
+        return self.tuned
+
+    def load_stressed(self):
+        if self.stressed is None:
+            def start():  # the stress fine-tune's starting point: the tuned model, a safety adapter merged in
+                tuned = self.load_tuned()
+                return tuned.merge_and_unload() if hasattr(tuned, "merge_and_unload") else tuned
+            self.stressed = load_finetuned(self.prep, self.done.finetune["stress"], start)
+        return self.stressed
+
+
+def load_finetuned(prep: Prepared, record: FinetuneRecord, start: Callable[[], object]):
+    """A fine-tune's saved output as a model: a LoRA adapter onto ``start()`` (peft), or the full model folder.
+
+    The caller has checked the folder's digest against the ledger."""
+    from .models.loading import load_model
+
+    if record.method == "lora":
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(start(), record.output_path, is_trainable=False)
+        return model.to(prep.device).eval()
+    model, _ = load_model(record.output_path, device=prep.device, dtype=prep.dtype,
+                          allow_pickle=prep.plan.model.allow_pickle,
+                          trust_remote_code=prep.plan.model.trust_remote_code)
+    return model
+
+
+def saved_weights(prep: Prepared, record: FinetuneRecord) -> tuple[Path | str, Path | str | None]:
+    """(model folder, adapter folder or None) of a fine-tune's saved output, as vLLM loads it."""
+    if record.method == "lora":
+        return prep.model_path, record.output_path
+    return record.output_path, None
+
+
+def _evaluate_or_reuse(store: Store, run_id: str, prep: Prepared, judge, stage: str, model: Callable[[], object],
+                       done: Done, progress: Progress, weights=None) -> list[MetricRecord]:
+    """The stage's metrics from the ledger when it was evaluated before a resume, else evaluate ``model()``
+    (with vLLM from ``weights`` on disk when the stage's backend is vLLM)."""
+    if stage in done.metrics:
+        prep.greedy[stage] = done.greedy.get(stage, [])
+        progress.note(f"The {stage} model's evaluation is already in the ledger; not repeated")
+        return done.metrics[stage]
+    generator = _generator(prep, stage, weights)
+    try:
+        return _evaluate(store, run_id, prep, judge, stage, model(), progress, generator=generator)
+    finally:
+        _free(generator)
+
+
 COMPARED_WITH = {"tuned": "base", "stress": "tuned"}
 """Stage -> the earlier stage it is compared with, item by item."""
 
 
-def _evaluate(store: Store, run_id: str, prep: Prepared, judge, stage, model, progress: Progress):
+def _evaluate(store: Store, run_id: str, prep: Prepared, judge, stage, model, progress: Progress, generator=None):
     """Run the battery (and the extra suites beside it) on one model; record samples, metrics, the secondary
     judges' verdicts and agreement, and the paired comparison with the previous stage.
 
@@ -294,19 +499,22 @@ def _evaluate(store: Store, run_id: str, prep: Prepared, judge, stage, model, pr
         samples, metrics = evaluate(model, prep.tokenizer, battery, judge, stage=stage,
                                     max_new_tokens=prep.plan.battery.max_new_tokens,
                                     batch_size=prep.plan.battery.batch_size, progress=advance,
-                                    sampling=prep.plan.battery.sampling, benign_judge=prep.benign_judge)
-    store.append(run_id, [*samples, *metrics])
+                                    sampling=prep.plan.battery.sampling, benign_judge=prep.benign_judge,
+                                    generator=generator)
+    records: list[Record] = [*samples, *metrics]
     if len(prep.judges) > 1:
         with progress.stage(f"Cross-checking the {stage} model's refusals with {len(prep.judges) - 1} more judge(s)"):
             verdicts, agreements = cross_judge(prep.judges, samples, stage)
-        store.append(run_id, [*verdicts, *agreements])
-    prep.greedy[stage] = [s for s in samples if s.seed is None and s.suite in ("refusal", "prefill")]
+        records += [*verdicts, *agreements]
+    greedy = [s for s in samples if s.seed is None and s.suite in ("refusal", "prefill")]
     earlier = COMPARED_WITH.get(stage)
     if earlier in prep.greedy:
         spec = prep.plan.battery.comparison
         seed = prep.plan.seed if spec.seed is None else spec.seed
-        store.append(run_id, compare_stages(prep.greedy[earlier] + prep.greedy[stage], earlier, stage,
-                                            n_resamples=spec.n_resamples, seed=seed))
+        records += compare_stages(prep.greedy[earlier] + greedy, earlier, stage,
+                                  n_resamples=spec.n_resamples, seed=seed)
+    store.append(run_id, records)  # one transaction: the stage is wholly in the chain or not at all
+    prep.greedy[stage] = greedy
     return metrics
 
 
@@ -318,7 +526,7 @@ def _train_progress(advance: Callable[[int], None], progress: Progress) -> Calla
     return report
 
 
-def _finetune(prep: Prepared, run_dir: Path, base_digest: str, progress: Progress):
+def _finetune(prep: Prepared, run_dir: Path, base_digest: str, progress: Progress, resume: bool = False):
     from .finetune.recipes import finetune_record, run_recipe
 
     spec = prep.plan.finetune
@@ -327,11 +535,11 @@ def _finetune(prep: Prepared, run_dir: Path, base_digest: str, progress: Progres
                         total=spec.max_steps) as advance:
         res = run_recipe(prep.model, prep.tokenizer, spec, seed=prep.plan.seed, device=prep.device, dtype=prep.dtype,
                          output_dir=out_dir, progress=_train_progress(advance, progress),
-                         safety=prep.safety, utility=prep.utility)
+                         safety=prep.safety, utility=prep.utility, resume=resume)
     return res.model, finetune_record(res, purpose="safety", seed=prep.plan.seed, base_model_digest=base_digest)
 
 
-def _stress(prep: Prepared, tuned_model, run_dir: Path, tuned_digest: str, progress: Progress):
+def _stress(prep: Prepared, tuned_model, run_dir: Path, tuned_digest: str, progress: Progress, resume: bool = False):
     """A customer's benign fine-tune of the safety-tuned model (Qi et al. 2024): does safety persist?"""
     from .finetune.recipes import finetune_record, stress_finetune
 
@@ -339,13 +547,14 @@ def _stress(prep: Prepared, tuned_model, run_dir: Path, tuned_digest: str, progr
     with progress.stage(f"Persistence stress: benign fine-tune ({stress.method}, {stress.max_steps} steps)",
                         total=stress.max_steps) as advance:
         res = stress_finetune(tuned_model, prep.tokenizer, stress, seed=prep.plan.seed, device=prep.device,
-                              dtype=prep.dtype, output_dir=run_dir / "stress", progress=_train_progress(advance, progress))
+                              dtype=prep.dtype, output_dir=run_dir / "stress", progress=_train_progress(advance, progress),
+                              resume=resume)
     return res.model, finetune_record(res, purpose="stress", seed=prep.plan.seed, base_model_digest=tuned_digest)
 
 
 def render_and_record(store: Store, run_id: str, regime: str, out_dir: Path, *, redact: bool | None = None) -> Path:
     """Render one pack from the ledger alone and append its PackRecord."""
-    from .report import build_view, render_pack
+    from .report import build_view, comparison_records, render_pack
 
     records: list[Record] = store.records(run_id)
     view = build_view(records)
@@ -354,12 +563,10 @@ def render_and_record(store: Store, run_id: str, regime: str, out_dir: Path, *, 
         report["redact_outputs"] = redact
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{regime}-assurance-pack-{run_id[:8]}.pdf"
-    pages = render_pack(records, regime, out, redact_outputs=report.get("redact_outputs", True), report=report)
+    comparison = comparison_records(store, report.get("compare_with"))
+    pages = render_pack(records, regime, out, redact_outputs=report.get("redact_outputs", True), report=report,
+                        comparison=comparison)
     d = tree_digest(out)
     store.append(run_id, [PackRecord(regime=regime, path=str(out.resolve()), digest=d.digest, pages=pages,
                                      final=bool(view.final), rendered_at=utc_now())])
     return out
-
-
-def elapsed(start: float) -> str:
-    return f"{time.perf_counter() - start:.1f}s"

@@ -182,3 +182,16 @@ def test_read_only_commands_do_not_create_a_store(tmp_path):
     with pytest.raises(StoreError, match="no evidence store"):
         Store(str(tmp_path / "none.db"), create=False)
     assert not (tmp_path / "none.db").exists()
+
+
+def test_keygen_command_writes_a_key_and_refuses_to_overwrite(tmp_path):
+    from typer.testing import CliRunner
+
+    from assurance.cli import app
+    from assurance.evidence.seal import load_private_key
+
+    key = tmp_path / "k.pem"
+    res = CliRunner().invoke(app, ["keygen", str(key)])
+    assert res.exit_code == 0 and len(res.stdout.strip()) == 44  # base64 of 32 bytes
+    load_private_key(key)
+    assert CliRunner().invoke(app, ["keygen", str(key)]).exit_code == 2

@@ -68,6 +68,9 @@ class ReportSpec(_Section):
     """Accountable senior manager (FCA SM&CR) or Clinical Safety Officer, shown on the packs."""
     redact_outputs: bool = True
     """Show model outputs masked in packs; the full text stays in the ledger."""
+    compare_with: str | None = None
+    """Run id of a comparison run in the same ledger (e.g. the same plan with another recipe), shown side by
+    side in the packs; null: none."""
 
 
 class Plan(_Section):

@@ -199,6 +199,12 @@ class BatterySpec(_Section):
     """Public benchmarks run beside the battery (suite ``extra:<name>``); reported in the packs, never gated."""
     comparison: ComparisonSpec = Field(default_factory=ComparisonSpec)
     """Paired base -> tuned and tuned -> stress comparison (bootstrap interval, McNemar's test)."""
+    backend: Literal["auto", "transformers", "vllm"] = "auto"
+    """Generation backend for the evaluated models. ``auto``: vLLM when it is installed and the run is on a CUDA
+    device, else transformers; ``vllm``: vLLM or a plan error. vLLM reloads weights from disk, so it serves
+    the base model, the tuned model (base + saved adapter, or the saved full model) and a stress model saved in
+    full; a LoRA stress model (merged in memory) is evaluated with transformers. The backend used for each stage
+    is recorded in the battery record's generation settings. Judges are not affected."""
 
     @model_validator(mode="after")
     def _unique_extra_suites(self) -> "BatterySpec":

@@ -31,6 +31,7 @@ from weasyprint.urls import URLFetcher, URLFetcherResponse
 from assurance.evidence.records import Record, SampleRecord
 from assurance.plan import ReportSpec
 from assurance.report import charts, sections
+from assurance.report.comparison import recipe_comparison
 from assurance.report.hazards import LIKELIHOODS, RISK_MATRIX, SEVERITIES, hazard_log
 from assurance.report.view import RunView, build_view
 
@@ -187,8 +188,9 @@ def _loss_charts(view: RunView) -> dict[str, str]:
 
 
 def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
-                report: dict[str, Any] | None = None, n_samples: int = 5) -> str:
-    """The pack's HTML (exposed for tests and previews)."""
+                report: dict[str, Any] | None = None, n_samples: int = 5,
+                comparison: list[Record] | None = None) -> str:
+    """The pack's HTML (exposed for tests and previews); ``comparison`` as for ``render_pack``."""
     if regime not in REGIMES:
         raise ValueError(f"unknown regime {regime!r}; expected one of {', '.join(REGIMES)}")
     settings = _report_settings(view, report)
@@ -217,21 +219,27 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
         "severities": SEVERITIES,
         "likelihoods": LIKELIHOODS,
         "risk_matrix": RISK_MATRIX,
+        "cmp": recipe_comparison(view, comparison, settings.compare_with),
         **extra,
     }
     return _environment().get_template(f"{regime}/pack.html").render(**context)
 
 
 def render_pack(records: list[Record], regime: Regime, out_path: Path, *, redact_outputs: bool = True,
-                report: dict | None = None) -> int:
+                report: dict | None = None, comparison: list[Record] | None = None) -> int:
     """Write the ``regime`` pack for a run's records to ``out_path``; return its page count.
 
     ``report`` is the plan's ``report`` section; when not given it is read from
     the RunStarted record's plan. ``redact_outputs`` decides masking on its own
     (callers pass the plan's setting), so the safe default holds unless asked.
+
+    ``comparison`` is another run's records from the same ledger (``comparison_records``
+    fetches them for the plan's ``report.compare_with``); the pack then has a "Recipe
+    comparison" section. When the plan names a comparison run and ``comparison`` is None,
+    the section says the run was not found; when neither is set, the pack is unchanged.
     """
     view = build_view(records)
-    html = render_html(view, regime, redact_outputs=redact_outputs, report=report)
+    html = render_html(view, regime, redact_outputs=redact_outputs, report=report, comparison=comparison)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".part", dir=out_path.parent)

@@ -1,0 +1,225 @@
+"""Resuming a run that was killed: ``assure run --resume RUN_ID``.
+
+A run killed before its seal (SIGKILL, power loss, an OOM kill) has no manifest in
+the ledger; ``assure verify`` reports it as never sealed. Resuming it continues the
+same chain under the same run id, then seals and renders as usual:
+
+* The plan is the one in the run's RunStarted record, never a file that may have
+  changed since. A plan file given beside ``--resume`` must have the recorded
+  canonical digest, or the resume is refused.
+* A sealed run (complete or incomplete) is final: it cannot be resumed.
+* Every input is loaded and checked again (``pipeline.prepare``), and the base
+  model, data sets, benchmark files and judge models are re-hashed: any digest that
+  differs from the run's ArtifactRecords refuses the resume. So does a saved
+  adapter or model whose folder no longer has its recorded digest. A refusal
+  appends nothing.
+* Each stage appends its records in one transaction, so a stage is either wholly in
+  the chain or not at all; the stages already there are skipped (their metrics and
+  greedy samples are read back from the ledger for the verdict and the paired
+  comparisons), a finished fine-tune's output is reloaded from disk (a LoRA adapter
+  onto the base with peft, or the full model folder), and an interrupted fine-tune
+  continues from its latest checkpoint in the run folder (``finetune.checkpoint_every``).
+
+How the resumption shows in the evidence (no new record kind):
+
+* a second EnvironmentRecord, appended when the resume starts, describes the
+  process that finished the run (its software, hardware and source state), after
+  the one from the process that started it; the time gap between the records'
+  ``created_at`` is the interruption;
+* a fine-tune that resumed from a checkpoint has ``resumed_from_step`` set in its
+  FinetuneRecord (its ``wall_seconds`` include the time before the kill).
+
+A run killed before its provenance stage has no EnvironmentRecord yet; the resume
+records provenance as a new run would, so there is then only one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .evidence.hashing import json_digest, tree_digest
+from .evidence.records import (
+    ArtifactRecord,
+    FinetuneRecord,
+    ManifestRecord,
+    MetricRecord,
+    Record,
+    RunStarted,
+    SampleRecord,
+    VerdictRecord,
+)
+from .evidence.store import Store, runs_home
+from .plan import Plan, PlanError, plan_from_dict
+
+OUTPUT_ROLES = {"safety": ("adapter", "tuned_model"), "stress": ("stress_adapter", "stress_model")}
+"""FinetuneRecord purpose -> the artifact roles its saved output may have."""
+
+
+class ResumeError(PlanError):
+    """A run that cannot be resumed as asked; the message says why. Nothing was appended."""
+
+
+def ledger_state(records: list[Record]):
+    """What the run's chain already holds, stage by stage (see ``pipeline.Done``)."""
+    from .pipeline import Done
+
+    done = Done(resuming=True)
+    for r in records:
+        if r.kind == "battery":
+            done.provenance = True
+        elif isinstance(r, ArtifactRecord):
+            done.artifacts[r.role] = r
+        elif isinstance(r, MetricRecord):
+            done.metrics.setdefault(r.stage, []).append(r)
+        elif isinstance(r, SampleRecord):
+            if r.seed is None and r.suite in ("refusal", "prefill"):
+                done.greedy.setdefault(r.stage, []).append(r)
+        elif isinstance(r, FinetuneRecord):
+            done.finetune[r.purpose] = r
+        elif isinstance(r, VerdictRecord):
+            done.verdict = r
+    for purpose, ft in done.finetune.items():
+        for role in OUTPUT_ROLES[purpose]:
+            if role in done.artifacts:
+                done.outputs[purpose] = done.artifacts[role]
+    return done
+
+
+def recorded_plan(started: RunStarted, plan: Plan | None, plan_path: Path | None) -> Plan:
+    """The plan recorded when the run started; a given plan file must be the same plan."""
+    from .pipeline import _resolve_battery_paths
+
+    if plan is not None:
+        given = _resolve_battery_paths(plan, plan_path).model_dump(mode="json")
+        if json_digest(given) != started.plan_digest:
+            raise ResumeError(
+                f"{plan_path or 'the plan'}: differs from the plan recorded when run {started.run_id} started "
+                f"(recorded digest {started.plan_digest}, this file {json_digest(given)}); a resumed run always "
+                f"uses its recorded plan: resume without the plan file, or start a new run with `assure run PLAN`")
+    return plan_from_dict(started.plan, source=f"run {started.run_id}: recorded plan")
+
+
+def check_unchanged(prep, done, records: list[Record] = ()) -> None:
+    """Refuse the resume when an input or a saved output no longer has the digest the run recorded,
+    or when this machine would evaluate with another generation backend than the run recorded."""
+    from .pipeline import input_artifacts
+
+    changed: list[str] = []
+    battery = next((r for r in records if r.kind == "battery"), None)
+    recorded_backends = battery.generation.get("backend_by_stage") if battery is not None else None
+    if recorded_backends is not None and recorded_backends != prep.backends:
+        changed.append(f"generation backend: the run recorded {recorded_backends}, this machine would use "
+                       f"{prep.backends} (scores from two backends are not comparable)")
+    if done.provenance:
+        for art in input_artifacts(prep, None):  # the plan file is not re-read: the recorded plan is used
+            old = done.artifacts.get(art.role)
+            if old is None:
+                changed.append(f"{art.role}: {art.path} is read by the plan but was not recorded by the run")
+            elif old.digest != art.digest:
+                changed.append(f"{art.role}: {art.path} has digest {art.digest}, the run recorded {old.digest}")
+    for purpose, ft in done.finetune.items():
+        art = done.outputs.get(purpose)
+        path = Path(ft.output_path)
+        if art is None:
+            changed.append(f"{purpose} fine-tune: its output artifact is not in the ledger")
+        elif not path.exists():
+            changed.append(f"{art.role}: {path} is no longer on disk")
+        elif (now := tree_digest(path).digest) != art.digest:
+            changed.append(f"{art.role}: {path} has digest {now}, the run recorded {art.digest}")
+    if changed:
+        raise ResumeError("cannot resume: the run's evidence no longer matches what is on disk, so its results "
+                          "could not be continued honestly (start a new run):\n  - " + "\n  - ".join(changed))
+
+
+def resume_pipeline(
+    run_id: str,
+    *,
+    plan: Plan | None = None,
+    plan_path: Path | None = None,
+    store_url: str | None = None,
+    progress=None,
+    sign_key: Path | None = None,
+    run_root: Path | None = None,
+):
+    """Continue the killed run ``run_id`` (a unique prefix will do) to its seal and packs.
+
+    Raises ResumeError (a PlanError: exit 2, nothing appended) when the run is unknown,
+    already sealed, its plan file differs, or its inputs or outputs changed on disk."""
+    from .pipeline import SilentProgress, _environment, prepare, run_stages
+
+    progress = progress or SilentProgress()
+    store = Store(store_url, create=False)
+    rid = store.resolve(run_id)
+    records = store.records(rid)
+    started = records[0]
+    if not isinstance(started, RunStarted):
+        raise ResumeError(f"run {rid}: its first record is not run_started; not a run that can be resumed")
+    seals = [r for r in records if isinstance(r, ManifestRecord)]
+    if seals:
+        state = "complete" if seals[-1].complete else "incomplete"
+        raise ResumeError(f"run {rid} is already sealed ({state}); a sealed run is final and cannot be resumed. "
+                          "Start a new run with `assure run PLAN`")
+    the_plan = recorded_plan(started, plan, plan_path)
+    done = ledger_state(records)
+
+    prep = prepare(the_plan, progress)  # raises on bad input; nothing written yet
+    with progress.stage("Resume: re-hashing the run's inputs and saved outputs"):
+        check_unchanged(prep, done, records)
+
+    outputs = [Path(ft.output_path) for ft in done.finetune.values()]
+    run_dir = outputs[0].parent if outputs else (run_root or runs_home()) / rid
+    if not outputs and not run_dir.is_dir():
+        progress.note(f"No run folder at {run_dir} (another ASSURE_HOME?): an interrupted fine-tune starts again "
+                      "from step 0")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if plan_path is None and started.plan_path and Path(started.plan_path).is_file():
+        plan_path = Path(started.plan_path)  # only hashed when provenance was never recorded
+    if done.provenance:
+        store.append(rid, [_environment(prep)])  # the resuming process's environment, after the first one
+    skipped = [s for s in ("base", "tuned", "stress") if s in done.metrics]
+    progress.note(f"Resuming run {rid}: {len(records)} records in the chain"
+                  + (f"; evaluated already: {', '.join(skipped)}" if skipped else ""))
+    return run_stages(store, rid, prep, run_dir, done, plan_path=plan_path, progress=progress, sign_key=sign_key)
+
+
+def execute_resume(run_id: str, plan: Plan | None, plan_path: Path | None, db: str | None, quiet: bool,
+                   as_json: bool, sign_key: Path | None) -> int:
+    """``assure run --resume``: resume, then report exactly as ``cli._execute`` does for a new run."""
+    import json
+    import time
+
+    from .cli import _input_errors
+    from .console import RichProgress, err_console, fail, out_console, show_run, verdict_style
+    from .pipeline import SilentProgress
+    from .policy import EXIT_USAGE
+
+    start = time.perf_counter()
+    progress = SilentProgress() if (quiet or as_json) else RichProgress()
+    try:
+        result = resume_pipeline(run_id, plan=plan, plan_path=plan_path, store_url=db, progress=progress,
+                                 sign_key=sign_key)
+    except _input_errors() as err:
+        fail(str(err))
+        return EXIT_USAGE
+    wall = time.perf_counter() - start
+    if as_json:
+        out_console.print_json(json.dumps({
+            "run_id": result.run_id, "status": result.status, "exit_code": result.exit_code,
+            "reasons": result.reasons, "error": result.error, "store": result.store_url,
+            "packs": {k: str(v) for k, v in result.packs.items()}, "wall_seconds": round(wall, 1),
+            "resumed": True,
+        }))
+        return result.exit_code
+    if quiet:
+        print(f"{result.status} {result.run_id}")
+        return result.exit_code
+    show_run(Store(result.store_url).records(result.run_id), out_console)
+    if result.error:
+        err_console.print(f"[bold red]Run incomplete:[/bold red] {result.error}")
+    out_console.print(f"\n[bold]Verdict:[/bold] [{verdict_style(result.status)}]{result.status}[/]  "
+                      f"(exit code {result.exit_code}, resumed, {wall:.0f}s)")
+    out_console.print(f"[bold]Evidence store:[/bold] {result.store_url}")
+    for regime, path in result.packs.items():
+        out_console.print(f"[bold]{regime.upper()} pack:[/bold] {path}")
+    out_console.print(f"Check it offline: [cyan]assure verify {result.run_id}[/cyan]")
+    return result.exit_code
