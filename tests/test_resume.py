@@ -30,15 +30,15 @@ ROOT = Path(__file__).resolve().parents[1]
 # kill lands mid fine-tune, between checkpoints, however fast the machine is.
 SLOW_CLI = r"""
 import sys, time
-import assurance.pipeline as pipeline
-plain = pipeline._train_progress
+import assurance.stages as stages
+plain = stages._train_progress
 def slow(advance, progress):
     report = plain(advance, progress)
     def step(info):
         report(info)
         time.sleep(0.15)
     return step
-pipeline._train_progress = slow
+stages._train_progress = slow
 from assurance.cli import app
 sys.argv = ["assure", *sys.argv[1:]]
 app()

@@ -1,0 +1,164 @@
+"""Everything a run reads, checked and loaded before the first record is written.
+
+Bad input (plan, model folder, dataset row, benchmark file, judge) raises a
+clear error here, so the evidence store is never touched by a run that could
+not start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, ContextManager, Iterator, Protocol
+
+import torch
+
+from .battery.items import Battery, battery_from_spec
+from .evidence.environment import capture_environment
+from .evidence.hashing import tree_digest
+from .evidence.records import (
+    ArtifactRecord,
+)
+from .plan import Plan
+from .backends import resolve_backend, stage_backends
+
+
+class Progress(Protocol):
+    """How the pipeline tells a person what it is doing (rich bars, or nothing)."""
+
+    def stage(self, title: str, total: int | None = None) -> ContextManager[Callable[[int], None]]: ...
+
+    def note(self, text: str) -> None: ...
+
+
+class SilentProgress:
+    @contextlib.contextmanager
+    def stage(self, title: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+        yield lambda n=1: None
+
+    def note(self, text: str) -> None:
+        pass
+
+
+@dataclass
+class Prepared:
+    """Everything checked and loaded before the first record is written."""
+
+    plan: Plan
+    model_path: Path
+    safety: list
+    utility: list | None
+    battery: Battery
+    model: object
+    tokenizer: object
+    device: object
+    dtype: object
+    judges: list = field(default_factory=list)
+    """The plan's refusal judges, built and checked; the first is the primary judge."""
+    benign_judge: object = None
+    """Scores benign prompts when the primary judge measures harm (``wiring.over_refusal_judge``)."""
+    extra: list = field(default_factory=list)
+    """Public benchmark suites run beside the battery (``wiring.ExtraSuite``)."""
+    greedy: dict = field(default_factory=dict)
+    """Stage -> its greedy refusal and prefill samples, kept for the paired stage comparison."""
+    backends: dict = field(default_factory=dict)
+    """Evaluated stage -> the generation backend it uses (``stage_backends``)."""
+
+
+def prepare(plan: Plan, progress: Progress) -> Prepared:
+    """Validate and load every input; raises a clear error before anything is written."""
+    from .finetune.augment import load_triplets
+    from .finetune.chat_data import load_chat_jsonl
+    from .finetune.recipes import data_sources
+    from .models.loading import load_model, resolve_device, resolve_model_path
+
+    from .battery.wiring import load_extra_suites
+
+    battery = battery_from_spec(plan.battery)
+    extra = load_extra_suites(plan.battery.extra_suites, per_category=plan.battery.limit_per_category)
+    safety = load_chat_jsonl(plan.finetune.safety_data)
+    utility = load_chat_jsonl(plan.finetune.utility_data) if plan.finetune.utility_data else None
+    if "dataset:triplets" in data_sources(plan.finetune):
+        load_triplets(plan.finetune.triplet_data)
+    if plan.stress.enabled:
+        load_chat_jsonl(plan.stress.data)
+    device, dtype = resolve_device(plan.device)
+    backends = stage_backends(plan, resolve_backend(plan.battery.backend, device))
+    if device.type == "cpu" and plan.cpu_threads:
+        torch.set_num_threads(plan.cpu_threads)
+    judges, benign_judge = _build_judges(plan, device, dtype)
+    with progress.stage("Loading the base model"):
+        model_path = resolve_model_path(plan.model.path)
+        model, tokenizer = load_model(
+            model_path, device=device, dtype=dtype,
+            allow_pickle=plan.model.allow_pickle, trust_remote_code=plan.model.trust_remote_code,
+        )
+    return Prepared(plan, model_path, safety, utility, battery, model, tokenizer, device, dtype,
+                    judges=judges, benign_judge=benign_judge, extra=extra, backends=backends)
+
+
+def _build_judges(plan: Plan, device, dtype):
+    """The plan's judges, checked before anything is written; a bad spec is a PlanError naming it."""
+    from .battery.judges import JudgeError
+    from .battery.wiring import build_judges, over_refusal_judge
+    from .plan import PlanError
+
+    try:
+        judges = build_judges(plan.battery.judges, device=str(device), dtype=str(dtype).replace("torch.", ""))
+    except JudgeError as err:
+        raise PlanError(str(err)) from None
+    return judges, over_refusal_judge(judges)
+
+
+def _resolve_battery_paths(plan: Plan, plan_path: Path | None) -> Plan:
+    """Judge model folders and benchmark files relative to the plan's folder, as ``plan.resolve_paths`` does
+    for the other paths (so the recorded plan names absolute paths)."""
+    from .battery.wiring import resolve_path
+
+    if plan_path is None:
+        return plan
+    base = Path(plan_path).resolve().parent
+    plan = plan.model_copy(deep=True)
+    for spec in plan.battery.extra_suites:
+        spec.path = str(resolve_path(spec.path, base))
+    for spec in plan.battery.judges:
+        if spec.path is not None:
+            spec.path = str(resolve_path(spec.path, base))
+    return plan
+
+
+def input_artifacts(prep: Prepared, plan_path: Path | None) -> list[ArtifactRecord]:
+    """The digests of everything the run reads: base model, data sets, benchmark files, judges, plan."""
+    from .finetune.recipes import data_sources
+
+    plan = prep.plan
+    sources = data_sources(plan.finetune)
+    if plan.stress.enabled:
+        sources["dataset:stress"] = plan.stress.data
+    arts = [_artifact("base_model", prep.model_path)]
+    arts += [_artifact(role, _data_path(spec)) for role, spec in sources.items()]
+    arts += [_artifact(f"dataset:benchmark:{e.benchmark}", e.path) for e in prep.extra]
+    arts += [_artifact(f"judge_model:{j.id}", j.path) for j in prep.judges if hasattr(j, "model_digest")]
+    if plan_path:
+        arts.append(_artifact("plan", plan_path))
+    return arts
+
+
+def _artifact(role: str, path: Path | str) -> ArtifactRecord:
+    d = tree_digest(path)
+    return ArtifactRecord(role=role, path=str(Path(path).resolve()), digest=d.digest, is_dir=d.is_dir,
+                          size_bytes=d.size_bytes, files=d.files)
+
+
+def _data_path(spec: str) -> Path:
+    from .finetune.chat_data import builtin_path
+
+    return builtin_path(spec.split(":", 1)[1]) if spec.startswith("builtin:") else Path(spec)
+
+
+def _environment(prep: Prepared):
+    from .models.loading import describe_accelerator
+
+    return capture_environment(str(prep.device), str(prep.dtype).replace("torch.", ""),
+                               describe_accelerator(prep.device))
