@@ -210,11 +210,16 @@ def runs(db: Optional[str] = DbOpt) -> None:
     from rich.table import Table
 
     store = _open_store(db)
-    table = Table("run id", "name", "started", "verdict")
+    table = Table(title="Runs, oldest first")
+    table.add_column("run id", no_wrap=True, style="cyan")
+    table.add_column("name")
+    table.add_column("started (UTC)", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
     for rid in store.run_ids():
         recs = store.records(rid)
         verdicts = [r for r in recs if r.kind == "verdict"]
-        table.add_row(rid, recs[0].plan.get("name", ""), recs[0].started_at, verdicts[-1].status if verdicts else "—")
+        table.add_row(rid, recs[0].plan.get("name", ""), recs[0].started_at[:19].replace("T", " "),
+                      verdicts[-1].status if verdicts else "unsealed")
     out_console.print(table)
 
 

@@ -80,6 +80,8 @@ def test_verify_show_and_render_from_the_ledger_alone(finished_run):
     ok = runner.invoke(app, ["verify", out["run_id"], "--db", db])
     assert ok.exit_code == 0, ok.output
     assert "INTACT" in ok.output
+    listed = runner.invoke(app, ["runs", "--db", db])
+    assert listed.exit_code == 0 and out["run_id"][:8] in listed.output
     shown = runner.invoke(app, ["show", out["run_id"][:8], "--db", db])
     assert shown.exit_code == 0 and "refused" in shown.output
     rendered = runner.invoke(app, ["render", out["run_id"], "--regime", "nhs", "--db", db,
