@@ -30,6 +30,7 @@ from .evidence.records import (
     RunStarted,
 )
 from .evidence.seal import seal_run
+from .runlock import run_lock
 from .evidence.store import Store, new_run_id, runs_home, utc_now
 from .plan import Plan
 from .policy import EXIT_ERROR, EXIT_FAIL, EXIT_PASS, decide
@@ -117,8 +118,9 @@ def run_pipeline(
                    plan_path=str(plan_path.resolve()) if plan_path else None,
                    tool_version=__version__, started_at=utc_now()),
     ])
-    return run_stages(store, run_id, prep, run_dir, Done(), plan_path=plan_path, progress=progress,
-                      sign_key=sign_key)
+    with run_lock(run_dir, run_id):
+        return run_stages(store, run_id, prep, run_dir, Done(), plan_path=plan_path, progress=progress,
+                          sign_key=sign_key)
 
 
 def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: Done, *,

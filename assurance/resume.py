@@ -49,6 +49,7 @@ from .evidence.records import (
     VerdictRecord,
 )
 from .evidence.store import Store, runs_home
+from .runlock import run_lock
 from .plan import Plan, PlanError, plan_from_dict
 
 OUTPUT_ROLES = {"safety": ("adapter", "tuned_model"), "stress": ("stress_adapter", "stress_model")}
@@ -171,15 +172,16 @@ def resume_pipeline(
     if not outputs and not run_dir.is_dir():
         progress.note(f"No run folder at {run_dir} (another ASSURE_HOME?): an interrupted fine-tune starts again "
                       "from step 0")
-    run_dir.mkdir(parents=True, exist_ok=True)
     if plan_path is None and started.plan_path and Path(started.plan_path).is_file():
         plan_path = Path(started.plan_path)  # only hashed when provenance was never recorded
-    if done.provenance:
-        store.append(rid, [_environment(prep)])  # the resuming process's environment, after the first one
-    skipped = [s for s in ("base", "tuned", "stress") if s in done.metrics]
-    progress.note(f"Resuming run {rid}: {len(records)} records in the chain"
-                  + (f"; evaluated already: {', '.join(skipped)}" if skipped else ""))
-    return run_stages(store, rid, prep, run_dir, done, plan_path=plan_path, progress=progress, sign_key=sign_key)
+    with run_lock(run_dir, rid):  # a run whose process still lives is refused, before anything is appended
+        if done.provenance:
+            store.append(rid, [_environment(prep)])  # the resuming process's environment, after the first one
+        skipped = [s for s in ("base", "tuned", "stress") if s in done.metrics]
+        progress.note(f"Resuming run {rid}: {len(records)} records in the chain"
+                      + (f"; evaluated already: {', '.join(skipped)}" if skipped else ""))
+        return run_stages(store, rid, prep, run_dir, done, plan_path=plan_path, progress=progress,
+                          sign_key=sign_key)
 
 
 def execute_resume(run_id: str, plan: Plan | None, plan_path: Path | None, db: str | None, quiet: bool,

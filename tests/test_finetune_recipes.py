@@ -239,3 +239,11 @@ def test_stress_merges_the_safety_adapter_and_trains_a_fresh_one(tokenizer, tmp_
     rec = finetune_record(s, purpose="stress", seed=0, base_model_digest="sha256:x")
     assert rec.purpose == "stress" and rec.recipe == "sft" and rec.n_safety_examples == 0
     assert rec.hyperparameters["max_steps"] == 2 and "2024" in rec.literature[0]
+
+
+def test_stress_runs_can_checkpoint_like_safety_runs():
+    from assurance.finetune.recipes import stress_spec
+    from assurance.plan import StressSpec
+
+    spec = stress_spec(StressSpec(checkpoint_every=5, max_steps=20))
+    assert spec.checkpoint_every == 5 and spec.recipe == "sft" and spec.max_steps == 20

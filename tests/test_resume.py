@@ -109,6 +109,22 @@ def test_changed_base_model_refuses_the_resume(killed):
         weights.write_bytes(original)
 
 
+def test_a_run_held_by_a_live_process_is_not_resumed(killed):
+    """Two processes appending to one chain would fork it: the run folder's lock refuses the second."""
+    from assurance.runlock import RunInProgress, run_lock
+
+    db, run_id = killed["db"], killed["run_id"]
+    n = Store(db).count(run_id)
+    with run_lock(killed["run_dir"], run_id):
+        with pytest.raises(RunInProgress):
+            with run_lock(killed["run_dir"], run_id):
+                pass
+        res = runner.invoke(app, ["run", "--resume", run_id, "--db", db], env={"ASSURE_HOME": str(killed["tmp"] / "runs")})
+        assert res.exit_code == 2, res.output
+        assert "still being worked on" in res.output
+    assert Store(db).count(run_id) == n
+
+
 def test_killed_run_resumes_to_the_uninterrupted_result(killed):
     db, env, run_id, tmp = killed["db"], killed["env"], killed["run_id"], killed["tmp"]
     store = Store(db)

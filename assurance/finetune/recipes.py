@@ -59,7 +59,8 @@ def stress_spec(stress: StressSpec) -> FinetuneSpec:
     """The plain-SFT FinetuneSpec a stress run uses (recorded as its hyperparameters)."""
     return FinetuneSpec(recipe="sft", method=stress.method, safety_data=stress.data, utility_data=None,
                         safety_ratio=1.0, max_steps=stress.max_steps, lr=stress.lr, batch_size=stress.batch_size,
-                        warmup_steps=stress.warmup_steps, max_length=stress.max_length, schedule="linear")
+                        warmup_steps=stress.warmup_steps, max_length=stress.max_length, schedule="linear",
+                        checkpoint_every=stress.checkpoint_every)
 
 
 def stress_finetune(model, tokenizer, stress: StressSpec, *, seed: int, device: torch.device, dtype: torch.dtype,

@@ -114,3 +114,5 @@ class StressSpec(_Section):
     """Linear warm-up steps."""
     max_length: int = Field(256, gt=8)
     """Examples are truncated to this many tokens."""
+    checkpoint_every: int = Field(0, ge=0)
+    """Save a resumable checkpoint every N optimizer steps (0: never; a killed stress run then restarts)."""
