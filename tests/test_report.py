@@ -327,3 +327,15 @@ def test_pages_rasterise(tmp_path):
     subprocess.run(["pdftoppm", "-r", "30", "-png", str(out), str(tmp_path / "p")], check=True)
     assert len(list(tmp_path.glob("p-*.png"))) == pages
 
+
+
+def test_a_resumed_run_names_the_resuming_environment(tmp_path):
+    records = make_records()
+    env = next(r for r in records if isinstance(r, EnvironmentRecord))
+    resumed = env.model_copy(update={"accelerator": "NVIDIA H200 (CUDA 12.8)", "device": "cuda:0"})
+    records.insert(records.index(env) + 2, resumed)
+    view = build_view(records)
+    assert view.environment == env and view.resumed_environments == [resumed]
+    out = tmp_path / "p.pdf"
+    render_pack(records, "fca", out)
+    assert "resumed by another process" in pdf_text(out) and "H200" in pdf_text(out)

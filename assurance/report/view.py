@@ -78,6 +78,8 @@ class RunView:
     plan_digest: str = ""
     policy: PolicySpec = field(default_factory=PolicySpec)
     environment: EnvironmentRecord | None = None
+    resumed_environments: list[EnvironmentRecord] = field(default_factory=list)
+    """Environments of processes that resumed the run after it was killed (``assure run --resume``)."""
     artifacts: list[ArtifactRecord] = field(default_factory=list)
     battery: BatteryRecord | None = None
     metrics: dict[str, dict[str, dict[str, MetricRecord]]] = field(default_factory=dict)
@@ -254,7 +256,10 @@ def build_view(records: list[Record]) -> RunView:
             view.tool_version = rec.tool_version
             view.policy = _policy(rec.plan)
         elif isinstance(rec, EnvironmentRecord):
-            view.environment = rec
+            if view.environment is None:
+                view.environment = rec
+            else:
+                view.resumed_environments.append(rec)
         elif isinstance(rec, ArtifactRecord):
             view.artifacts.append(rec)
         elif isinstance(rec, BatteryRecord):
