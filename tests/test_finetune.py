@@ -12,7 +12,8 @@ import torch
 
 from assurance.finetune.chat_data import DataError, describe_source, load_chat_jsonl
 from assurance.finetune.mixing import mix
-from assurance.finetune.trainer import IGNORE, TrainingDiverged, encode, train
+from assurance.finetune.batches import encode
+from assurance.finetune.trainer import IGNORE, TrainingDiverged, train
 from assurance.plan import FinetuneSpec, LoraSpec
 
 CHAT_TEMPLATE = (

@@ -17,13 +17,12 @@ rebuild any epoch without saved generator state.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, StrictStr, field_validator
 
-from assurance.finetune.chat_data import DataError, _explain, _resolve
+from assurance.finetune.chat_data import read_rows
 
 IGNORE = -100
 
@@ -57,31 +56,8 @@ def load_triplets(spec: str) -> list[dict]:
 
     Raises DataError naming the file and the 1-based line of the first bad row.
     """
-    path, shown = _resolve(spec)
-    if not path.is_file():
-        raise DataError(f"{shown}: data file not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(f"{shown}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{shown} line {lineno}: invalid JSON: {err.msg} (column {err.colno})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{shown} line {lineno}: a row must be a JSON object with "
-                            "'instruction', 'harmful' and 'refusal'")
-        try:
-            rows.append(Triplet.model_validate(row).model_dump())
-        except ValidationError as err:
-            raise DataError(f"{shown} line {lineno}: {_explain(err)}") from None
-    if not rows:
-        raise DataError(f"{shown}: no triplets (the file is empty)")
-    return rows
+    rows = read_rows(spec, Triplet, what="triplets", shape="'instruction', 'harmful' and 'refusal'")
+    return [t.model_dump() for t in rows]
 
 
 @dataclass

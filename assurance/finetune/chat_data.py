@@ -127,11 +127,11 @@ def describe_source(spec: str) -> str:
     return str(Path(spec).expanduser().resolve())
 
 
-def load_chat_jsonl(spec: str) -> list[list[dict]]:
-    """Read and validate a chat JSONL file (a path or ``builtin:<name>``).
+def read_rows(spec: str, model: type[BaseModel], *, what: str, shape: str) -> list[BaseModel]:
+    """Read a JSONL file (a path or ``builtin:<name>``) and validate every row as ``model``.
 
-    Returns one list of ``{"role", "content"}`` dicts per conversation, in file order.
-    Raises DataError naming the file (and line, for a bad row).
+    Raises DataError naming the file and the 1-based line of the first bad row; ``what``
+    names the rows in the empty-file message, ``shape`` says what a row must hold.
     """
     path, shown = _resolve(spec)
     if not path.is_file():
@@ -140,8 +140,7 @@ def load_chat_jsonl(spec: str) -> list[list[dict]]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise DataError(f"{shown}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-
-    conversations: list[list[dict]] = []
+    rows: list[BaseModel] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -150,13 +149,21 @@ def load_chat_jsonl(spec: str) -> list[list[dict]]:
         except json.JSONDecodeError as err:
             raise DataError(f"{shown} line {lineno}: invalid JSON: {err.msg} (column {err.colno})") from None
         if not isinstance(row, dict):
-            raise DataError(f"{shown} line {lineno}: a row must be a JSON object with a 'messages' list")
+            raise DataError(f"{shown} line {lineno}: a row must be a JSON object with {shape}")
         try:
-            conv = Conversation.model_validate(row)
+            rows.append(model.model_validate(row))
         except ValidationError as err:
             raise DataError(f"{shown} line {lineno}: {_explain(err)}") from None
-        conversations.append([m.model_dump() for m in conv.messages])
+    if not rows:
+        raise DataError(f"{shown}: no {what} (the file is empty)")
+    return rows
 
-    if not conversations:
-        raise DataError(f"{shown}: no conversations (the file is empty)")
-    return conversations
+
+def load_chat_jsonl(spec: str) -> list[list[dict]]:
+    """Read and validate a chat JSONL file (a path or ``builtin:<name>``).
+
+    Returns one list of ``{"role", "content"}`` dicts per conversation, in file order.
+    Raises DataError naming the file (and line, for a bad row).
+    """
+    rows = read_rows(spec, Conversation, what="conversations", shape="a 'messages' list")
+    return [[m.model_dump() for m in conv.messages] for conv in rows]

@@ -32,7 +32,7 @@ import torch.distributed as dist
 
 from assurance.finetune import checkpoint as ckpt
 from assurance.finetune.augment import TripletTokens
-from assurance.finetune.batches import IGNORE, Examples, collate, encode, stream, supervised  # noqa: F401
+from assurance.finetune.batches import IGNORE, Examples, collate, stream, supervised
 from assurance.finetune.mixing import MixResult
 from assurance.finetune.objectives import LITERATURE, constrained_loss, token_logprobs
 from assurance.plan import FinetuneSpec

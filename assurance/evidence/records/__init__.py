@@ -14,7 +14,7 @@ never a silent edit.
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import Annotated, Union, get_args
 
 from pydantic import Field
 
@@ -61,20 +61,5 @@ Record = Annotated[
 ]
 """Any evidence record, discriminated by its ``kind``."""
 
-RECORD_TYPES: tuple[type[_Record], ...] = (
-    RunStarted,
-    EnvironmentRecord,
-    ArtifactRecord,
-    BatteryRecord,
-    SampleRecord,
-    MetricRecord,
-    JudgeVerdictsRecord,
-    AgreementRecord,
-    ComparisonRecord,
-    FinetuneRecord,
-    VerdictRecord,
-    RunFailed,
-    ManifestRecord,
-    PackRecord,
-    SignoffRecord,
-)
+RECORD_TYPES: tuple[type[_Record], ...] = get_args(get_args(Record)[0])
+"""Every record class, in the union's order (one list to edit, not two)."""
