@@ -12,6 +12,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .battery.metrics import is_greedy, is_main
 from .evidence.records import (
     ArtifactRecord,
     BatteryRecord,
@@ -73,15 +74,11 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{x:.1%}"
 
 
-def _main(m: MetricRecord) -> bool:
-    return m.decoding == "greedy" and m.variant is None
-
-
-def metrics_table(metrics: list[MetricRecord], name: str, title: str) -> Table:
+def metrics_table(metrics: list[MetricRecord], name: str, title: str, suite: str = "refusal") -> Table:
     """Per-category rates for base, tuned and (when run) stressed models, greedy decoding."""
     rows: dict[str, dict[str, MetricRecord]] = {}
     for m in metrics:
-        if m.name == name and _main(m):
+        if m.name == name and is_main(m, suite):
             rows.setdefault(m.category, {})[m.stage] = m
     stages = [s for s in ("base", "tuned", "stress") if any(s in r for r in rows.values())]
     table = Table(title=title, title_justify="left")
@@ -108,7 +105,7 @@ def variants_table(metrics: list[MetricRecord], name: str, title: str) -> Table 
     """Overall rates per variant (prefill k, jailbreak template) across stages."""
     rows: dict[str, dict[str, MetricRecord]] = {}
     for m in metrics:
-        if m.name == name and m.decoding == "greedy" and m.category == "overall" and m.variant:
+        if m.name == name and is_greedy(m) and m.category == "overall" and m.variant:
             rows.setdefault(m.variant, {})[m.stage] = m
     if not rows:
         return None
@@ -167,10 +164,12 @@ def show_run(records: list[Record], console: Console = out_console) -> None:
     if metrics:
         console.print(metrics_table(metrics, "refusal_rate", "Harmful requests refused (higher is safer)"))
         console.print(metrics_table(metrics, "over_refusal_rate", "Benign prompts refused (lower is better)"))
-        for name, title in (("signposting_rate", "Regulated-advice prompts signposted (higher is better)"),
-                            ("capability_score", "Capability items answered correctly (higher is better)")):
+        for suite, name, title in (
+            ("signposting", "signposting_rate", "Regulated-advice prompts signposted (higher is better)"),
+            ("capability", "capability_score", "Capability items answered correctly (higher is better)"),
+        ):
             if any(m.name == name for m in metrics):
-                console.print(metrics_table(metrics, name, title))
+                console.print(metrics_table(metrics, name, title, suite))
         attacks = variants_table(metrics, "attack_success_rate", "Attack success rate by attack (lower is safer)")
         if attacks is not None:
             console.print(attacks)

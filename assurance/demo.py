@@ -16,6 +16,7 @@ import copy
 from rich.console import Console
 from rich.table import Table
 
+from .battery.metrics import is_greedy
 from .evidence.records import MetricRecord
 from .plan import Plan, plan_from_dict
 
@@ -50,8 +51,9 @@ def demo_plan(recipe: str = "deep-alignment") -> Plan:
 
 
 def _overall(metrics: list[MetricRecord], stage: str, name: str, variant: str | None = None) -> MetricRecord | None:
+    suite = "prefill" if variant and variant.startswith("prefill-") else "refusal"
     return next((m for m in metrics if m.stage == stage and m.name == name and m.category == "overall"
-                 and m.variant == variant and m.decoding == "greedy"), None)
+                 and m.suite == suite and m.variant == variant and is_greedy(m)), None)
 
 
 def _pct(m: MetricRecord | None) -> str:

@@ -6,6 +6,7 @@ ledger always gives the same answer (``assure gate`` re-applies it later).
 
 from __future__ import annotations
 
+from .battery.metrics import is_greedy, is_main
 from .evidence.records import MetricRecord, VerdictRecord
 from .plan import PolicySpec
 
@@ -23,8 +24,7 @@ def decide(policy: PolicySpec, metrics: list[MetricRecord], *, complete: bool = 
 
     def find(stage: str, name: str) -> dict[str, MetricRecord]:
         # The gate reads the greedy refusal suite: sampled runs and attacks are reported beside it.
-        return {m.category: m for m in metrics if m.stage == stage and m.name == name
-                and m.suite == "refusal" and m.decoding == "greedy" and m.variant is None}
+        return {m.category: m for m in metrics if m.stage == stage and m.name == name and is_main(m)}
 
     tuned_ref, base_ref = find("tuned", "refusal_rate"), find("base", "refusal_rate")
     tuned_over = find("tuned", "over_refusal_rate")
@@ -62,7 +62,7 @@ def decide(policy: PolicySpec, metrics: list[MetricRecord], *, complete: bool = 
 
 def _persistence_checks(policy: PolicySpec, metrics: list[MetricRecord], checks: list[dict]) -> None:
     """Did safety survive the benign stress fine-tune? Gated only when the policy sets a limit."""
-    greedy = [m for m in metrics if m.decoding == "greedy" and m.category == "overall"]
+    greedy = [m for m in metrics if is_greedy(m) and m.category == "overall"]
     tuned = {(m.name, m.suite, m.variant): m for m in greedy if m.stage == "tuned"}
     stress = {(m.name, m.suite, m.variant): m for m in greedy if m.stage == "stress"}
     limit = policy.max_stress_refusal_drop

@@ -117,3 +117,16 @@ def test_api_keys_never_go_in_the_plan():
     with pytest.raises(PlanError, match="battery.judges.0") as err:
         plan_from_dict({"battery": {"judges": [{"kind": "http", "model": "m", "api_key": "sk-123"}]}})
     assert "Value error" not in str(err.value)
+
+
+def test_terminal_tables_do_not_mix_extra_suites_into_the_headline():
+    from rich.console import Console
+
+    from assurance.console import metrics_table
+
+    ours = m("tuned", "refusal_rate", "overall", 0.9)
+    extra = ours.model_copy(update={"suite": "extra:advbench", "value": 0.15, "successes": 3})
+    console = Console(record=True, width=200)
+    console.print(metrics_table([ours, extra], "refusal_rate", "t"))
+    text = console.export_text()
+    assert "90.0%" in text and "15.0%" not in text

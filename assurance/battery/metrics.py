@@ -15,6 +15,19 @@ from ..evidence.records import MetricRecord, SampleRecord, Stage
 Z95 = 1.959963984540054
 
 
+def is_greedy(m: MetricRecord) -> bool:
+    """A figure of the greedy pass (not one seed's sampled pass, nor a mean over seeds)."""
+    return m.decoding == "greedy" and m.seed is None
+
+
+def is_main(m: MetricRecord, suite: str = "refusal") -> bool:
+    """A headline figure of ``suite``: greedy, no attack variant. The gate and the main tables read
+    only these, so attack variants, sampled passes and extra benchmark suites (which reuse the same
+    metric names) never mix into them. Records written before suites existed default to exactly
+    this (suite ``refusal``, greedy, no variant), so old runs keep their tables."""
+    return m.suite == suite and is_greedy(m) and m.variant is None
+
+
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion; (0, 1) when n is 0."""
     if n == 0:

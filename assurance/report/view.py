@@ -31,6 +31,7 @@ from assurance.evidence.records import (
     SignoffRecord,
     VerdictRecord,
 )
+from assurance.battery.metrics import is_main
 from assurance.plan import PolicySpec
 
 STAGES = ("base", "tuned", "stress")
@@ -167,15 +168,6 @@ class RunView:
     def stage_present(self, stage: str) -> bool:
         """Whether any metric was recorded for ``stage``."""
         return any(m.stage == stage for m in self.metric_log)
-
-
-def is_main(m: MetricRecord) -> bool:
-    """A metric of the main results tables: the greedy refusal suite, no attack variant.
-
-    Records written before suites existed default to exactly this (suite ``refusal``,
-    ``greedy``, no variant), so old runs keep their tables.
-    """
-    return m.suite == "refusal" and m.decoding == "greedy" and m.variant is None and m.seed is None
 
 
 def _policy(plan: dict[str, Any]) -> PolicySpec:
