@@ -21,7 +21,7 @@ import typer
 
 from .console import RichProgress, err_console, fail, out_console, show_run, verdict_style
 from .evidence.store import Store, StoreError
-from .plan import Plan, PlanError, load_plan
+from .plan import PlanError, load_plan
 from .policy import EXIT_FAIL, EXIT_PASS, EXIT_USAGE
 
 app = typer.Typer(
@@ -63,25 +63,15 @@ def _open_run(db: str | None, run_id: str | None) -> tuple[Store, str]:
         raise typer.Exit(EXIT_USAGE)
 
 
-def _execute(plan: Plan, plan_path: Path | None, db, quiet: bool, as_json: bool, sign_key: Path | None, story: bool,
-             comparison_plan: Plan | None = None) -> int:
-    from .pipeline import SilentProgress, run_pipeline
+def _execute(work, *, quiet: bool, as_json: bool, story: bool = False, resumed: bool = False) -> int:
+    """Run ``work(progress) -> (result, comparison)`` and report the finished run the same way for
+    ``run``, ``run --resume`` and ``demo``; bad input is exit 2 with nothing written."""
+    from .pipeline import SilentProgress
 
     start = time.perf_counter()
     progress = SilentProgress() if (quiet or as_json) else RichProgress()
-    comparison = None
     try:
-        if comparison_plan is not None:
-            if not (quiet or as_json):
-                err_console.rule(f"[bold]Comparison run: {comparison_plan.name}")
-            other = run_pipeline(comparison_plan, store_url=db, progress=progress)
-            # The main run's packs show the comparison run side by side (read from the ledger).
-            plan = plan.model_copy(deep=True)
-            plan.report.compare_with = other.run_id
-            err_console.rule(f"[bold]Main run: {plan.name}") if not (quiet or as_json) else None
-        result = run_pipeline(plan, store_url=db, plan_path=plan_path, progress=progress, sign_key=sign_key)
-        if comparison_plan is not None:
-            comparison = {comparison_plan.finetune.recipe: other, plan.finetune.recipe: result}
+        result, comparison = work(progress)
     except _input_errors() as err:
         fail(str(err))
         return EXIT_USAGE
@@ -91,6 +81,7 @@ def _execute(plan: Plan, plan_path: Path | None, db, quiet: bool, as_json: bool,
             "run_id": result.run_id, "status": result.status, "exit_code": result.exit_code,
             "reasons": result.reasons, "error": result.error, "store": result.store_url,
             "packs": {k: str(v) for k, v in result.packs.items()}, "wall_seconds": round(wall, 1),
+            "resumed": resumed,
         }))
         return result.exit_code
     if quiet:
@@ -100,12 +91,11 @@ def _execute(plan: Plan, plan_path: Path | None, db, quiet: bool, as_json: bool,
         from .demo import tell_story
 
         tell_story(result, out_console, comparison)
-    store = Store(result.store_url)
-    show_run(store.records(result.run_id), out_console)
+    show_run(Store(result.store_url).records(result.run_id), out_console)
     if result.error:
         err_console.print(f"[bold red]Run incomplete:[/bold red] {result.error}")
     code_note = (f"as a gate this run would exit {result.exit_code}; the demo exits 0 when its runs complete"
-                 if story else f"exit code {result.exit_code}")
+                 if story else f"exit code {result.exit_code}" + (", resumed" if resumed else ""))
     out_console.print(f"\n[bold]Verdict:[/bold] [{verdict_style(result.status)}]{result.status}[/]  "
                       f"({code_note}; {wall:.0f}s)")
     out_console.print(f"[bold]Evidence store:[/bold] {result.store_url}")
@@ -137,13 +127,23 @@ def run(
             fail(str(err))
             raise typer.Exit(EXIT_USAGE)
     if resume is not None:
-        from .resume import execute_resume
+        from .resume import resume_pipeline
 
-        raise typer.Exit(execute_resume(resume, plan, plan_file, db, quiet, as_json, sign_key))
+        def work(progress):
+            return resume_pipeline(resume, plan=plan, plan_path=plan_file, store_url=db, progress=progress,
+                                   sign_key=sign_key), None
+
+        raise typer.Exit(_execute(work, quiet=quiet, as_json=as_json, resumed=True))
     if plan is None:
         fail("give a plan file (assure run PLAN), or a run to continue (assure run --resume RUN_ID)")
         raise typer.Exit(EXIT_USAGE)
-    raise typer.Exit(_execute(plan, plan_file, db, quiet, as_json, sign_key, story=False))
+
+    def work(progress):
+        from .pipeline import run_pipeline
+
+        return run_pipeline(plan, store_url=db, plan_path=plan_file, progress=progress, sign_key=sign_key), None
+
+    raise typer.Exit(_execute(work, quiet=quiet, as_json=as_json))
 
 
 @app.command()
@@ -154,9 +154,21 @@ def demo(db: Optional[str] = DbOpt, quiet: bool = QuietOpt, as_json: bool = Json
     use `assure run` to gate), and 3 when a run fails.
     """
     from .demo import demo_plan
+    from .pipeline import run_pipeline
 
-    code = _execute(demo_plan("deep-alignment"), None, db, quiet, as_json, None, story=True,
-                    comparison_plan=demo_plan("sft"))
+    def work(progress):
+        loud = not (quiet or as_json)
+        sft, main = demo_plan("sft"), demo_plan("deep-alignment")
+        if loud:
+            err_console.rule(f"[bold]Comparison run: {sft.name}")
+        other = run_pipeline(sft, store_url=db, progress=progress)
+        main.report.compare_with = other.run_id  # the main packs show the SFT run beside it, from the ledger
+        if loud:
+            err_console.rule(f"[bold]Main run: {main.name}")
+        result = run_pipeline(main, store_url=db, progress=progress)
+        return result, {"sft": other, "deep-alignment": result}
+
+    code = _execute(work, quiet=quiet, as_json=as_json, story=True)
     raise typer.Exit(EXIT_PASS if code in (EXIT_PASS, EXIT_FAIL) else code)
 
 
@@ -216,7 +228,7 @@ def runs(db: Optional[str] = DbOpt) -> None:
     table.add_column("started (UTC)", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     for rid in store.run_ids():
-        recs = store.records(rid)
+        recs = store.records(rid, kinds=("run_started", "verdict"))
         verdicts = [r for r in recs if r.kind == "verdict"]
         table.add_row(rid, recs[0].plan.get("name", ""), recs[0].started_at[:19].replace("T", " "),
                       verdicts[-1].status if verdicts else "unsealed")
@@ -233,10 +245,11 @@ def render(
 ) -> None:
     """Re-render a pack from the evidence store alone; no model needed."""
     from .evidence.store import runs_home
-    from .pipeline import render_and_record
+    from .pipeline import render_packs
 
     store, rid = _open_run(db, run_id)
-    path = render_and_record(store, rid, regime, out or runs_home() / rid / "packs", redact=False if no_redact else None)
+    path = render_packs(store, rid, [regime], out or runs_home() / rid / "packs",
+                        redact=False if no_redact else None)[regime]
     print(path)
 
 

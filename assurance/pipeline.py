@@ -202,27 +202,37 @@ def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: D
         seal_run(store, run_id, complete=False, key_path=sign_key)
         result.error = f"{stage} failed: {message}"
 
-    for regime in plan.report.regimes:
-        with progress.stage(f"Rendering the {regime.upper()} pack"):
-            result.packs[regime] = render_and_record(store, run_id, regime, run_dir / "packs")
+    result.packs = render_packs(store, run_id, plan.report.regimes, run_dir / "packs", progress=progress)
     return result
 
 
-def render_and_record(store: Store, run_id: str, regime: str, out_dir: Path, *, redact: bool | None = None) -> Path:
-    """Render one pack from the ledger alone and append its PackRecord."""
+def render_packs(store: Store, run_id: str, regimes, out_dir: Path, *, redact: bool | None = None,
+                 progress: Progress | None = None) -> dict[str, Path]:
+    """Render packs from the ledger alone, appending a PackRecord for each.
+
+    The run's records (and a comparison run's) are read once for all the packs; each
+    PackRecord is also added to the in-memory list, so a later pack sees the ledger as it
+    now stands, exactly as if it had been read again.
+    """
     from .report import build_view, comparison_records, render_pack
 
+    progress = progress or SilentProgress()
     records: list[Record] = store.records(run_id)
-    view = build_view(records)
+    final = bool(build_view(records).final)
     report = dict(records[0].plan.get("report", {})) if isinstance(records[0], RunStarted) else {}
     if redact is not None:
         report["redact_outputs"] = redact
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"{regime}-assurance-pack-{run_id[:8]}.pdf"
     comparison = comparison_records(store, report.get("compare_with"))
-    pages = render_pack(records, regime, out, redact_outputs=report.get("redact_outputs", True), report=report,
-                        comparison=comparison)
-    d = tree_digest(out)
-    store.append(run_id, [PackRecord(regime=regime, path=str(out.resolve()), digest=d.digest, pages=pages,
-                                     final=bool(view.final), rendered_at=utc_now())])
-    return out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for regime in regimes:
+        with progress.stage(f"Rendering the {regime.upper()} pack"):
+            out = out_dir / f"{regime}-assurance-pack-{run_id[:8]}.pdf"
+            pages = render_pack(records, regime, out, redact_outputs=report.get("redact_outputs", True),
+                                report=report, comparison=comparison)
+            pack = PackRecord(regime=regime, path=str(out.resolve()), digest=tree_digest(out).digest, pages=pages,
+                              final=final, rendered_at=utc_now())
+            store.append(run_id, [pack])
+            records.append(pack)
+            written[regime] = out
+    return written

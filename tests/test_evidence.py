@@ -195,3 +195,8 @@ def test_keygen_command_writes_a_key_and_refuses_to_overwrite(tmp_path):
     assert res.exit_code == 0 and len(res.stdout.strip()) == 44  # base64 of 32 bytes
     load_private_key(key)
     assert CliRunner().invoke(app, ["keygen", str(key)]).exit_code == 2
+
+
+def test_records_can_be_read_by_kind(store, tmp_path):
+    run_id, _ = sealed_run(store, tmp_path)
+    assert [r.kind for r in store.records(run_id, kinds=("verdict", "run_started"))] == ["run_started", "verdict"]

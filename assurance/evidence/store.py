@@ -166,9 +166,15 @@ class Store:
         with Session(self.engine) as session:
             return list(session.exec(select(LedgerEntry).where(LedgerEntry.run_id == run_id).order_by(LedgerEntry.seq)))
 
-    def records(self, run_id: str) -> list[Record]:
-        """The run's records, typed, in chain order."""
-        return [parse_payload(e.payload) for e in self.entries(run_id)]
+    def records(self, run_id: str, kinds: Iterable[str] | None = None) -> list[Record]:
+        """The run's records, typed, in chain order; only those of ``kinds`` when given (read by index,
+        so listing runs does not parse thousands of sample records)."""
+        if kinds is None:
+            return [parse_payload(e.payload) for e in self.entries(run_id)]
+        with Session(self.engine) as session:
+            rows = session.exec(select(LedgerEntry.payload).where(
+                LedgerEntry.run_id == run_id, LedgerEntry.kind.in_(list(kinds))).order_by(LedgerEntry.seq))
+            return [parse_payload(p) for p in rows]
 
     def run_ids(self) -> list[str]:
         """Every run id, oldest first (UUIDv7 sorts by time)."""
