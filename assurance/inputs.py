@@ -16,7 +16,7 @@ import torch
 
 from .battery.items import Battery, battery_from_spec
 from .evidence.environment import capture_environment
-from .evidence.hashing import tree_digest
+from .evidence.hashing import TreeDigest, tree_digest
 from .evidence.records import (
     ArtifactRecord,
 )
@@ -111,23 +111,6 @@ def _build_judges(plan: Plan, device, dtype):
     return judges, over_refusal_judge(judges)
 
 
-def _resolve_battery_paths(plan: Plan, plan_path: Path | None) -> Plan:
-    """Judge model folders and benchmark files relative to the plan's folder, as ``plan.resolve_paths`` does
-    for the other paths (so the recorded plan names absolute paths)."""
-    from .battery.wiring import resolve_path
-
-    if plan_path is None:
-        return plan
-    base = Path(plan_path).resolve().parent
-    plan = plan.model_copy(deep=True)
-    for spec in plan.battery.extra_suites:
-        spec.path = str(resolve_path(spec.path, base))
-    for spec in plan.battery.judges:
-        if spec.path is not None:
-            spec.path = str(resolve_path(spec.path, base))
-    return plan
-
-
 def input_artifacts(prep: Prepared, plan_path: Path | None) -> list[ArtifactRecord]:
     """The digests of everything the run reads: base model, data sets, benchmark files, judges, plan."""
     from .finetune.recipes import data_sources
@@ -139,14 +122,15 @@ def input_artifacts(prep: Prepared, plan_path: Path | None) -> list[ArtifactReco
     arts = [_artifact("base_model", prep.model_path)]
     arts += [_artifact(role, _data_path(spec)) for role, spec in sources.items()]
     arts += [_artifact(f"dataset:benchmark:{e.benchmark}", e.path) for e in prep.extra]
-    arts += [_artifact(f"judge_model:{j.id}", j.path) for j in prep.judges if hasattr(j, "model_digest")]
+    # A model judge hashed its folder when it was checked in prepare(): reuse that, do not hash twice.
+    arts += [_artifact(f"judge_model:{j.id}", j.path, j.model_tree) for j in prep.judges if hasattr(j, "model_tree")]
     if plan_path:
         arts.append(_artifact("plan", plan_path))
     return arts
 
 
-def _artifact(role: str, path: Path | str) -> ArtifactRecord:
-    d = tree_digest(path)
+def _artifact(role: str, path: Path | str, tree: TreeDigest | None = None) -> ArtifactRecord:
+    d = tree or tree_digest(path)
     return ArtifactRecord(role=role, path=str(Path(path).resolve()), digest=d.digest, is_dir=d.is_dir,
                           size_bytes=d.size_bytes, files=d.files)
 

@@ -41,7 +41,6 @@ from .inputs import (  # noqa: F401  (re-exported: the pipeline's public names)
     SilentProgress,
     _artifact,
     _environment,
-    _resolve_battery_paths,
     input_artifacts,
     prepare,
 )
@@ -105,7 +104,6 @@ def run_pipeline(
     run_root: Path | None = None,
 ) -> RunResult:
     progress = progress or SilentProgress()
-    plan = _resolve_battery_paths(plan, plan_path)
     prep = prepare(plan, progress)  # raises on bad input; nothing written yet
 
     store = Store(store_url)
@@ -142,7 +140,7 @@ def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: D
             with progress.stage("Provenance: hashing the model, data and plan"):
                 arts = input_artifacts(prep, plan_path)
             base_digest = arts[0].digest
-            battery = _battery_record(prep, judge, _generation_settings(prep))
+            battery = _battery_record(prep, judge, _generation_settings(prep), {a.role: a.digest for a in arts})
             store.append(run_id, [env, *arts, battery])
 
         models = _Models(prep, done)

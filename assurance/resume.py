@@ -87,11 +87,10 @@ def ledger_state(records: list[Record]):
 
 
 def recorded_plan(started: RunStarted, plan: Plan | None, plan_path: Path | None) -> Plan:
-    """The plan recorded when the run started; a given plan file must be the same plan."""
-    from .pipeline import _resolve_battery_paths
-
+    """The plan recorded when the run started; a given plan file (read by ``load_plan``, so its
+    paths are already absolute, as the recorded plan's are) must be the same plan."""
     if plan is not None:
-        given = _resolve_battery_paths(plan, plan_path).model_dump(mode="json")
+        given = plan.model_dump(mode="json")
         if json_digest(given) != started.plan_digest:
             raise ResumeError(
                 f"{plan_path or 'the plan'}: differs from the plan recorded when run {started.run_id} started "

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from .battery.runner import evaluate
-from .evidence.hashing import tree_digest
 from .evidence.records import (
     FinetuneRecord,
     MetricRecord,
@@ -23,14 +22,15 @@ if TYPE_CHECKING:
 COMPARED_WITH = {"tuned": "base", "stress": "tuned"}
 
 
-def _battery_record(prep: Prepared, judge, gen: dict):
+def _battery_record(prep: Prepared, judge, gen: dict, artifacts: dict[str, str]):
+    """``artifacts`` (role -> digest) are the provenance digests just taken: the benchmark files
+    are not hashed a second time."""
     from .battery.runner import battery_record
     from .battery.wiring import judge_entries
 
     rec = battery_record(prep.battery, judge, gen, prep.plan.battery.sampling)
-    digests = {e.suite.name: tree_digest(e.path).digest for e in prep.extra}
     update = {"judges": rec.judges + judge_entries(prep.judges, prep.benign_judge),
-              "extra_suites": [e.entry(digests[e.suite.name]) for e in prep.extra]}
+              "extra_suites": [e.entry(artifacts[f"dataset:benchmark:{e.benchmark}"]) for e in prep.extra]}
     if prep.extra:
         update["generation"] = rec.generation | {"n_probes_extra": sum(e.suite.n_probes() for e in prep.extra)}
     return rec.model_copy(update=update)

@@ -355,3 +355,19 @@ def test_http_judge_errors(server, monkeypatch):
     server.mode = "delay"
     with pytest.raises(JudgeError, match="no answer after 1 tries"):
         HttpJudge("m", base_url=server.base, timeout=0.2, retries=0).judge(["q"], ["a"])
+
+
+def test_a_guard_model_folder_is_hashed_once_for_identity_and_provenance(guard_dirs, monkeypatch):
+    """The judge's identity and the run's artifact record share one directory digest."""
+    from assurance import inputs
+    from assurance.battery.judges import model_judge
+
+    calls = []
+    real = model_judge.tree_digest
+    monkeypatch.setattr(model_judge, "tree_digest", lambda p: calls.append(p) or real(p))
+    monkeypatch.setattr(inputs, "tree_digest", lambda p: calls.append(p) or real(p))
+    judge = ModelJudge(guard_dirs["guard-safe"], prompt_format="llama-guard-3")
+    _ = judge.digest  # prepare() checks the judge this way
+    art = inputs._artifact(f"judge_model:{judge.id}", judge.path, judge.model_tree)
+    assert art.digest == judge.model_digest and art.files
+    assert calls == [judge.path]

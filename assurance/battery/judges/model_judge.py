@@ -24,7 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from ...evidence.hashing import tree_digest
+from ...evidence.hashing import TreeDigest, tree_digest
 from .base import (
     UNPARSED_POLICIES, BaseJudge, JudgeError, Measures, Verdict, check_pairs, parse_guard_reply, unparsed_verdict,
 )
@@ -117,9 +117,15 @@ class ModelJudge(BaseJudge):
         return self.path.name
 
     @cached_property
+    def model_tree(self) -> TreeDigest:
+        """The model folder's directory digest with its per-file digests (computed once: large models
+        take a while; the run's provenance record reuses it)."""
+        return tree_digest(self.path)
+
+    @property
     def model_digest(self) -> str:
-        """Directory digest of the model folder (computed once; large models take a while)."""
-        return tree_digest(self.path).digest
+        """Directory digest of the model folder."""
+        return self.model_tree.digest
 
     @property
     def version(self) -> str:  # type: ignore[override]
