@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
+import gc
+import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-from .plan import Plan
-
-if TYPE_CHECKING:
-    from .inputs import Prepared
+from .models import vllm_backend
+from .models.generate import generation_settings
+from .plan import Plan, PlanError
+from .prepared import Prepared
 
 
 def resolve_backend(requested: str, device) -> str:
     """``transformers`` or ``vllm`` for the plan's ``battery.backend`` on ``device``; a PlanError when vLLM is
     required but cannot be used (raised in ``prepare``, so nothing is written)."""
-    import importlib.util
-
-    from .models import vllm_backend
-    from .plan import PlanError
-
     if requested == "transformers":
         return "transformers"
     usable = device.type == "cuda" and vllm_backend.available()
@@ -43,16 +39,14 @@ def stage_backends(plan: Plan, backend: str) -> dict[str, str]:
     return out
 
 
-def _generation_settings(prep: Prepared) -> dict:
+def recorded_generation_settings(prep: Prepared) -> dict:
     """The decoding settings recorded in the battery record, with the backend each stage uses."""
-    from .models.generate import generation_settings
-
     plan = prep.plan
     gen = generation_settings(prep.model, prep.tokenizer, max_new_tokens=plan.battery.max_new_tokens,
                               batch_size=plan.battery.batch_size)
     gen |= {"backend_requested": plan.battery.backend, "backend_by_stage": dict(prep.backends)}
     if "vllm" in prep.backends.values():
-        import vllm
+        import vllm  # optional dependency: only present (and only reached) on a vLLM run
 
         used = set(prep.backends.values())
         gen |= {"backend": "vllm" if used == {"vllm"} else "vllm+transformers", "vllm_version": vllm.__version__,
@@ -60,24 +54,20 @@ def _generation_settings(prep: Prepared) -> dict:
     return gen | {"limit_per_category": plan.battery.limit_per_category}
 
 
-def _generator(prep: Prepared, stage: str, weights: tuple[Path | str, Path | str | None] | None):
+def vllm_generator(prep: Prepared, stage: str, weights: tuple[Path | str, Path | str | None] | None):
     """A vLLM generator for ``stage`` when it uses vLLM, from ``weights`` = (model folder, adapter folder or
     None) on disk; None means the transformers backend."""
     if prep.backends.get(stage) != "vllm" or weights is None:
         return None
-    from .models.vllm_backend import VLLMGenerator
-
     model_path, adapter = weights
-    return VLLMGenerator(model_path, dtype=str(prep.dtype).removeprefix("torch."), seed=prep.plan.seed,
-                         adapter_path=adapter)
+    return vllm_backend.VLLMGenerator(model_path, dtype=str(prep.dtype).removeprefix("torch."), seed=prep.plan.seed,
+                                      adapter_path=adapter)
 
 
-def _free(generator) -> None:
+def free_generator(generator) -> None:
     """Release a vLLM engine's GPU memory before the next stage needs it."""
     if generator is None:
         return
-    import gc
-
     del generator
     gc.collect()
     if torch.cuda.is_available():

@@ -66,7 +66,7 @@ def _open_run(db: str | None, run_id: str | None) -> tuple[Store, str]:
 def _execute(work, *, quiet: bool, as_json: bool, story: bool = False, resumed: bool = False) -> int:
     """Run ``work(progress) -> (result, comparison)`` and report the finished run the same way for
     ``run``, ``run --resume`` and ``demo``; bad input is exit 2 with nothing written."""
-    from .pipeline import SilentProgress
+    from .inputs import SilentProgress
 
     start = time.perf_counter()
     progress = SilentProgress() if (quiet or as_json) else RichProgress()

@@ -8,20 +8,24 @@ not start.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ContextManager, Iterator, Protocol
 
 import torch
 
-from .battery.items import Battery, battery_from_spec
+from .backends import resolve_backend, stage_backends
+from .battery.items import battery_from_spec
+from .battery.judges import JudgeError
+from .battery.wiring import build_judges, load_extra_suites, over_refusal_judge
 from .evidence.environment import capture_environment
 from .evidence.hashing import TreeDigest, tree_digest
-from .evidence.records import (
-    ArtifactRecord,
-)
-from .plan import Plan
-from .backends import resolve_backend, stage_backends
+from .evidence.records import ArtifactRecord, EnvironmentRecord
+from .finetune.augment import load_triplets
+from .finetune.chat_data import builtin_path, load_chat_jsonl
+from .finetune.recipes import data_sources
+from .models.loading import describe_accelerator, load_model, resolve_device, resolve_model_path
+from .plan import Plan, PlanError
+from .prepared import Prepared
 
 
 class Progress(Protocol):
@@ -41,40 +45,8 @@ class SilentProgress:
         pass
 
 
-@dataclass
-class Prepared:
-    """Everything checked and loaded before the first record is written."""
-
-    plan: Plan
-    model_path: Path
-    safety: list
-    utility: list | None
-    battery: Battery
-    model: object
-    tokenizer: object
-    device: object
-    dtype: object
-    judges: list = field(default_factory=list)
-    """The plan's refusal judges, built and checked; the first is the primary judge."""
-    benign_judge: object = None
-    """Scores benign prompts when the primary judge measures harm (``wiring.over_refusal_judge``)."""
-    extra: list = field(default_factory=list)
-    """Public benchmark suites run beside the battery (``wiring.ExtraSuite``)."""
-    greedy: dict = field(default_factory=dict)
-    """Stage -> its greedy refusal and prefill samples, kept for the paired stage comparison."""
-    backends: dict = field(default_factory=dict)
-    """Evaluated stage -> the generation backend it uses (``stage_backends``)."""
-
-
 def prepare(plan: Plan, progress: Progress) -> Prepared:
     """Validate and load every input; raises a clear error before anything is written."""
-    from .finetune.augment import load_triplets
-    from .finetune.chat_data import load_chat_jsonl
-    from .finetune.recipes import data_sources
-    from .models.loading import load_model, resolve_device, resolve_model_path
-
-    from .battery.wiring import load_extra_suites
-
     battery = battery_from_spec(plan.battery)
     extra = load_extra_suites(plan.battery.extra_suites, per_category=plan.battery.limit_per_category)
     safety = load_chat_jsonl(plan.finetune.safety_data)
@@ -100,10 +72,6 @@ def prepare(plan: Plan, progress: Progress) -> Prepared:
 
 def _build_judges(plan: Plan, device, dtype):
     """The plan's judges, checked before anything is written; a bad spec is a PlanError naming it."""
-    from .battery.judges import JudgeError
-    from .battery.wiring import build_judges, over_refusal_judge
-    from .plan import PlanError
-
     try:
         judges = build_judges(plan.battery.judges, device=str(device), dtype=str(dtype).replace("torch.", ""))
     except JudgeError as err:
@@ -113,36 +81,32 @@ def _build_judges(plan: Plan, device, dtype):
 
 def input_artifacts(prep: Prepared, plan_path: Path | None) -> list[ArtifactRecord]:
     """The digests of everything the run reads: base model, data sets, benchmark files, judges, plan."""
-    from .finetune.recipes import data_sources
-
     plan = prep.plan
     sources = data_sources(plan.finetune)
     if plan.stress.enabled:
         sources["dataset:stress"] = plan.stress.data
-    arts = [_artifact("base_model", prep.model_path)]
-    arts += [_artifact(role, _data_path(spec)) for role, spec in sources.items()]
-    arts += [_artifact(f"dataset:benchmark:{e.benchmark}", e.path) for e in prep.extra]
+    arts = [artifact_record("base_model", prep.model_path)]
+    arts += [artifact_record(role, _data_path(spec)) for role, spec in sources.items()]
+    arts += [artifact_record(f"dataset:benchmark:{e.benchmark}", e.path) for e in prep.extra]
     # A model judge hashed its folder when it was checked in prepare(): reuse that, do not hash twice.
-    arts += [_artifact(f"judge_model:{j.id}", j.path, j.model_tree) for j in prep.judges if hasattr(j, "model_tree")]
+    arts += [artifact_record(f"judge_model:{j.id}", j.path, j.model_tree) for j in prep.judges if hasattr(j, "model_tree")]
     if plan_path:
-        arts.append(_artifact("plan", plan_path))
+        arts.append(artifact_record("plan", plan_path))
     return arts
 
 
-def _artifact(role: str, path: Path | str, tree: TreeDigest | None = None) -> ArtifactRecord:
+def artifact_record(role: str, path: Path | str, tree: TreeDigest | None = None) -> ArtifactRecord:
+    """The record of one input or output: its resolved path and digest (``tree`` when already taken)."""
     d = tree or tree_digest(path)
     return ArtifactRecord(role=role, path=str(Path(path).resolve()), digest=d.digest, is_dir=d.is_dir,
                           size_bytes=d.size_bytes, files=d.files)
 
 
 def _data_path(spec: str) -> Path:
-    from .finetune.chat_data import builtin_path
-
     return builtin_path(spec.split(":", 1)[1]) if spec.startswith("builtin:") else Path(spec)
 
 
-def _environment(prep: Prepared):
-    from .models.loading import describe_accelerator
-
+def environment_record(prep: Prepared) -> EnvironmentRecord:
+    """The software, hardware and source state of the process doing the run."""
     return capture_environment(str(prep.device), str(prep.dtype).replace("torch.", ""),
                                describe_accelerator(prep.device))

@@ -18,11 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
+from . import __version__, stages
+from .backends import recorded_generation_settings
 from .evidence.hashing import json_digest, tree_digest
 from .evidence.records import (
-    ArtifactRecord,
-    FinetuneRecord,
     MetricRecord,
     PackRecord,
     Record,
@@ -30,30 +29,14 @@ from .evidence.records import (
     RunStarted,
 )
 from .evidence.seal import seal_run
-from .runlock import run_lock
 from .evidence.store import Store, new_run_id, runs_home, utc_now
+from .inputs import Progress, SilentProgress, artifact_record, environment_record, input_artifacts, prepare
 from .plan import Plan
 from .policy import EXIT_ERROR, EXIT_FAIL, EXIT_PASS, decide
-from .backends import _generation_settings, resolve_backend, stage_backends  # noqa: F401  (public here too)
-from .inputs import (  # noqa: F401  (re-exported: the pipeline's public names)
-    Prepared,
-    Progress,
-    SilentProgress,
-    _artifact,
-    _environment,
-    input_artifacts,
-    prepare,
-)
-from .stages import (
-    COMPARED_WITH,  # noqa: F401
-    _battery_record,
-    _evaluate_or_reuse,
-    _finetune,
-    _Models,
-    _stress,
-    _train_progress,  # noqa: F401
-    saved_weights,
-)
+from .prepared import Prepared
+from .report import build_view, comparison_records, render_pack
+from .runlock import run_lock
+from .stages import Done
 
 
 @dataclass
@@ -68,30 +51,6 @@ class RunResult:
     reasons: list[str] = field(default_factory=list)
     metrics: list[MetricRecord] = field(default_factory=list)
     error: str | None = None
-
-
-@dataclass
-class Done:
-    """What a run's ledger already holds, stage by stage: empty for a new run, filled by
-    ``resume.ledger_state`` for a resumed one. Each stage's records are appended in one
-    transaction, so a stage is either wholly in the chain or not at all."""
-
-    provenance: bool = False
-    """The environment, input artifacts and battery record are in the chain."""
-    artifacts: dict[str, ArtifactRecord] = field(default_factory=dict)
-    """Role -> the artifact record already in the chain."""
-    metrics: dict[str, list[MetricRecord]] = field(default_factory=dict)
-    """Evaluated stage (base, tuned, stress) -> its metrics, in ledger order."""
-    greedy: dict[str, list] = field(default_factory=dict)
-    """Evaluated stage -> its greedy refusal and prefill samples (for the paired comparison)."""
-    finetune: dict[str, FinetuneRecord] = field(default_factory=dict)
-    """Purpose (safety, stress) -> its finished FinetuneRecord."""
-    outputs: dict[str, ArtifactRecord] = field(default_factory=dict)
-    """Purpose -> the artifact record of the saved adapter or model."""
-    verdict: object = None
-    """The VerdictRecord, once decided."""
-    resuming: bool = False
-    """True when continuing a killed run: fine-tunes restart from their latest checkpoint."""
 
 
 def run_pipeline(
@@ -136,62 +95,67 @@ def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: D
         if done.provenance:
             base_digest = done.artifacts["base_model"].digest
         else:
-            env = _environment(prep)
+            env = environment_record(prep)
             with progress.stage("Provenance: hashing the model, data and plan"):
                 arts = input_artifacts(prep, plan_path)
             base_digest = arts[0].digest
-            battery = _battery_record(prep, judge, _generation_settings(prep), {a.role: a.digest for a in arts})
+            battery = stages.battery_record(prep, judge, recorded_generation_settings(prep),
+                                            {a.role: a.digest for a in arts})
             store.append(run_id, [env, *arts, battery])
 
-        models = _Models(prep, done)
+        models = stages.Models(prep, done)
 
         stage = "evaluate base"
-        base_metrics = _evaluate_or_reuse(store, run_id, prep, judge, "base", lambda: prep.model, done, progress,
-                                          weights=(prep.model_path, None))
+        base = stages.evaluate_or_reuse(store, run_id, prep, judge, "base", lambda: prep.model, done, progress,
+                                        weights=(prep.model_path, None))
 
         stage = "safety fine-tune"
         ft_record = None
         if "safety" in done.finetune:
             out_digest = done.outputs["safety"].digest
         else:
-            tuned_model, ft_record = _finetune(prep, run_dir, base_digest, progress, resume=done.resuming)
-            out_art = _artifact("adapter" if plan.finetune.method == "lora" else "tuned_model", ft_record.output_path)
+            tuned_model, ft_record = stages.safety_finetune(prep, run_dir, base_digest, progress,
+                                                            resume=done.resuming)
+            out_art = artifact_record("adapter" if plan.finetune.method == "lora" else "tuned_model",
+                                      ft_record.output_path)
             ft_record = ft_record.model_copy(update={"output_digest": out_art.digest})
             store.append(run_id, [ft_record, out_art])
             models.tuned, out_digest = tuned_model, out_art.digest
 
         stage = "evaluate tuned"
-        tuned_weights = saved_weights(prep, done.finetune.get("safety") or ft_record)
-        tuned_metrics = _evaluate_or_reuse(store, run_id, prep, judge, "tuned", models.load_tuned, done, progress,
-                                           weights=tuned_weights)
+        tuned_weights = stages.saved_weights(prep, done.finetune.get("safety") or ft_record)
+        tuned = stages.evaluate_or_reuse(store, run_id, prep, judge, "tuned", models.load_tuned, done, progress,
+                                         earlier=base, weights=tuned_weights)
 
         stress_metrics: list[MetricRecord] = []
         if plan.stress.enabled:
             stage = "persistence stress fine-tune"
             if "stress" not in done.finetune and "stress" not in done.metrics:
-                stressed, st_record = _stress(prep, models.load_tuned(), run_dir, out_digest, progress,
-                                              resume=done.resuming)
-                st_art = _artifact("stress_adapter" if plan.stress.method == "lora" else "stress_model",
-                                   st_record.output_path)
+                stressed, st_record = stages.stress_finetune(prep, models.load_tuned(), run_dir, out_digest,
+                                                             progress, resume=done.resuming)
+                st_art = artifact_record("stress_adapter" if plan.stress.method == "lora" else "stress_model",
+                                         st_record.output_path)
                 st_record = st_record.model_copy(update={"output_digest": st_art.digest})
                 store.append(run_id, [st_record, st_art])
                 models.stressed = stressed
             else:
                 st_record = done.finetune.get("stress")
             stage = "evaluate stressed"
-            stress_weights = saved_weights(prep, st_record) if st_record and st_record.method == "full" else None
-            stress_metrics = _evaluate_or_reuse(store, run_id, prep, judge, "stress", models.load_stressed, done,
-                                                progress, weights=stress_weights)
+            stress_weights = (stages.saved_weights(prep, st_record) if st_record and st_record.method == "full"
+                              else None)
+            stress_metrics = stages.evaluate_or_reuse(store, run_id, prep, judge, "stress", models.load_stressed,
+                                                      done, progress, earlier=tuned, weights=stress_weights).metrics
 
         stage = "verdict"
+        metrics = base.metrics + tuned.metrics + stress_metrics
         verdict = done.verdict
         if verdict is None:
-            verdict = decide(plan.policy, base_metrics + tuned_metrics + stress_metrics)
+            verdict = decide(plan.policy, metrics)
             store.append(run_id, [verdict])
         stage = "seal"
         seal_run(store, run_id, complete=True, key_path=sign_key)
         result.status, result.reasons = verdict.status, verdict.reasons
-        result.metrics = base_metrics + tuned_metrics + stress_metrics
+        result.metrics = metrics
         result.exit_code = EXIT_PASS if verdict.status == "PASS" else EXIT_FAIL
     except Exception as err:  # any stage failing leaves a sealed, incomplete, ERROR run
         message = f"{type(err).__name__}: {err}"
@@ -212,8 +176,6 @@ def render_packs(store: Store, run_id: str, regimes, out_dir: Path, *, redact: b
     PackRecord is also added to the in-memory list, so a later pack sees the ledger as it
     now stands, exactly as if it had been read again.
     """
-    from .report import build_view, comparison_records, render_pack
-
     progress = progress or SilentProgress()
     records: list[Record] = store.records(run_id)
     final = bool(build_view(records).final)

@@ -49,8 +49,12 @@ from .evidence.records import (
     VerdictRecord,
 )
 from .evidence.store import Store, runs_home
-from .runlock import run_lock
+from .inputs import Progress, SilentProgress, environment_record, input_artifacts, prepare
+from .pipeline import RunResult, run_stages
 from .plan import Plan, PlanError, plan_from_dict
+from .prepared import Prepared
+from .runlock import run_lock
+from .stages import Done, paired_samples
 
 OUTPUT_ROLES = {"safety": ("adapter", "tuned_model"), "stress": ("stress_adapter", "stress_model")}
 """FinetuneRecord purpose -> the artifact roles its saved output may have."""
@@ -60,10 +64,8 @@ class ResumeError(PlanError):
     """A run that cannot be resumed as asked; the message says why. Nothing was appended."""
 
 
-def ledger_state(records: list[Record]):
-    """What the run's chain already holds, stage by stage (see ``pipeline.Done``)."""
-    from .pipeline import Done
-
+def ledger_state(records: list[Record]) -> Done:
+    """What the run's chain already holds, stage by stage (see ``stages.Done``)."""
     done = Done(resuming=True)
     for r in records:
         if r.kind == "battery":
@@ -72,14 +74,13 @@ def ledger_state(records: list[Record]):
             done.artifacts[r.role] = r
         elif isinstance(r, MetricRecord):
             done.metrics.setdefault(r.stage, []).append(r)
-        elif isinstance(r, SampleRecord):
-            if r.seed is None and r.suite in ("refusal", "prefill"):
-                done.greedy.setdefault(r.stage, []).append(r)
         elif isinstance(r, FinetuneRecord):
             done.finetune[r.purpose] = r
         elif isinstance(r, VerdictRecord):
             done.verdict = r
-    for purpose, ft in done.finetune.items():
+    for s in paired_samples(r for r in records if isinstance(r, SampleRecord)):  # the filter a fresh run uses
+        done.greedy.setdefault(s.stage, []).append(s)
+    for purpose in done.finetune:
         for role in OUTPUT_ROLES[purpose]:
             if role in done.artifacts:
                 done.outputs[purpose] = done.artifacts[role]
@@ -99,11 +100,9 @@ def recorded_plan(started: RunStarted, plan: Plan | None, plan_path: Path | None
     return plan_from_dict(started.plan, source=f"run {started.run_id}: recorded plan")
 
 
-def check_unchanged(prep, done, records: list[Record] = ()) -> None:
+def check_unchanged(prep: Prepared, done: Done, records: list[Record] = ()) -> None:
     """Refuse the resume when an input or a saved output no longer has the digest the run recorded,
     or when this machine would evaluate with another generation backend than the run recorded."""
-    from .pipeline import input_artifacts
-
     changed: list[str] = []
     battery = next((r for r in records if r.kind == "battery"), None)
     recorded_backends = battery.generation.get("backend_by_stage") if battery is not None else None
@@ -137,16 +136,14 @@ def resume_pipeline(
     plan: Plan | None = None,
     plan_path: Path | None = None,
     store_url: str | None = None,
-    progress=None,
+    progress: Progress | None = None,
     sign_key: Path | None = None,
     run_root: Path | None = None,
-):
+) -> RunResult:
     """Continue the killed run ``run_id`` (a unique prefix will do) to its seal and packs.
 
     Raises ResumeError (a PlanError: exit 2, nothing appended) when the run is unknown,
     already sealed, its plan file differs, or its inputs or outputs changed on disk."""
-    from .pipeline import SilentProgress, _environment, prepare, run_stages
-
     progress = progress or SilentProgress()
     store = Store(store_url, create=False)
     rid = store.resolve(run_id)
@@ -175,7 +172,7 @@ def resume_pipeline(
         plan_path = Path(started.plan_path)  # only hashed when provenance was never recorded
     with run_lock(run_dir, rid):  # a run whose process still lives is refused, before anything is appended
         if done.provenance:
-            store.append(rid, [_environment(prep)])  # the resuming process's environment, after the first one
+            store.append(rid, [environment_record(prep)])  # the resuming process's environment, after the first one
         skipped = [s for s in ("base", "tuned", "stress") if s in done.metrics]
         progress.note(f"Resuming run {rid}: {len(records)} records in the chain"
                       + (f"; evaluated already: {', '.join(skipped)}" if skipped else ""))

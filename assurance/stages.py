@@ -1,34 +1,79 @@
-"""The work of each stage (evaluate, fine-tune, stress), called in order by ``pipeline.run_stages``."""
+"""The work of each stage (evaluate, fine-tune, stress), called in order by ``pipeline.run_stages``,
+and what a run's ledger already holds of them (``Done``, filled by ``resume.ledger_state``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Iterable
 
-from .battery.runner import evaluate
+from .backends import free_generator, vllm_generator
+from .battery import runner
+from .battery.wiring import compare_stages, cross_judge, judge_entries
 from .evidence.records import (
+    ArtifactRecord,
+    BatteryRecord,
     FinetuneRecord,
     MetricRecord,
     Record,
+    SampleRecord,
+    VerdictRecord,
 )
 from .evidence.store import Store
-from .backends import _free, _generator
-from .inputs import Prepared, Progress
+from .finetune import recipes
+from .inputs import Progress
+from .models.loading import load_model
+from .prepared import Prepared
 
-if TYPE_CHECKING:
-    from .pipeline import Done
-
-# Each evaluated stage is compared item by item with the stage before it.
-COMPARED_WITH = {"tuned": "base", "stress": "tuned"}
+PAIRED_SUITES = ("refusal", "prefill")
+"""The suites whose greedy samples are compared item by item between stages."""
 
 
-def _battery_record(prep: Prepared, judge, gen: dict, artifacts: dict[str, str]):
-    """``artifacts`` (role -> digest) are the provenance digests just taken: the benchmark files
-    are not hashed a second time."""
-    from .battery.runner import battery_record
-    from .battery.wiring import judge_entries
+def paired_samples(samples: Iterable[SampleRecord]) -> list[SampleRecord]:
+    """The greedy refusal and prefill samples: what the paired stage comparison pairs item by item.
 
-    rec = battery_record(prep.battery, judge, gen, prep.plan.battery.sampling)
+    The one filter for a fresh evaluation and for a resumed run reading the ledger back, so a resumed
+    run's paired comparisons are those of an uninterrupted one."""
+    return [s for s in samples if s.seed is None and s.suite in PAIRED_SUITES]
+
+
+@dataclass
+class Done:
+    """What a run's ledger already holds, stage by stage: empty for a new run, filled by
+    ``resume.ledger_state`` for a resumed one. Each stage's records are appended in one
+    transaction, so a stage is either wholly in the chain or not at all."""
+
+    provenance: bool = False
+    """The environment, input artifacts and battery record are in the chain."""
+    artifacts: dict[str, ArtifactRecord] = field(default_factory=dict)
+    """Role -> the artifact record already in the chain."""
+    metrics: dict[str, list[MetricRecord]] = field(default_factory=dict)
+    """Evaluated stage (base, tuned, stress) -> its metrics, in ledger order."""
+    greedy: dict[str, list[SampleRecord]] = field(default_factory=dict)
+    """Evaluated stage -> its ``paired_samples`` (for the paired comparison)."""
+    finetune: dict[str, FinetuneRecord] = field(default_factory=dict)
+    """Purpose (safety, stress) -> its finished FinetuneRecord."""
+    outputs: dict[str, ArtifactRecord] = field(default_factory=dict)
+    """Purpose -> the artifact record of the saved adapter or model."""
+    verdict: VerdictRecord | None = None
+    """The VerdictRecord, once decided."""
+    resuming: bool = False
+    """True when continuing a killed run: fine-tunes restart from their latest checkpoint."""
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """One evaluated stage's results: its metrics, and the greedy samples the next stage is paired with."""
+
+    stage: str
+    metrics: list[MetricRecord]
+    greedy: list[SampleRecord]
+
+
+def battery_record(prep: Prepared, judge, gen: dict, artifacts: dict[str, str]) -> BatteryRecord:
+    """The run's battery record, with every judge and the extra suites. ``artifacts`` (role -> digest)
+    are the provenance digests just taken: the benchmark files are not hashed a second time."""
+    rec = runner.battery_record(prep.battery, judge, gen, prep.plan.battery.sampling)
     update = {"judges": rec.judges + judge_entries(prep.judges, prep.benign_judge),
               "extra_suites": [e.entry(artifacts[f"dataset:benchmark:{e.benchmark}"]) for e in prep.extra]}
     if prep.extra:
@@ -36,7 +81,7 @@ def _battery_record(prep: Prepared, judge, gen: dict, artifacts: dict[str, str])
     return rec.model_copy(update=update)
 
 
-class _Models:
+class Models:
     """The tuned and stressed models: in memory when this process trained them, otherwise
     reloaded (once, when first needed) from the outputs a resumed run's ledger names."""
 
@@ -63,10 +108,8 @@ def load_finetuned(prep: Prepared, record: FinetuneRecord, start: Callable[[], o
     """A fine-tune's saved output as a model: a LoRA adapter onto ``start()`` (peft), or the full model folder.
 
     The caller has checked the folder's digest against the ledger."""
-    from .models.loading import load_model
-
     if record.method == "lora":
-        from peft import PeftModel
+        from peft import PeftModel  # lazy: peft takes seconds to import and only LoRA runs need it
 
         model = PeftModel.from_pretrained(start(), record.output_path, is_trainable=False)
         return model.to(prep.device).eval()
@@ -83,58 +126,55 @@ def saved_weights(prep: Prepared, record: FinetuneRecord) -> tuple[Path | str, P
     return record.output_path, None
 
 
-def _evaluate_or_reuse(store: Store, run_id: str, prep: Prepared, judge, stage: str, model: Callable[[], object],
-                       done: Done, progress: Progress, weights=None) -> list[MetricRecord]:
-    """The stage's metrics from the ledger when it was evaluated before a resume, else evaluate ``model()``
-    (with vLLM from ``weights`` on disk when the stage's backend is vLLM)."""
+def evaluate_or_reuse(store: Store, run_id: str, prep: Prepared, judge, stage: str, model: Callable[[], object],
+                      done: Done, progress: Progress, *, earlier: Evaluated | None = None,
+                      weights=None) -> Evaluated:
+    """The stage's results from the ledger when it was evaluated before a resume, else evaluate ``model()``
+    (with vLLM from ``weights`` on disk when the stage's backend is vLLM), paired with ``earlier``."""
     if stage in done.metrics:
-        prep.greedy[stage] = done.greedy.get(stage, [])
         progress.note(f"The {stage} model's evaluation is already in the ledger; not repeated")
-        return done.metrics[stage]
-    generator = _generator(prep, stage, weights)
+        return Evaluated(stage, done.metrics[stage], done.greedy.get(stage, []))
+    generator = vllm_generator(prep, stage, weights)
     try:
-        return _evaluate(store, run_id, prep, judge, stage, model(), progress, generator=generator)
+        return evaluate(store, run_id, prep, judge, stage, model(), progress, earlier=earlier, generator=generator)
     finally:
-        _free(generator)
+        free_generator(generator)
 
 
-def _evaluate(store: Store, run_id: str, prep: Prepared, judge, stage, model, progress: Progress, generator=None):
+def evaluate(store: Store, run_id: str, prep: Prepared, judge, stage: str, model, progress: Progress, *,
+             earlier: Evaluated | None = None, generator=None) -> Evaluated:
     """Run the battery (and the extra suites beside it) on one model; record samples, metrics, the secondary
-    judges' verdicts and agreement, and the paired comparison with the previous stage.
+    judges' verdicts and agreement, and the paired comparison with the ``earlier`` stage.
 
-    Returns the metrics (extra suites' included: the gate reads only the ``refusal`` suite)."""
-    from dataclasses import replace
-
-    from .battery.runner import planned_probes
-    from .battery.wiring import compare_stages, cross_judge
-
+    The metrics include the extra suites' (the gate reads only the ``refusal`` suite)."""
     battery = replace(prep.battery, suites=prep.battery.suites + tuple(e.suite for e in prep.extra))
-    total = planned_probes(battery, prep.plan.battery.sampling)
+    total = runner.planned_probes(battery, prep.plan.battery.sampling)
     with progress.stage(f"Evaluating the {stage} model: {total} probes in {len(battery.suite_names)} suites",
                         total=total) as advance:
-        samples, metrics = evaluate(model, prep.tokenizer, battery, judge, stage=stage,
-                                    max_new_tokens=prep.plan.battery.max_new_tokens,
-                                    batch_size=prep.plan.battery.batch_size, progress=advance,
-                                    sampling=prep.plan.battery.sampling, benign_judge=prep.benign_judge,
-                                    generator=generator)
+        samples, metrics = runner.evaluate(model, prep.tokenizer, battery, judge, stage=stage,
+                                           max_new_tokens=prep.plan.battery.max_new_tokens,
+                                           batch_size=prep.plan.battery.batch_size, progress=advance,
+                                           sampling=prep.plan.battery.sampling, benign_judge=prep.benign_judge,
+                                           generator=generator)
     records: list[Record] = [*samples, *metrics]
     if len(prep.judges) > 1:
         with progress.stage(f"Cross-checking the {stage} model's refusals with {len(prep.judges) - 1} more judge(s)"):
             verdicts, agreements = cross_judge(prep.judges, samples, stage)
         records += [*verdicts, *agreements]
-    greedy = [s for s in samples if s.seed is None and s.suite in ("refusal", "prefill")]
-    earlier = COMPARED_WITH.get(stage)
-    if earlier in prep.greedy:
+    greedy = paired_samples(samples)
+    if earlier is not None:
         spec = prep.plan.battery.comparison
         seed = prep.plan.seed if spec.seed is None else spec.seed
-        records += compare_stages(prep.greedy[earlier] + greedy, earlier, stage,
+        records += compare_stages(earlier.greedy + greedy, earlier.stage, stage,
                                   n_resamples=spec.n_resamples, seed=seed)
     store.append(run_id, records)  # one transaction: the stage is wholly in the chain or not at all
-    prep.greedy[stage] = greedy
-    return metrics
+    return Evaluated(stage, metrics, greedy)
 
 
-def _train_progress(advance: Callable[[int], None], progress: Progress) -> Callable[[dict], None]:
+def train_progress(advance: Callable[[int], None], progress: Progress) -> Callable[[dict], None]:
+    """The trainer's per-step callback: advance the bar and show loss, learning rate and speed.
+
+    Looked up by the fine-tune stages at call time, so a test can wrap it (to slow each step)."""
     def report(info: dict) -> None:
         advance(1)
         if hasattr(progress, "status"):
@@ -142,27 +182,26 @@ def _train_progress(advance: Callable[[int], None], progress: Progress) -> Calla
     return report
 
 
-def _finetune(prep: Prepared, run_dir: Path, base_digest: str, progress: Progress, resume: bool = False):
-    from .finetune.recipes import finetune_record, run_recipe
-
+def safety_finetune(prep: Prepared, run_dir: Path, base_digest: str, progress: Progress,
+                    resume: bool = False) -> tuple[object, FinetuneRecord]:
+    """The plan's safety fine-tune of the base model: (the tuned model, its FinetuneRecord without output digest)."""
     spec = prep.plan.finetune
     out_dir = run_dir / ("adapter" if spec.method == "lora" else "model")
     with progress.stage(f"Safety fine-tune ({spec.recipe}, {spec.method}, {spec.max_steps} steps)",
                         total=spec.max_steps) as advance:
-        res = run_recipe(prep.model, prep.tokenizer, spec, seed=prep.plan.seed, device=prep.device, dtype=prep.dtype,
-                         output_dir=out_dir, progress=_train_progress(advance, progress),
-                         safety=prep.safety, utility=prep.utility, resume=resume)
-    return res.model, finetune_record(res, purpose="safety", seed=prep.plan.seed, base_model_digest=base_digest)
+        res = recipes.run_recipe(prep.model, prep.tokenizer, spec, seed=prep.plan.seed, device=prep.device,
+                                 dtype=prep.dtype, output_dir=out_dir, progress=train_progress(advance, progress),
+                                 safety=prep.safety, utility=prep.utility, resume=resume)
+    return res.model, recipes.finetune_record(res, purpose="safety", seed=prep.plan.seed, base_model_digest=base_digest)
 
 
-def _stress(prep: Prepared, tuned_model, run_dir: Path, tuned_digest: str, progress: Progress, resume: bool = False):
+def stress_finetune(prep: Prepared, tuned_model, run_dir: Path, tuned_digest: str, progress: Progress,
+                    resume: bool = False) -> tuple[object, FinetuneRecord]:
     """A customer's benign fine-tune of the safety-tuned model (Qi et al. 2024): does safety persist?"""
-    from .finetune.recipes import finetune_record, stress_finetune
-
     stress = prep.plan.stress
     with progress.stage(f"Persistence stress: benign fine-tune ({stress.method}, {stress.max_steps} steps)",
                         total=stress.max_steps) as advance:
-        res = stress_finetune(tuned_model, prep.tokenizer, stress, seed=prep.plan.seed, device=prep.device,
-                              dtype=prep.dtype, output_dir=run_dir / "stress", progress=_train_progress(advance, progress),
-                              resume=resume)
-    return res.model, finetune_record(res, purpose="stress", seed=prep.plan.seed, base_model_digest=tuned_digest)
+        res = recipes.stress_finetune(tuned_model, prep.tokenizer, stress, seed=prep.plan.seed, device=prep.device,
+                                      dtype=prep.dtype, output_dir=run_dir / "stress",
+                                      progress=train_progress(advance, progress), resume=resume)
+    return res.model, recipes.finetune_record(res, purpose="stress", seed=prep.plan.seed, base_model_digest=tuned_digest)

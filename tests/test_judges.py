@@ -368,6 +368,6 @@ def test_a_guard_model_folder_is_hashed_once_for_identity_and_provenance(guard_d
     monkeypatch.setattr(inputs, "tree_digest", lambda p: calls.append(p) or real(p))
     judge = ModelJudge(guard_dirs["guard-safe"], prompt_format="llama-guard-3")
     _ = judge.digest  # prepare() checks the judge this way
-    art = inputs._artifact(f"judge_model:{judge.id}", judge.path, judge.model_tree)
+    art = inputs.artifact_record(f"judge_model:{judge.id}", judge.path, judge.model_tree)
     assert art.digest == judge.model_digest and art.files
     assert calls == [judge.path]

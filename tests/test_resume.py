@@ -31,14 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SLOW_CLI = r"""
 import sys, time
 import assurance.stages as stages
-plain = stages._train_progress
+plain = stages.train_progress
 def slow(advance, progress):
     report = plain(advance, progress)
     def step(info):
         report(info)
         time.sleep(0.15)
     return step
-stages._train_progress = slow
+stages.train_progress = slow
 from assurance.cli import app
 sys.argv = ["assure", *sys.argv[1:]]
 app()
@@ -126,7 +126,7 @@ def test_a_run_held_by_a_live_process_is_not_resumed(killed):
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(killed):
-    db, env, run_id, tmp = killed["db"], killed["env"], killed["run_id"], killed["tmp"]
+    db, env, run_id = killed["db"], killed["env"], killed["run_id"]
     store = Store(db)
     before = store.records(run_id)
     assert [r.kind for r in before if r.kind in ("manifest", "finetune", "verdict")] == []
@@ -228,7 +228,7 @@ def test_backend_resolution(monkeypatch):
     import torch
 
     from assurance.models import vllm_backend
-    from assurance.pipeline import resolve_backend, stage_backends
+    from assurance.backends import resolve_backend, stage_backends
     from assurance.plan import PlanError, plan_from_dict
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")

@@ -1,0 +1,48 @@
+"""What a run has checked and loaded before its first record: ``Prepared``.
+
+A module of its own because both ``inputs`` (which builds it) and ``backends``
+(which reads it) need the type, and ``inputs`` already imports ``backends``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .battery.items import Battery
+from .plan import Plan
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything checked and loaded before the first record is written; never changed after.
+
+    What a run learns while it works (metrics, greedy samples, trained models) lives in the
+    stage results (``stages.Evaluated``, ``stages.Models``), not here."""
+
+    plan: Plan
+    """The validated plan (a resumed run's is the one recorded when it started)."""
+    model_path: Path
+    """The base model's local folder."""
+    safety: list
+    """The safety fine-tune's chat examples."""
+    utility: list | None
+    """The utility chat examples mixed in, or None."""
+    battery: Battery
+    """The evaluation battery, built from the plan."""
+    model: object
+    """The base model, loaded."""
+    tokenizer: object
+    """The base model's tokenizer."""
+    device: object
+    """The torch device the run uses."""
+    dtype: object
+    """The torch dtype the run uses."""
+    judges: list = field(default_factory=list)
+    """The plan's refusal judges, built and checked; the first is the primary judge."""
+    benign_judge: object = None
+    """Scores benign prompts when the primary judge measures harm (``wiring.over_refusal_judge``)."""
+    extra: list = field(default_factory=list)
+    """Public benchmark suites run beside the battery (``wiring.ExtraSuite``)."""
+    backends: dict = field(default_factory=dict)
+    """Evaluated stage -> the generation backend it uses (``backends.stage_backends``)."""
