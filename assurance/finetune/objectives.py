@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from assurance.finetune.batches import IGNORE
+
 LITERATURE = {
     "deep-alignment": "Qi, X., Panda, A., Lyu, K., Ma, X., Roy, S., Beirami, A., Mittal, P., Henderson, P. "
                       "Safety Alignment Should Be Made More Than Just a Few Tokens Deep. ICLR 2025 "
@@ -38,6 +40,13 @@ def position_betas(n_positions: int, beta_first: float, beta_early: float, early
             for t in range(1, n_positions + 1)]
 
 
+def answer_betas(labels: torch.Tensor, start: torch.Tensor, c) -> torch.Tensor:
+    """b_t for each supervised token of a batch; t = 1 at the first token of the assistant turn."""
+    t = torch.arange(1, labels.size(1), device=labels.device).unsqueeze(0) - start.unsqueeze(1) + 1
+    t = t[labels[:, 1:] != IGNORE].float()
+    return torch.where(t <= 1, c.beta_first, torch.where(t <= c.early_tokens, c.beta_early, c.beta_rest))
+
+
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """log p(target) per row of ``logits`` (N, V), in float32."""
     return -F.cross_entropy(logits.float(), targets, reduction="none")
@@ -46,3 +55,33 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def constrained_loss(logp: torch.Tensor, ref_logp: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """Per-token constrained loss; all three tensors have one entry per supervised token."""
     return -(2.0 / beta) * F.logsigmoid(beta * (logp - ref_logp))
+
+
+# Causal LMs whose forward rescales logits after the head; for these we take the plain (slower) path.
+_LOGIT_POSTPROCESS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+
+
+class TokenLogProbs(torch.nn.Module):
+    """log p(label) at every supervised position, as one flat vector in row-major order.
+
+    The LM head runs only on supervised positions: on a small model the vocabulary
+    projection of every prompt and pad token is most of the forward cost. This is
+    the module DDP wraps, so gradient sync sees a normal forward.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.fast = not any(getattr(base.config, a, None) for a in _LOGIT_POSTPROCESS)
+        self._parts = (base.get_decoder(), base.get_output_embeddings())  # a tuple: not re-registered
+
+    def forward(self, input_ids, attention_mask, labels):
+        sel = labels[:, 1:] != IGNORE
+        if self.fast:
+            backbone, head = self._parts
+            hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+            logits = head(hidden[:, :-1][sel])
+        else:
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1][sel]
+        return token_logprobs(logits, labels[:, 1:][sel])

@@ -23,7 +23,7 @@ import shutil
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,14 +32,13 @@ import torch.distributed as dist
 
 from assurance.finetune import checkpoint as ckpt
 from assurance.finetune.augment import TripletTokens
-from assurance.finetune.batches import IGNORE, Examples, collate, stream, supervised
+from assurance.finetune.batches import Examples, collate, stream, supervised
 from assurance.finetune.mixing import MixResult
-from assurance.finetune.objectives import LITERATURE, constrained_loss, token_logprobs
+from assurance.finetune.objectives import TokenLogProbs, answer_betas, constrained_loss
+from assurance.finetune.settings import hyperparameters, recipe_settings
 from assurance.plan import FinetuneSpec
 
 MAX_CURVE_POINTS = 200
-# Causal LMs whose forward rescales logits after the head; for these we take the plain (slower) path.
-_LOGIT_POSTPROCESS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 
 
 class TrainingDiverged(RuntimeError):
@@ -91,7 +90,7 @@ def parse_recipe(recipe: str) -> tuple[str, str]:
 
 def wrap_lora(model, lora):
     """Wrap ``model`` in a peft LoRA adapter on the requested modules that exist."""
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model  # lazy: peft takes seconds to import and only LoRA needs it
 
     present = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
     targets = [t for t in lora.target_modules if t in present]
@@ -103,39 +102,6 @@ def wrap_lora(model, lora):
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=targets, task_type="CAUSAL_LM")
     return get_peft_model(model, config), targets
-
-
-class TokenLogProbs(torch.nn.Module):
-    """log p(label) at every supervised position, as one flat vector in row-major order.
-
-    The LM head runs only on supervised positions: on a small model the vocabulary
-    projection of every prompt and pad token is most of the forward cost. This is
-    the module DDP wraps, so gradient sync sees a normal forward.
-    """
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        self.fast = not any(getattr(base.config, a, None) for a in _LOGIT_POSTPROCESS)
-        self._parts = (base.get_decoder(), base.get_output_embeddings())  # a tuple: not re-registered
-
-    def forward(self, input_ids, attention_mask, labels):
-        sel = labels[:, 1:] != IGNORE
-        if self.fast:
-            backbone, head = self._parts
-            hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-            logits = head(hidden[:, :-1][sel])
-        else:
-            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1][sel]
-        return token_logprobs(logits, labels[:, 1:][sel])
-
-
-def answer_betas(labels: torch.Tensor, start: torch.Tensor, c) -> torch.Tensor:
-    """b_t for each supervised token; t = 1 at the first token of the assistant turn."""
-    t = torch.arange(1, labels.size(1), device=labels.device).unsqueeze(0) - start.unsqueeze(1) + 1
-    t = t[labels[:, 1:] != IGNORE].float()
-    return torch.where(t <= 1, c.beta_first, torch.where(t <= c.early_tokens, c.beta_early, c.beta_rest))
 
 
 def lr_at(step: int, spec) -> float:
@@ -210,6 +176,55 @@ def _reference(model, data: Examples, spec, seed: int, world: int, rank: int, pa
 
 # ----------------------------------------------------------------------------- training
 
+@dataclass
+class Counters:
+    """What the loop counts on this rank as it trains; a checkpoint keeps them as a list in field order."""
+
+    tokens_seen: int = 0
+    """Supervised (final assistant turn) tokens trained on."""
+    tokens_safety: int = 0
+    """Of those, the tokens of safety examples."""
+    tokens_total: int = 0
+    """Every non-padding token of the micro-batches, prompts included."""
+    prefilled: int = 0
+    """Examples drawn with a deep-alignment harmful prefill."""
+    recovery_seen: int = 0
+    """Triplet (refuse-and-recover) examples drawn."""
+
+    def add(self, data: Examples, rows) -> None:
+        for r in rows:
+            n = supervised(r.labels)
+            self.tokens_seen += n
+            self.tokens_safety += n if r.safety else 0
+            self.prefilled += r.key[1] > 0
+            self.recovery_seen += isinstance(data.items[r.key[0]][1], TripletTokens)
+
+    def as_list(self) -> list[int]:
+        return list(astuple(self))
+
+
+def adamw(named: list[tuple[str, torch.nn.Parameter]], spec) -> torch.optim.AdamW:
+    """nanoGPT's rule: decay matrices, not norms and biases."""
+    params = [p for _, p in named]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": spec.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=spec.lr, betas=(0.9, 0.999), eps=1e-8)
+
+
+def restore(path: Path, named: list[tuple[str, torch.nn.Parameter]], optimizer, device: torch.device):
+    """Put a checkpoint's trainable weights, optimizer state and RNG states back.
+
+    Returns (its step, the loss curve so far, the counters, the wall seconds spent before it)."""
+    state = ckpt.load(path)
+    by_name = dict(named)
+    with torch.no_grad():
+        for n, t in state["weights"].items():
+            by_name[n].copy_(t.to(device))
+    optimizer.load_state_dict(state["optimizer"])
+    ckpt.set_rng_state(state["rng"])
+    return state["step"], [tuple(x) for x in state["curve"]], Counters(*state["counters"]), state["wall_seconds"]
+
+
 def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, device: torch.device,
           dtype: torch.dtype, output_dir: Path, progress: Callable[[dict], None] | None = None,
           resume: bool = False) -> TrainResult:
@@ -249,33 +264,17 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
         ref = _reference(model, data, spec, seed, world, rank, pad_id, device, use_autocast)
     model.train()
 
-    # nanoGPT's rule: decay matrices, not norms and biases
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": spec.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=spec.lr, betas=(0.9, 0.999), eps=1e-8)
+    optimizer = adamw(named, spec)
     net = TokenLogProbs(model)
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
-    start_step, curve, prior_wall = 0, [], 0.0
-    tok_seen = tok_safety = tok_total = 0
-    n_prefilled = n_recovery_seen = 0
-    resumed_from = None
+    start_step, curve, counts, prior_wall = 0, [], Counters(), 0.0
     latest = ckpt.latest(ckpt_dir) if resume else None
     if latest is not None:
-        state = ckpt.load(latest)
-        by_name = dict(named)
-        with torch.no_grad():
-            for n, t in state["weights"].items():
-                by_name[n].copy_(t.to(device))
-        optimizer.load_state_dict(state["optimizer"])
-        ckpt.set_rng_state(state["rng"])
-        start_step = resumed_from = state["step"]
-        curve = [tuple(x) for x in state["curve"]]
-        tok_seen, tok_safety, tok_total, n_prefilled, n_recovery_seen = state["counters"]
-        prior_wall = state["wall_seconds"]
+        start_step, curve, counts, prior_wall = restore(latest, named, optimizer, device)
 
     # The data position is the number of micro-batches consumed: replay the (cheap) index stream to it.
     micro = stream(data, spec.batch_size, seed, spec.bucket_by_length)
@@ -319,13 +318,8 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
                     raise TrainingDiverged(step + 1, value)
                 loss.backward()
             step_loss += loss.detach() / world
-            tok_total += b["n_tokens"]
-            for r in rows:
-                n = supervised(r.labels)
-                tok_seen += n
-                tok_safety += n if r.safety else 0
-                n_prefilled += r.key[1] > 0
-                n_recovery_seen += _is_triplet(data, r)
+            counts.tokens_total += b["n_tokens"]
+            counts.add(data, rows)
 
         norm = torch.nn.utils.clip_grad_norm_(params, spec.max_grad_norm)
         if not torch.isfinite(norm):
@@ -339,13 +333,12 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
         elapsed = prior_wall + time.perf_counter() - t0
         if progress is not None:
             progress(dict(step=step + 1, max_steps=spec.max_steps, loss=curve[-1][1], lr=lr,
-                          tokens_per_second=tok_total * world / elapsed if elapsed > 0 else 0.0))
+                          tokens_per_second=counts.tokens_total * world / elapsed if elapsed > 0 else 0.0))
         if spec.checkpoint_every and (step + 1) % spec.checkpoint_every == 0 and step + 1 < spec.max_steps:
             if rank == 0:
                 state = {"step": step + 1, "weights": {n: p.detach().cpu() for n, p in named},
                          "optimizer": optimizer.state_dict(), "rng": ckpt.rng_state(), "curve": curve,
-                         "counters": [tok_seen, tok_safety, tok_total, n_prefilled, n_recovery_seen],
-                         "wall_seconds": elapsed}
+                         "counters": counts.as_list(), "wall_seconds": elapsed}
                 ckpt.save(ckpt_dir, step + 1, state, {"step": step + 1, "epoch": epoch, "micro_batch": position,
                                                       "micro_batches_consumed": (step + 1) * per_step},
                           keep=spec.keep_checkpoints)
@@ -356,64 +349,34 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
         torch.cuda.synchronize(device)
     wall = prior_wall + time.perf_counter() - t0
     model.eval()
-
     if rank == 0:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        # LoRA: adapter_model.safetensors + adapter_config.json. Full: model.safetensors.
-        model.save_pretrained(output_dir)
-        if spec.method == "full":
-            tokenizer.save_pretrained(output_dir)
-        # Checkpoints exist for crash recovery only; the finished output is the artifact whose digest is recorded.
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        save_output(model, tokenizer, spec.method, output_dir)
     if world > 1:
         dist.barrier()
 
-    effective = spec.batch_size * spec.grad_accum * world
-    hp: dict[str, Any] = {
-        "recipe": spec.recipe, "method": spec.method, "max_steps": spec.max_steps, "lr": spec.lr,
-        "batch_size": spec.batch_size, "grad_accum": spec.grad_accum, "world_size": world,
-        "effective_batch_size": effective, "warmup_steps": spec.warmup_steps,
-        "schedule": f"linear_warmup_{getattr(spec, 'schedule', 'linear')}_decay", "optimizer": "AdamW",
-        "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": spec.weight_decay,
-        "weight_decay_applies_to": "parameters with 2+ dims", "max_grad_norm": spec.max_grad_norm,
-        "max_length": spec.max_length, "safety_ratio": getattr(spec, "safety_ratio", None),
-        "bucket_by_length": spec.bucket_by_length, "checkpoint_every": spec.checkpoint_every,
-        "loss": "token mean over the final assistant turn of "
-                + ("the token-wise constrained loss" if ref is not None else "cross-entropy"),
-        "dtype": str(dtype).removeprefix("torch."), "device": device.type, "autocast_bf16": use_autocast,
-        "examples": len(data), "examples_dropped_by_truncation": data.dropped,
-        "epochs": round(spec.max_steps * effective / len(data), 4),
-    }
-    if spec.method == "lora":
-        hp["lora"] = {"r": spec.lora.r, "alpha": spec.lora.alpha, "dropout": spec.lora.dropout,
-                      "target_modules": list(spec.lora.target_modules), "target_modules_used": targets}
-    settings: dict[str, Any] = {}
-    literature = []
-    if augmentation != "none":
-        settings["deep_alignment"] = {"prefill_prob": da.prefill_prob, "max_prefix_tokens": da.max_prefix_tokens,
-                                      "triplets": data.n_triplets, "recovery_examples_seen": n_recovery_seen,
-                                      "prefilled_examples_seen": n_prefilled,
-                                      "redrawn": "every epoch, from (seed, epoch, example index)"}
-        literature.append(LITERATURE["deep-alignment"])
-    if objective == "constrained":
-        settings["constrained"] = {"beta_first": cs.beta_first, "beta_early": cs.beta_early,
-                                   "early_tokens": cs.early_tokens, "beta_rest": cs.beta_rest,
-                                   "reference": "the starting model" + (" (adapter disabled)" if spec.method == "lora" else "")
-                                                + ", log-probs computed once before training"}
-        literature.append(LITERATURE["constrained"])
+    hp = hyperparameters(spec, optimizer=optimizer, world=world, device=device, dtype=dtype,
+                         use_autocast=use_autocast, data=data, constrained=ref is not None, lora_targets=targets)
+    settings, literature = recipe_settings(spec, augmentation, objective, data, recovery_seen=counts.recovery_seen,
+                                           prefilled=counts.prefilled)
     hp["recipe_settings"] = settings
-
     return TrainResult(
         model=model, output_dir=output_dir, steps=spec.max_steps, loss_curve=thin(curve),
-        tokens_seen=tok_seen, tokens_total=tok_total * world,
-        tokens_per_second=tok_total * world / wall if wall > 0 else 0.0, wall_seconds=wall,
+        tokens_seen=counts.tokens_seen, tokens_total=counts.tokens_total * world,
+        tokens_per_second=counts.tokens_total * world / wall if wall > 0 else 0.0, wall_seconds=wall,
         peak_memory_bytes=peak_memory(device),
-        achieved_token_ratio=tok_safety / tok_seen if tok_seen else 0.0,
+        achieved_token_ratio=counts.tokens_safety / counts.tokens_seen if counts.tokens_seen else 0.0,
         hyperparameters=hp, n_safety=mix.n_safety, n_utility=mix.n_utility, achieved_ratio=mix.achieved_ratio,
         recipe=spec.recipe, objective=objective, augmentation=augmentation, recipe_settings=settings,
-        literature=literature, resumed_from_step=resumed_from,
+        literature=literature, resumed_from_step=start_step if latest is not None else None,
     )
 
 
-def _is_triplet(data: Examples, r) -> bool:
-    return isinstance(data.items[r.key[0]][1], TripletTokens)
+def save_output(model, tokenizer, method: str, output_dir: Path) -> None:
+    """Write the finished model (LoRA: adapter_model.safetensors + adapter_config.json; full: model.safetensors
+    and the tokenizer) and drop the checkpoints: they exist for crash recovery only, and the finished output is
+    the artifact whose digest is recorded."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output_dir)
+    if method == "full":
+        tokenizer.save_pretrained(output_dir)
+    shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
