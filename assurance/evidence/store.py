@@ -22,7 +22,7 @@ from sqlalchemy import UniqueConstraint, event, func, insert, text
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from .hashing import PREFIX, canonical_json, json_digest, sha256_hex
-from .records import Record, RunStarted
+from .records import Record
 
 GENESIS = PREFIX + "0" * 64
 """The ``prev_digest`` of a run's first row."""
@@ -203,17 +203,6 @@ class Store:
                 q = q.where(LedgerEntry.run_id == run_id)
             return session.exec(q).one()
 
-    def run_started(self, run_id: str) -> RunStarted:
-        with Session(self.engine) as session:
-            e = session.exec(
-                select(LedgerEntry).where(LedgerEntry.run_id == run_id, LedgerEntry.seq == 0)
-            ).first()
-        if e is None:
-            raise StoreError(f"run {run_id}: not found")
-        rec = parse_payload(e.payload)
-        assert isinstance(rec, RunStarted)
-        return rec
-
 
 def parse_payload(payload: str) -> Record:
     """Parse a stored payload into its typed record (raises on schema mismatch)."""
@@ -226,7 +215,3 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
-
-
-def iter_kind(records: Iterable[Record], kind: str) -> list:
-    return [r for r in records if r.kind == kind]
