@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from assurance.evidence.records import FinetuneRecord
 from assurance.finetune.augment import load_triplets
 from assurance.finetune.chat_data import load_chat_jsonl
 from assurance.finetune.mixing import UTILITY, MixResult, mix
@@ -88,8 +89,6 @@ def stress_finetune(model, tokenizer, stress: StressSpec, *, seed: int, device: 
 
 def finetune_record(res: TrainResult, *, purpose: str, seed: int, base_model_digest: str, output_digest: str = ""):
     """The FinetuneRecord for a finished run (the caller fills in the output digest once it has hashed it)."""
-    from assurance.evidence.records import FinetuneRecord
-
     return FinetuneRecord(
         purpose=purpose, recipe=res.recipe, method=res.hyperparameters["method"], hyperparameters=res.hyperparameters,
         seed=seed, n_safety_examples=res.n_safety, n_utility_examples=res.n_utility,

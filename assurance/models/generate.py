@@ -108,7 +108,7 @@ def _decode(model, rows: list[list[int]], *, max_new_tokens: int, stops: set[int
     Each row sees exactly the computation it would alone (its own positions,
     padding masked), which is why outputs equal one-at-a-time generation.
     """
-    from transformers import DynamicCache
+    from transformers import DynamicCache  # lazy: transformers takes seconds to import
 
     input_ids, mask = _left_pad(rows, pad_id, device)
     # Positions count real tokens only, as model.generate derives them for left padding.
@@ -188,7 +188,7 @@ def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor,
 def generation_settings(model, tokenizer, *, max_new_tokens: int, batch_size: int,
                         sampling: Sampling | None = None) -> dict:
     """How outputs were produced, for the evidence record (scores move with these)."""
-    import transformers
+    import transformers  # lazy: transformers takes seconds to import
 
     param = next(model.parameters())
     return {

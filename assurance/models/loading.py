@@ -15,6 +15,8 @@ from typing import Literal
 
 import torch
 
+from assurance.models.tiny import ensure_tiny_model
+
 BUILTIN_PREFIX = "builtin:"
 BUILTINS = ("tiny-chat",)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -55,8 +57,6 @@ def resolve_model_path(spec: str) -> Path:
         name = spec[len(BUILTIN_PREFIX):]
         if name != "tiny-chat":
             raise ModelLoadError(spec, f"unknown built-in model {name!r}; built-ins are {', '.join(BUILTINS)}")
-        from assurance.models.tiny import ensure_tiny_model
-
         return ensure_tiny_model()
     path = Path(spec).expanduser()
     if not path.exists():
@@ -102,7 +102,7 @@ def check_folder(path: Path, *, allow_pickle: bool = False, trust_remote_code: b
 
 def load_tokenizer(path: Path, *, trust_remote_code: bool = False):
     """The tokenizer, set up for batched generation: left padding and a pad token."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: transformers takes seconds to import
 
     try:
         tok = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
@@ -120,7 +120,7 @@ def load_tokenizer(path: Path, *, trust_remote_code: bool = False):
 def load_model(path: str | Path, *, device: torch.device | str, dtype: torch.dtype,
                allow_pickle: bool = False, trust_remote_code: bool = False):
     """``(model, tokenizer)`` from a local folder: eval mode, on ``device`` in ``dtype``."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM  # lazy: transformers takes seconds to import
 
     path = Path(path)
     if not (path / "config.json").is_file():

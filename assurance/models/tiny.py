@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+import torch
+
 BUILDER_VERSION = 1
 SEED = 1234
 SPECIAL_TOKENS = ["<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
@@ -113,6 +115,7 @@ def corpus(snapshot: dict[str, bytes]) -> list[str]:
 
 def build_tokenizer(texts: list[str]):
     """Train the byte-level BPE and wrap it as a transformers fast tokenizer."""
+    # lazy: transformers takes seconds to import, and only a first build needs these
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -168,8 +171,6 @@ def _ids(tokenizer, text: str) -> list[int]:
 @contextlib.contextmanager
 def _deterministic(seed: int):
     """Seeded, deterministic torch for the block; restores the caller's setting."""
-    import torch
-
     was, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     torch.use_deterministic_algorithms(True, warn_only=True)
     # One thread: float reductions then happen in one fixed order whatever the
@@ -186,7 +187,7 @@ def _deterministic(seed: int):
 
 def init_model(tokenizer):
     """A freshly initialised float32 Llama sized for the tokenizer."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM  # lazy: only a first build needs it
 
     config = LlamaConfig(
         vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
@@ -197,8 +198,6 @@ def init_model(tokenizer):
 
 def train_base(model, tokenizer, conversations: list[list[dict]], *, steps: int, seed: int) -> list[float]:
     """A short plain-loop SFT on helpful chats; returns the loss per step."""
-    import torch
-
     s = TRAIN_SETTINGS
     examples = [encode_chat(tokenizer, c, s["max_len"]) for c in conversations]
     examples = [e for e in examples if any(l != -100 for l in e[1])]
@@ -242,8 +241,6 @@ def build_tiny_model(out_dir: Path, *, train_steps: int | None = None, data_dirs
 
     ``inputs`` is a ``read_inputs`` snapshot; without it the files are read now.
     """
-    import torch
-
     steps = TRAIN_SETTINGS["steps"] if train_steps is None else train_steps
     snapshot = read_inputs(data_dirs, utility_file) if inputs is None else inputs
     tokenizer = build_tokenizer(corpus(snapshot))

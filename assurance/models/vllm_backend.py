@@ -24,13 +24,15 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import torch
+
+from .generate import render_prompts, stop_token_ids
+
 
 def available() -> bool:
     """True when vllm is importable and a CUDA device is present."""
     if importlib.util.find_spec("vllm") is None:
         return False
-    import torch
-
     return torch.cuda.is_available()
 
 
@@ -49,9 +51,7 @@ class VLLMGenerator:
 
     def __call__(self, model, tokenizer, conversations: list[list[dict]], *, max_new_tokens: int, batch_size: int,
                  prefills: list[str] | None = None, progress=None, sampling=None) -> list[str]:
-        from vllm import SamplingParams
-
-        from .generate import render_prompts, stop_token_ids
+        from vllm import SamplingParams  # lazy: optional dependency
 
         prompts = render_prompts(tokenizer, conversations, prefills)
         # Token ids, not text: the template holds the special tokens already (no double BOS).
@@ -64,7 +64,7 @@ class VLLMGenerator:
         )
         lora = None
         if self.adapter_path is not None:
-            from vllm.lora.request import LoRARequest
+            from vllm.lora.request import LoRARequest  # lazy: optional dependency
 
             lora = LoRARequest("adapter", 1, str(self.adapter_path))
         # vLLM schedules its own batches; batch_size is not used and not recorded as such.
@@ -74,7 +74,7 @@ class VLLMGenerator:
         return [o.outputs[0].text.strip() for o in outs]
 
     def settings(self) -> dict:
-        import vllm
+        import vllm  # lazy: optional dependency
 
         return {"backend": "vllm", "backend_version": vllm.__version__, "dtype": self.dtype,
                 "model_path": self.model_path, "adapter_path": str(self.adapter_path) if self.adapter_path else None}
