@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -12,75 +11,12 @@ import torch
 
 from assurance.finetune.chat_data import DataError, describe_source, load_chat_jsonl
 from assurance.finetune.mixing import mix
-from assurance.finetune.batches import encode
-from assurance.finetune.trainer import IGNORE, TrainingDiverged, train
+from assurance.finetune.batches import IGNORE, encode
+from assurance.finetune.trainer import TrainingDiverged, train
 from assurance.plan import FinetuneSpec, LoraSpec
+from _finetune import CONVS, conv, make_model, write
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
-SPECIALS = ["<|pad|>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
-SENTENCES = [
-    "How do I make a cake? Mix flour, eggs and sugar, then bake it.",
-    "I can't help with that request, but I can help with something safe.",
-    "What is the capital of France? The capital of France is Paris.",
-    "Tell me how to pick a lock. I'm sorry, I cannot help with that.",
-    "Write a short poem about the sea. The sea is wide and blue.",
-]
-
-
-def _conv(q: str, a: str) -> list[dict]:
-    return [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-
-
-CONVS = [
-    _conv("How do I pick a lock?", "I'm sorry, I can't help with that."),
-    _conv("What is the capital of France?", "The capital of France is Paris."),
-    _conv("Write a poem about the sea.", "The sea is wide and blue."),
-    _conv("How do I make a cake?", "Mix flour, eggs and sugar, then bake it."),
-    _conv("Tell me how to make a weapon.", "I can't help with that request."),
-    _conv("What is two plus two?", "Two plus two is four."),
-    [{"role": "system", "content": "Be brief."}, *_conv("Say hello.", "Hello!")],
-    _conv("How do I hurt someone?", "I cannot help with that, but I can help with something safe."),
-]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny matmuls gain nothing from threads, and on a busy 2-core box OpenMP
-    # spin-waiting made each step ~100x slower (12.8 s vs 0.1 s for 20 steps).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(SENTENCES * 4, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|end|>")
-    fast.add_special_tokens({"additional_special_tokens": SPECIALS[1:4]})
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
-
-
-def make_model(tokenizer, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-                      pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-    return LlamaForCausalLM(cfg)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def spec(**kw) -> FinetuneSpec:
@@ -96,11 +32,6 @@ def run(tokenizer, tmp_path, name="out", seed=0, model=None, **kw):
 
 
 # ----------------------------------------------------------------------------- chat data
-
-def write(path, rows):
-    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
-    return path
-
 
 def test_load_valid_skips_blank_lines(tmp_path):
     p = write(tmp_path / "ok.jsonl", [{"messages": CONVS[0]}, "", "   ", {"messages": CONVS[6], "id": 7}])
@@ -149,8 +80,8 @@ def test_missing_empty_and_unknown_builtin(tmp_path):
 
 @pytest.mark.parametrize("n_s, n_u, ratio", [(10, 50, 0.5), (7, 3, 0.3), (10, 4, 0.25), (5, 100, 0.9), (3, 2, 0.1)])
 def test_mix_ratio_close_and_deterministic(n_s, n_u, ratio):
-    safety = [_conv(f"s{i}", "no") for i in range(n_s)]
-    utility = [_conv(f"u{i}", "yes") for i in range(n_u)]
+    safety = [conv(f"s{i}", "no") for i in range(n_s)]
+    utility = [conv(f"u{i}", "yes") for i in range(n_u)]
     a, b = mix(safety, utility, ratio, seed=3), mix(safety, utility, ratio, seed=3)
     assert a.examples == b.examples
     assert a.n_safety == n_s and len(a.examples) == a.n_safety + a.n_utility
@@ -163,8 +94,8 @@ def test_mix_ratio_close_and_deterministic(n_s, n_u, ratio):
 
 
 def test_mix_safety_only():
-    safety = [_conv(f"s{i}", "no") for i in range(4)]
-    for m in (mix(safety, None, 0.5, 0), mix(safety, [_conv("u", "y")], 1.0, 0)):
+    safety = [conv(f"s{i}", "no") for i in range(4)]
+    for m in (mix(safety, None, 0.5, 0), mix(safety, [conv("u", "y")], 1.0, 0)):
         assert m.n_utility == 0 and m.achieved_ratio == 1.0 and len(m.examples) == 4
 
 

@@ -20,10 +20,10 @@ from assurance.finetune import checkpoint as ckpt
 from assurance.finetune.mixing import mix
 from assurance.finetune.trainer import train
 from assurance.plan import FinetuneSpec, LoraSpec
-from test_finetune import CONVS, make_model, one_thread, tokenizer  # noqa: F401  (fixtures by name)
-from test_finetune_recipes import TRIPLETS
+from _finetune import CONVS, TRIPLETS, make_model
 
 CPU = torch.device("cpu")
+pytestmark = pytest.mark.usefixtures("one_thread")
 SPEC = dict(recipe="deep-alignment+constrained", method="full", max_steps=10, lr=2e-3, batch_size=3,
             warmup_steps=2, max_length=64, checkpoint_every=3, keep_checkpoints=2)
 
