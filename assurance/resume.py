@@ -8,7 +8,7 @@ same chain under the same run id, then seals and renders as usual:
   changed since. A plan file given beside ``--resume`` must have the recorded
   canonical digest, or the resume is refused.
 * A sealed run (complete or incomplete) is final: it cannot be resumed.
-* Every input is loaded and checked again (``pipeline.prepare``), and the base
+* Every input is loaded and checked again (``inputs.prepare``), and the base
   model, data sets, benchmark files and judge models are re-hashed: any digest that
   differs from the run's ArtifactRecords refuses the resume. So does a saved
   adapter or model whose folder no longer has its recorded digest. A refusal

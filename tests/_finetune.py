@@ -1,7 +1,7 @@
 """Shared finetune test helpers: a tiny BPE chat tokenizer, a tiny Llama, chats and safety triplets.
 
-``tests/conftest.py`` imports the fixtures (``tokenizer``, ``one_thread``), so every test module
-shares them; the plain helpers are imported from here by the finetune test modules.
+``tests/conftest.py`` imports the ``tokenizer`` fixture, so every test module shares it; the plain
+helpers are imported from here by the finetune test modules.
 """
 
 from __future__ import annotations
@@ -66,18 +66,6 @@ def make_model(tokenizer, seed: int = 0):
                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
     return LlamaForCausalLM(cfg)
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """One torch thread for the module (use with ``pytestmark = pytest.mark.usefixtures("one_thread")``).
-
-    Tiny matmuls gain nothing from threads, and on a busy 2-core box OpenMP
-    spin-waiting made each step ~100x slower (12.8 s vs 0.1 s for 20 steps)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -20,18 +20,9 @@ from assurance.models.loading import (
     resolve_model_path,
 )
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Run this module's torch work on one thread, then restore the setting.
 
-    On a busy 2-core machine, OpenMP threads waiting on each other made the
-    tiny model's generation 10-50x slower; one thread is steady and is what
-    the builder uses anyway.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One torch thread (the shared ``one_thread`` fixture): steady tiny-model generation on a busy machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CONVERSATION = [
