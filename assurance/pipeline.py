@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from . import __version__, stages
 from .backends import recorded_generation_settings
@@ -41,16 +42,26 @@ from .stages import Done
 
 @dataclass
 class RunResult:
+    """What a finished (or failed) run tells its caller; the ledger holds the evidence."""
+
     run_id: str
-    status: str
-    """PASS, FAIL or ERROR."""
+    """The run's id (UUIDv7)."""
+    status: Literal["PASS", "FAIL", "ERROR"]
+    """The verdict, or ERROR when a stage failed."""
     exit_code: int
+    """The process exit code for the status (``policy.EXIT_*``)."""
     store_url: str
+    """The evidence store the run was recorded in."""
     run_dir: Path
+    """The run's folder (adapters, checkpoints, packs)."""
     packs: dict[str, Path] = field(default_factory=dict)
+    """Regime -> the rendered pack."""
     reasons: list[str] = field(default_factory=list)
+    """The verdict's reasons."""
     metrics: list[MetricRecord] = field(default_factory=list)
+    """Every evaluated stage's metrics, in stage order."""
     error: str | None = None
+    """``<stage> failed: <error>`` when a stage failed."""
 
 
 def run_pipeline(
