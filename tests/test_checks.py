@@ -76,7 +76,11 @@ def test_old_ledger_gates_and_renders(legacy_store, tmp_path):
     out = tmp_path / "fca.pdf"
     assert render_pack(records, "fca", out) >= 4
     text = pdf_text(out)
-    assert "FAIL" in text and "DRAFT" not in text and sorted(failed)[0] in " ".join(text.split())
+    flat = " ".join(text.split())
+    assert "FAIL" in text and "DRAFT" not in text and sorted(failed)[0] in flat
+    # The verdict's checks are listed as recorded, with a note that they were read from the old shape.
+    assert "max_stress_asr_increase" in flat and "max_regression" in flat
+    assert "This verdict predates typed checks" in flat
     console = Console(record=True, width=200)
     show_run(records, console)
     assert verdict.reasons[0][:40] in " ".join(console.export_text().split())
