@@ -61,6 +61,9 @@ def test_old_ledger_verifies_and_reads_typed_checks(legacy_store):
                                                 "max_stress_refusal_drop", "max_stress_asr_increase"}
     assert all(isinstance(c, Check) and c.metric and c.comparison for c in verdict.checks)
     assert [c.reason for c in verdict.checks if not c.passed] == verdict.reasons
+    # The auditor's command says the same (artifact paths of that run are gone: warnings, not errors).
+    res = CliRunner().invoke(app, ["verify", run_id, "--db", store.url])
+    assert res.exit_code == 0 and f"INTACT: run {run_id}" in res.output
 
 
 def test_old_ledger_gates_and_renders(legacy_store, tmp_path):

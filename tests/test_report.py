@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
-from pypdf import PdfReader
-
 from _report_records import BASE_DIGEST, BENIGN, HARMFUL, NASTY, RUN_ID, SECRET_TAIL, make_records, pdf_text
 
 from assurance.evidence.records import EnvironmentRecord, RunFailed

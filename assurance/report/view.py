@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from assurance.battery.metrics import is_main
 from assurance.evidence.records import (
     AgreementRecord,
     ArtifactRecord,
@@ -32,7 +33,6 @@ from assurance.evidence.records import (
     SignoffRecord,
     VerdictRecord,
 )
-from assurance.battery.metrics import is_main
 from assurance.plan import PolicySpec
 
 STAGES = ("base", "tuned", "stress")

@@ -74,7 +74,8 @@ class Check(BaseModel):
         name = str(value.get("name", ""))
         metric, comparison, stages = _LEGACY_RULES.get(name, (None, None, []))
         subject = str(value.get("category", ""))
-        suite, variant = ("refusal", None) if metric in ("refusal_rate", "over_refusal_rate") else (None, None)
+        suite: str | None = "refusal" if metric in ("refusal_rate", "over_refusal_rate") else None
+        variant: str | None = None
         if name == "max_stress_asr_increase":
             suite, variant = _legacy_attack(subject)
         return {"name": name, "metric": metric, "subject": subject, "suite": suite, "variant": variant,
