@@ -200,9 +200,10 @@ def persistence_rows(view: RunView) -> list[PersistRow]:
     def add(label: str, metric: str, stages: dict[str, MetricRecord], limit: float | None,
             failed_only: bool = False) -> None:
         t, s = stages.get("tuned"), stages.get("stress")
-        if t is None and s is None:
+        rec = t if t is not None else s
+        if rec is None:
             return
-        checks = persistence_checks(view, t or s)  # type: ignore[arg-type]
+        checks = persistence_checks(view, rec)
         meets = all(c.passed for c in checks) if checks else None
         if failed_only and meets is not False:
             return
