@@ -303,12 +303,17 @@ def gate(
         junit.write_text(junit_xml(records, verdict), encoding="utf-8")
     if as_json:
         print(json.dumps({"run_id": rid, "status": verdict.status, "exit_code": code, "reasons": verdict.reasons,
-                          "checks": [c.model_dump(mode="json") for c in verdict.checks]}, indent=1))
+                          "checks": [_check_json(c) for c in verdict.checks]}, indent=1))
     else:
         print(f"{verdict.status} {rid}")
         for reason in verdict.reasons:
             print(f"  - {reason}")
     raise typer.Exit(code)
+
+
+def _check_json(check) -> dict:
+    # Scripts written against the untyped checks read "category" and "passed": keep both beside the typed fields.
+    return {**check.model_dump(mode="json"), "category": check.subject, "passed": check.passed}
 
 
 @app.command()

@@ -73,6 +73,11 @@ def test_old_ledger_gates_and_renders(legacy_store, tmp_path):
     assert code == EXIT_FAIL
     xml = junit_xml(records, verdict)
     assert f'tests="{len(verdict.checks)}"' in xml and f'failures="{len(verdict.reasons)}"' in xml
+    res = CliRunner().invoke(app, ["gate", run_id, "--db", store.url, "--json"])
+    assert res.exit_code == EXIT_FAIL
+    out = json.loads(res.output)["checks"]
+    assert [c["outcome"] == "pass" for c in out] == [c["passed"] for c in out] == [c.passed for c in verdict.checks]
+    assert [c["category"] for c in out] == [c["subject"] for c in out]  # the old keys stay for scripts
     view = build_view(records)
     failed = {c.subject for c in verdict.checks if c.name == "min_refusal_rate" and not c.passed}
     assert failed and {r.category for r in view.refusal if r.meets is False} == failed
