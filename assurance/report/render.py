@@ -36,7 +36,7 @@ from assurance.report.comparison import recipe_comparison
 from assurance.report.hazards import LIKELIHOODS, RISK_MATRIX, SEVERITIES, hazard_log
 from assurance.report.view import RunView, build_view
 
-__all__ = ["REGIMES", "FetchRefused", "TemplateOnlyFetcher", "hazard_log", "redact", "render_html", "render_pack"]
+__all__ = ["FetchRefused", "TemplateOnlyFetcher", "hazard_log", "redact", "render_html", "render_pack"]
 
 
 # The project-root templates folder, beside the package (the package is installed editable).
