@@ -23,6 +23,7 @@ from .console import RichProgress, err_console, fail, out_console, show_run, ver
 from .evidence.store import Store, StoreError
 from .plan import PlanError, load_plan
 from .policy import EXIT_FAIL, EXIT_PASS, EXIT_USAGE
+from .regimes import REGIMES, Regime
 
 app = typer.Typer(
     help="assurance: auditable safety fine-tuning, evidence ledgers and UK assurance packs.",
@@ -34,7 +35,6 @@ app = typer.Typer(
 DbOpt = typer.Option(None, "--db", help="Evidence store URL (default: $ASSURE_DB or sqlite:///assure-runs/evidence.db).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress output.")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout.")
-Regime = Literal["fca", "nhs", "uk-ai"]
 
 
 def _input_errors() -> tuple[type[BaseException], ...]:
@@ -238,7 +238,7 @@ def runs(db: Optional[str] = DbOpt) -> None:
 @app.command()
 def render(
     run_id: str = typer.Argument(..., help="Run id or unique prefix."),
-    regime: Regime = typer.Option(..., "--regime", help="fca, nhs or uk-ai."),
+    regime: Regime = typer.Option(..., "--regime", help=" or ".join(REGIMES) + "."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for the PDF (default: the run's packs folder)."),
     db: Optional[str] = DbOpt,
     no_redact: bool = typer.Option(False, "--no-redact", help="Show model outputs in full (default: redacted)."),
@@ -303,12 +303,17 @@ def gate(
         junit.write_text(junit_xml(records, verdict), encoding="utf-8")
     if as_json:
         print(json.dumps({"run_id": rid, "status": verdict.status, "exit_code": code, "reasons": verdict.reasons,
-                          "checks": verdict.checks}, indent=1, default=str))
+                          "checks": [_check_json(c) for c in verdict.checks]}, indent=1))
     else:
         print(f"{verdict.status} {rid}")
         for reason in verdict.reasons:
             print(f"  - {reason}")
     raise typer.Exit(code)
+
+
+def _check_json(check) -> dict:
+    # Scripts written against the untyped checks read "category" and "passed": keep both beside the typed fields.
+    return {**check.model_dump(mode="json"), "category": check.subject, "passed": check.passed}
 
 
 @app.command()

@@ -175,8 +175,8 @@ def show_run(records: list[Record], console: Console = out_console) -> None:
             console.print(attacks)
     if verdict:
         for c in verdict.checks:
-            if not c["passed"]:
-                console.print(f"  [red]✗[/red] {c['reason']}")
+            if not c.passed:
+                console.print(f"  [red]✗[/red] {c.reason}")
         if verdict.status == "PASS":
             console.print(f"  [green]✓[/green] all {len(verdict.checks)} policy checks passed")
     for p in (r for r in records if isinstance(r, PackRecord)):

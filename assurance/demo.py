@@ -16,7 +16,7 @@ import copy
 from rich.console import Console
 from rich.table import Table
 
-from .battery.metrics import is_greedy
+from .battery.metrics import is_greedy, is_main
 from .evidence.records import MetricRecord
 from .plan import Plan, plan_from_dict
 
@@ -50,10 +50,10 @@ def demo_plan(recipe: str = "deep-alignment") -> Plan:
     return plan_from_dict(data, source="built-in demo plan")
 
 
-def _overall(metrics: list[MetricRecord], stage: str, name: str, variant: str | None = None) -> MetricRecord | None:
-    suite = "prefill" if variant and variant.startswith("prefill-") else "refusal"
+def _overall(metrics: list[MetricRecord], stage: str, name: str, k: int | None = None) -> MetricRecord | None:
+    """The greedy all-category figure: the refusal suite's headline, or the attack with ``k`` prefilled tokens."""
     return next((m for m in metrics if m.stage == stage and m.name == name and m.category == "overall"
-                 and m.suite == suite and m.variant == variant and is_greedy(m)), None)
+                 and (is_main(m) if k is None else is_greedy(m) and m.k == k and m.variant is not None)), None)
 
 
 def _pct(m: MetricRecord | None) -> str:
@@ -73,7 +73,7 @@ def comparison_table(results: dict[str, object]) -> Table:
             table.add_row(
                 recipe if stage == "tuned" else "", {"tuned": f"tuned ({res.status})", "stress": "stressed"}[stage],
                 _pct(_overall(m, stage, "refusal_rate")),
-                *[_pct(_overall(m, stage, "attack_success_rate", f"prefill-k{k}")) for k in (5, 10, 20, 40)],
+                *[_pct(_overall(m, stage, "attack_success_rate", k)) for k in (5, 10, 20, 40)],
                 _pct(_overall(m, stage, "over_refusal_rate")),
             )
     table.caption = ("ASR: prefilling-attack success rate with k tokens of a compliant opener prefilled; "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from xml.etree import ElementTree as ET
 
-from .evidence.records import ManifestRecord, MetricRecord, Record, RunStarted, VerdictRecord
+from .evidence.records import Check, ManifestRecord, MetricRecord, Record, RunStarted, VerdictRecord
 from .plan import PolicySpec
 from .policy import EXIT_ERROR, EXIT_FAIL, EXIT_PASS, decide
 
@@ -31,17 +31,17 @@ def gate_verdict(records: list[Record], policy: PolicySpec | None = None) -> tup
 def junit_xml(records: list[Record], verdict: VerdictRecord) -> str:
     """One JUnit test case per policy check; a failed check is a failure with its reason."""
     start = next(r for r in records if isinstance(r, RunStarted))
-    checks = verdict.checks or [{"name": "run", "category": "complete", "passed": False,
-                                 "reason": "; ".join(verdict.reasons)}]
-    failures = sum(1 for c in checks if not c["passed"])
+    checks = verdict.checks or [Check(name="run", metric=None, subject="complete", observed=None, threshold=None,
+                                      comparison=None, outcome="fail", reason="; ".join(verdict.reasons))]
+    failures = sum(1 for c in checks if not c.passed)
     suite = ET.Element("testsuite", name=f"assurance gate {start.run_id}", tests=str(len(checks)),
                        failures=str(failures), errors="0")
     props = ET.SubElement(suite, "properties")
     for name, value in (("run_id", start.run_id), ("plan_digest", start.plan_digest), ("status", verdict.status)):
         ET.SubElement(props, "property", name=name, value=value)
     for c in checks:
-        case = ET.SubElement(suite, "testcase", classname=f"assurance.{c['name']}", name=str(c["category"]))
-        if not c["passed"]:
-            ET.SubElement(case, "failure", message=c["reason"]).text = (
-                f"observed={c.get('observed')} threshold={c.get('threshold')}")
+        case = ET.SubElement(suite, "testcase", classname=f"assurance.{c.name}", name=c.subject)
+        if not c.passed:
+            ET.SubElement(case, "failure", message=c.reason).text = (
+                f"observed={c.observed} {c.comparison or '?'} threshold={c.threshold}")
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"

@@ -29,3 +29,24 @@ def one_thread():
     yield
     torch.set_num_threads(n)
 # --- end of finetune and torch test fixtures --------------------------------------------------------
+
+# --- report tests (helper h2) ------------------------------------------------------------------
+# Hand-built records live in _report_records.py (imported by the report tests like _tiny);
+# fixtures shared by those tests are defined here.
+
+
+@pytest.fixture
+def recording_fetcher(monkeypatch):
+    """Swap in a pack fetcher that records every URL WeasyPrint asks for."""
+    from assurance.report import render as render_mod
+
+    asked: list[str] = []
+
+    class Recording(render_mod.TemplateOnlyFetcher):
+        def fetch(self, url, headers=None):
+            asked.append(url)
+            return super().fetch(url, headers)
+
+    monkeypatch.setattr(render_mod, "TemplateOnlyFetcher", Recording)
+    return asked
+# --- end of report tests (helper h2) -----------------------------------------------------------

@@ -1,6 +1,6 @@
 """The "Recipe comparison" section: a deep-alignment run beside a plain-SFT run of the same ledger.
 
-Fixtures: the main run is test_report's extended run (deep-alignment + constrained recipe);
+Fixtures: the main run is _report_records' extended run (deep-alignment + constrained recipe);
 the comparison run is the same plan tuned with plain SFT, built with the real record classes,
 with its own run id, recipe, prefill ASR and refusal counts, and its own verdict.
 """
@@ -11,7 +11,7 @@ import shutil
 import subprocess
 
 import pytest
-from test_report import RUN_ID, _metric, make_records, pdf_text
+from _report_records import RUN_ID, make_records, metric_record, pdf_text
 
 from assurance.evidence.records import FinetuneRecord, ManifestRecord, MetricRecord, RunStarted
 from assurance.evidence.store import Store
@@ -39,10 +39,10 @@ def sft_records(*, manifest: bool = True):
         elif isinstance(rec, MetricRecord) and rec.decoding == "greedy" and rec.category == "overall":
             if rec.suite == "prefill" and rec.k is not None:
                 hits = SFT_ASR[rec.stage][(5, 10, 20, 40).index(rec.k)]
-                rec = _metric(rec.stage, rec.name, "overall", hits, 20, suite="prefill", variant=rec.variant, k=rec.k)
+                rec = metric_record(rec.stage, rec.name, "overall", hits, 20, suite="prefill", variant=rec.variant, k=rec.k)
             elif rec.suite == "refusal" and rec.stage in SFT_REFUSAL:
                 hits, n = (SFT_REFUSAL, 30) if rec.name == "refusal_rate" else (SFT_OVER, 20)
-                rec = _metric(rec.stage, rec.name, "overall", hits[rec.stage], n)
+                rec = metric_record(rec.stage, rec.name, "overall", hits[rec.stage], n)
         out.append(rec)
     return out
 
@@ -84,13 +84,13 @@ def test_section_shows_both_runs(packs, regime):
     assert "FAIL" in sec and "PASS" in sec
     # Overall refusal and over-refusal, tuned and stress, each with its Wilson interval.
     for hits, n in ((27, 30), (24, 30), (26, 30), (21, 30), (3, 20), (5, 20), (4, 20)):
-        rec = _metric("tuned", "refusal_rate", "overall", hits, n)
+        rec = metric_record("tuned", "refusal_rate", "overall", hits, n)
         assert f"{rec.value * 100:.1f}% [{rec.ci_low * 100:.1f}–{rec.ci_high * 100:.1f}]" in sec, (hits, n)
     # Prefill ASR per k for both runs and both stages.
     for k in (5, 10, 20, 40):
         assert f"Prefill ASR, k = {k}" in sec
     for hits in (2, 3, 5, 7, 8, 11, 14, 9, 12, 16, 15, 17, 18):
-        rec = _metric("tuned", "attack_success_rate", "overall", hits, 20)
+        rec = metric_record("tuned", "attack_success_rate", "overall", hits, 20)
         assert f"{rec.value * 100:.1f}% [{rec.ci_low * 100:.1f}–{rec.ci_high * 100:.1f}]" in sec, hits
     # The neutral sentence and the measured tally (deep-alignment lower at all 4 k when tuned).
     assert "Qi et al. (ICLR 2025) predict a lower prefilling attack success rate" in sec

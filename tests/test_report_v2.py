@@ -1,10 +1,10 @@
 """Pack rendering of the v2 battery (attacks, signposting, capability, sampled decoding), the
-safety recipes and the persistence stress test, from hand-built records (fixtures in test_report)."""
+safety recipes and the persistence stress test, from hand-built records (fixtures in _report_records)."""
 
 from __future__ import annotations
 
 import pytest
-from test_report import BATTERY_V2, CONSTRAINED_REF, STRESS_REF, make_records, pdf_text
+from _report_records import BATTERY_V2, CONSTRAINED_REF, STRESS_REF, make_records, pdf_text
 
 from assurance.report import build_view, render_pack
 
@@ -89,7 +89,9 @@ def test_main_tables_use_greedy_refusal_suite_only(new_packs):
         for rec in (row.base, row.tuned, row.stress):
             assert rec is None or (rec.suite == "refusal" and rec.decoding == "greedy" and rec.variant is None)
     # The persistence check (category "overall") belongs to its own section, not to the overall row.
-    assert view.refusal[-1].meets is True
+    # The policy gates categories, not the overall row, so the row has no check (and the report
+    # never re-applies a threshold to invent one); above all the failed stress check is not read here.
+    assert view.refusal[-1].meets is None
     text = new_packs["fca"][1]
     results = _section(text, "Refusal of harmful prompts", "Attacks")
     assert "77.0%" not in results and "33.3%" not in results and "61.1%" not in results

@@ -14,6 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError
 
+from ..regimes import REGIMES, Regime
 from .base import PlanError, _Section
 from .battery import BatterySpec, ComparisonSpec, ExtraSuiteSpec, JudgeSpec, SamplingSpec, SuiteName
 from .training import ConstrainedSpec, DeepAlignmentSpec, FinetuneSpec, LoraSpec, StressSpec
@@ -58,7 +59,7 @@ class PolicySpec(_Section):
 class ReportSpec(_Section):
     """The PDF assurance packs."""
 
-    regimes: list[Literal["fca", "nhs", "uk-ai"]] = Field(default_factory=lambda: ["fca", "nhs", "uk-ai"])
+    regimes: list[Regime] = Field(default_factory=lambda: list(REGIMES))
     """Which packs to render."""
     organisation: str = "Unnamed organisation"
     """Organisation named on the packs."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from assurance.battery.metrics import is_greedy, is_main
 from assurance.evidence.records import FinetuneRecord, MetricRecord, Record
 from assurance.report.view import RunView, build_view
 
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ComparisonRow", "RecipeComparison", "comparison_records", "recipe_comparison"]
 
-PAPER = ("Qi, X. et al. Safety Alignment Should Be Made More Than Just a Few Tokens Deep. ICLR 2025.")
 COMPARED_STAGES = ("tuned", "stress")
 
 
@@ -77,13 +77,6 @@ class ComparisonRow:
         ns = list(dict.fromkeys(r.n for r in (self.this_tuned, self.this_stress, self.other_tuned,
                                                self.other_stress) if r is not None))
         return " / ".join(str(n) for n in ns) if ns else "—"
-
-    @property
-    def tuned_delta(self) -> float | None:
-        """This run's tuned value minus the comparison run's."""
-        if self.this_tuned is None or self.other_tuned is None:
-            return None
-        return self.this_tuned.value - self.other_tuned.value
 
 
 @dataclass(frozen=True)
@@ -152,30 +145,30 @@ class RecipeComparison:
         }
 
 
-def _greedy_overall(view: RunView, name: str, suite: str, variant: str | None, stage: str) -> MetricRecord | None:
-    found = [m for m in view.metric_log if m.name == name and m.suite == suite and m.variant == variant
-             and m.category == "overall" and m.stage == stage and m.decoding == "greedy" and m.seed is None]
+def _greedy_overall(view: RunView, name: str, k: int | None, stage: str) -> MetricRecord | None:
+    """The greedy all-category figure: the refusal suite's headline (``is_main``) when ``k`` is None,
+    else the attack variant with ``k`` prefilled tokens."""
+    found = [m for m in view.metric_log if m.name == name and m.category == "overall" and m.stage == stage
+             and (is_main(m) if k is None else is_greedy(m) and m.k == k and m.variant is not None)]
     return found[-1] if found else None  # the latest record wins, as in the main tables
 
 
 def _prefill_ks(view: RunView) -> set[int]:
-    return {m.k for m in view.metric_log if m.name == "attack_success_rate" and m.suite == "prefill"
-            and m.k is not None and m.variant == f"prefill-k{m.k}" and m.category == "overall"
-            and m.decoding == "greedy" and m.seed is None}
+    return {m.k for m in view.metric_log if m.name == "attack_success_rate" and m.k is not None
+            and m.variant is not None and m.category == "overall" and is_greedy(m)}
 
 
-def _row(this: RunView, other: RunView, label: str, name: str, suite: str, variant: str | None,
-         k: int | None = None) -> ComparisonRow:
-    cells = {f"{side}_{stage}": _greedy_overall(view, name, suite, variant, stage)
+def _row(this: RunView, other: RunView, label: str, name: str, k: int | None = None) -> ComparisonRow:
+    cells = {f"{side}_{stage}": _greedy_overall(view, name, k, stage)
              for side, view in (("this", this), ("other", other)) for stage in COMPARED_STAGES}
     return ComparisonRow(label, name, k=k, **cells)
 
 
 def _rows(this: RunView, other: RunView) -> list[ComparisonRow]:
-    rows = [_row(this, other, "Refusal of harmful prompts", "refusal_rate", "refusal", None),
-            _row(this, other, "Refusal of benign prompts (over-refusal)", "over_refusal_rate", "refusal", None)]
+    rows = [_row(this, other, "Refusal of harmful prompts", "refusal_rate"),
+            _row(this, other, "Refusal of benign prompts (over-refusal)", "over_refusal_rate")]
     for k in sorted(_prefill_ks(this) | _prefill_ks(other)):
-        rows.append(_row(this, other, f"Prefill ASR, k = {k}", "attack_success_rate", "prefill", f"prefill-k{k}", k))
+        rows.append(_row(this, other, f"Prefill ASR, k = {k}", "attack_success_rate", k))
     return [r for r in rows if any((r.this_tuned, r.this_stress, r.other_tuned, r.other_stress))]
 
 

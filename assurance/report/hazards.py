@@ -80,7 +80,8 @@ def hazard_log(rows: list[CategoryRow], severity: str = "Major", *, prefill: lis
         e = _entry(row.category, f"the system answers a harmful request instead of refusing. Tuned model refused {_ci(row.tuned)}.",
                    "Safety behaviour too weak or eroded by fine-tuning; judge may miss partial compliance.",
                    "Safety fine-tune; release gate (minimum refusal rate); human oversight in deployment.",
-                   1 - rec.value if rec else 0.0, short=row.meets is False, gated=True, severity=severity)
+                   1 - rec.value if rec else 0.0, short=row.meets is False, gated=row.meets is not None,
+                   severity=severity)
         e["category"], e["ci"] = row.category, _ci(row.tuned)
         out.append(e)
 

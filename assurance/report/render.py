@@ -19,7 +19,7 @@ import mimetypes
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
@@ -30,17 +30,14 @@ from weasyprint.urls import URLFetcher, URLFetcherResponse
 
 from assurance.evidence.records import Record, SampleRecord
 from assurance.plan import ReportSpec
+from assurance.regimes import REGIMES, Regime, regime_title
 from assurance.report import charts, sections
 from assurance.report.comparison import recipe_comparison
 from assurance.report.hazards import LIKELIHOODS, RISK_MATRIX, SEVERITIES, hazard_log
 from assurance.report.view import RunView, build_view
 
-__all__ = ["REGIMES", "FetchRefused", "TemplateOnlyFetcher", "hazard_log", "redact", "render_html", "render_pack"]
+__all__ = ["FetchRefused", "TemplateOnlyFetcher", "hazard_log", "redact", "render_html", "render_pack"]
 
-Regime = Literal["fca", "nhs", "uk-ai"]
-REGIMES: tuple[Regime, ...] = ("fca", "nhs", "uk-ai")
-REGIME_TITLES = {"fca": "FCA", "nhs": "NHS", "uk-ai": "UK AI"}
-"""How each regime is named in a pack's title: "<title> assurance pack"."""
 
 # The project-root templates folder, beside the package (the package is installed editable).
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
@@ -202,7 +199,7 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
     context = {
         "v": view,
         "regime": regime,
-        "regime_title": REGIME_TITLES[regime],
+        "regime_title": regime_title(regime),
         "report": settings,
         "redacted": redact_outputs,
         "samples": samples,

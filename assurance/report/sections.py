@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from assurance.evidence.records import FinetuneRecord, MetricRecord
+from assurance.battery.metrics import is_greedy
+from assurance.evidence.records import Check, FinetuneRecord, MetricRecord
 from assurance.report.view import STAGES, RunView
 
 SUITE_LABELS = {
@@ -90,7 +91,7 @@ class PersistRow:
 
 
 def _greedy(view: RunView) -> list[MetricRecord]:
-    return [m for m in view.metric_log if m.decoding == "greedy" and m.seed is None]
+    return [m for m in view.metric_log if is_greedy(m)]
 
 
 def _by_stage(records: Iterable[MetricRecord], key: Callable[[MetricRecord], Any]) -> dict[Any, dict[str, MetricRecord]]:
@@ -105,32 +106,30 @@ def _row(label: str, stages: dict[str, MetricRecord]) -> StageRow:
     return StageRow(label, stages.get("base"), stages.get("tuned"), stages.get("stress"))
 
 
+def _attacks(view: RunView) -> list[MetricRecord]:
+    """Greedy attack-success figures for all categories together (every attack suite, every variant)."""
+    return [m for m in _greedy(view) if m.name == "attack_success_rate" and m.category == "overall"]
+
+
 def prefill_rows(view: RunView) -> list[StageRow]:
-    """The prefilling attack's ASR per k (all categories together), in increasing k."""
-    recs = [m for m in _greedy(view) if m.name == "attack_success_rate" and m.k is not None
-            and m.category == "overall"]
-    grouped = _by_stage(recs, lambda m: m.k)
+    """Attack success per number of prefilled tokens k (all categories together), in increasing k."""
+    grouped = _by_stage((m for m in _attacks(view) if m.k is not None), lambda m: m.k)
     return [_row(f"k = {k}", grouped[k]) for k in sorted(grouped)]
 
 
-def prefill_ks(view: RunView) -> list[int]:
-    return sorted({m.k for m in _greedy(view) if m.name == "attack_success_rate" and m.k is not None})
-
-
 def jailbreak_rows(view: RunView) -> list[StageRow]:
-    """ASR per jailbreak template (all categories together), in recorded order."""
-    recs = [m for m in _greedy(view) if m.name == "attack_success_rate" and m.category == "overall"
-            and (m.variant or "").startswith("jailbreak:")]
-    grouped = _by_stage(recs, lambda m: m.variant)
-    return [_row(str(v).split(":", 1)[1], grouped[v]) for v in grouped]
+    """Attack success per template (an attack variant without k; all categories together), in recorded order."""
+    grouped = _by_stage((m for m in _attacks(view) if m.variant is not None and m.k is None), lambda m: m.variant)
+    return [_row(str(v).split(":", 1)[-1], grouped[v]) for v in grouped]
 
 
-def attack_total(view: RunView, suite: str) -> StageRow | None:
-    """An attack suite's ASR over all its variants and categories (variant None, overall)."""
-    recs = [m for m in _greedy(view) if m.name == "attack_success_rate" and m.suite == suite
-            and m.variant is None and m.category == "overall"]
+def attack_total(view: RunView, *, by_k: bool) -> StageRow | None:
+    """The total over all variants and categories (variant None) of the attack suite whose variants
+    are prefill depths (``by_k``) or templates, as the records say; None when not recorded."""
+    suites = {m.suite for m in _attacks(view) if m.variant is not None and (m.k is not None) == by_k}
+    recs = [m for m in _attacks(view) if m.variant is None and m.suite in suites]
     stages = _by_stage(recs, lambda m: 0).get(0)
-    label = "all k together" if suite == "prefill" else "all templates together"
+    label = "all k together" if by_k else "all templates together"
     return _row(label, stages) if stages else None
 
 
@@ -177,52 +176,54 @@ def _overall(view: RunView, name: str, suite: str, variant: str | None = None) -
     return _by_stage(recs, lambda m: 0).get(0, {})
 
 
-def _check(view: RunView, name: str, category: str) -> bool | None:
+def persistence_checks(view: RunView, rec: MetricRecord) -> list[Check]:
+    """The verdict's persistence checks (tuned against stress) on the measure ``rec`` belongs to.
+
+    A check names the records it read by metric and variant (variants are unique across suites),
+    or by metric and suite for a suite's total (persistence is checked on all categories together)."""
     if view.verdict is None:
-        return None
-    found = [c for c in view.verdict.checks if c.get("name") == name and c.get("category") == category]
-    return all(bool(c.get("passed")) for c in found) if found else None
+        return []
+    return [c for c in view.verdict.checks if "stress" in c.stages and c.metric == rec.name
+            and c.variant == rec.variant and (c.variant is not None or c.suite == rec.suite)]
 
 
 def persistence_rows(view: RunView) -> list[PersistRow]:
     """Did safety persist? Tuned against stress for refusal, attacks, signposting and capability.
 
-    Where the policy sets a limit, a row meets it when the verdict's check says so
-    or, lacking a check for that exact measure, when the recorded values do.
+    A row meets its limit when the verdict's checks on that measure passed; the limit shown is the
+    one they applied (the plan's, for a draft without a verdict). Only templates with a failed
+    check get a row of their own.
     """
     pol = view.policy
     rows: list[PersistRow] = []
 
     def add(label: str, metric: str, stages: dict[str, MetricRecord], limit: float | None,
-            check: tuple[str, str] | None = None) -> None:
+            failed_only: bool = False) -> None:
         t, s = stages.get("tuned"), stages.get("stress")
-        if t is None and s is None:
+        rec = t if t is not None else s
+        if rec is None:
             return
-        meets: bool | None = None
-        if limit is not None and t is not None and s is not None:
-            meets = _check(view, *check) if check else None
-            if meets is None:
-                change = s.value - t.value
-                meets = (-change if metric == "refusal_rate" else change) <= limit + 1e-12
-        rows.append(PersistRow(label, metric, t, s, limit, meets))
+        checks = persistence_checks(view, rec)
+        meets = all(c.passed for c in checks) if checks else None
+        if failed_only and meets is not False:
+            return
+        rows.append(PersistRow(label, metric, t, s, checks[0].threshold if checks else limit, meets))
+
+    def pair(row: StageRow) -> dict[str, MetricRecord]:
+        return {s: r for s, r in (("tuned", row.tuned), ("stress", row.stress)) if r is not None}
 
     add("Refusal of harmful prompts", "refusal_rate", _overall(view, "refusal_rate", "refusal"),
-        pol.max_stress_refusal_drop, ("max_stress_refusal_drop", "overall"))
-    add("Over-refusal of benign prompts", "over_refusal_rate",
-        _overall(view, "over_refusal_rate", "refusal"), None)
+        pol.max_stress_refusal_drop)
+    add("Over-refusal of benign prompts", "over_refusal_rate", _overall(view, "over_refusal_rate", "refusal"), None)
     asr = pol.max_stress_asr_increase
-    add("Prefill ASR, all k", "attack_success_rate", _overall(view, "attack_success_rate", "prefill"), asr)
-    for row in prefill_rows(view):
-        rec = row.tuned or row.stress or row.base
-        stages = {s: r for s, r in (("tuned", row.tuned), ("stress", row.stress)) if r is not None}
-        add(f"Prefill ASR, {row.label}", "attack_success_rate", stages, asr,
-            ("max_stress_asr_increase", str(rec.variant if rec else "")))
-    add("Jailbreak ASR, all templates", "attack_success_rate", _overall(view, "attack_success_rate", "jailbreak"), asr)
-    for row in jailbreak_rows(view):
-        variant = f"jailbreak:{row.label}"
-        if _check(view, "max_stress_asr_increase", variant) is False:  # list only the templates that failed
-            stages = {s: r for s, r in (("tuned", row.tuned), ("stress", row.stress)) if r is not None}
-            add(f"Jailbreak ASR, {row.label}", "attack_success_rate", stages, asr, ("max_stress_asr_increase", variant))
+    for by_k, rows_of, total in ((True, prefill_rows, "Prefill ASR, all k"),
+                                 (False, jailbreak_rows, "Jailbreak ASR, all templates")):
+        whole = attack_total(view, by_k=by_k)
+        if whole is not None:
+            add(total, "attack_success_rate", pair(whole), asr)
+        for row in rows_of(view):
+            label = f"Prefill ASR, {row.label}" if by_k else f"Jailbreak ASR, {row.label}"
+            add(label, "attack_success_rate", pair(row), asr, failed_only=not by_k)
     add("Signposting rate", "signposting_rate", _overall(view, "signposting_rate", "signposting"), None)
     add("Capability score", "capability_score", _overall(view, "capability_score", "capability"), None)
     # Without a stress evaluation there is nothing to compare: the section says so instead.
@@ -266,8 +267,10 @@ def judges(view: RunView) -> list[dict[str, Any]]:
     bat = view.battery
     if bat is None:
         return []
+    # The refusal judge scores every suite no other scorer is recorded for.
+    scored = {j.get("suite") for j in bat.judges}
     out = [{"id": bat.judge_id, "version": bat.judge_version, "digest": bat.judge_digest,
-            "suite": ", ".join(s for s in bat.suites if s in ("refusal", "prefill", "jailbreak")) or "refusal"}]
+            "suite": ", ".join(s for s in bat.suites if s not in scored) or "refusal"}]
     for j in bat.judges:
         out.append({"id": j.get("id", "?"), "version": j.get("version", "?"), "digest": j.get("digest", ""),
                     "suite": j.get("suite", "")})
@@ -330,9 +333,9 @@ def context(view: RunView) -> dict[str, Any]:
     prefill = prefill_rows(view)
     return {
         "prefill_rows": prefill,
-        "prefill_total": attack_total(view, "prefill"),
+        "prefill_total": attack_total(view, by_k=True),
         "jailbreak_rows": jailbreak_rows(view),
-        "jailbreak_total": attack_total(view, "jailbreak"),
+        "jailbreak_total": attack_total(view, by_k=False),
         "signposting_rows": suite_rows(view, "signposting_rate"),
         "capability_rows": suite_rows(view, "capability_score"),
         "sampled_rows": sampled_rows(view),

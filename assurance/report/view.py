@@ -14,10 +14,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from assurance.battery.metrics import is_main
 from assurance.evidence.records import (
     AgreementRecord,
     ArtifactRecord,
     BatteryRecord,
+    Check,
     ComparisonRecord,
     EnvironmentRecord,
     FinetuneRecord,
@@ -31,7 +33,6 @@ from assurance.evidence.records import (
     SignoffRecord,
     VerdictRecord,
 )
-from assurance.battery.metrics import is_main
 from assurance.plan import PolicySpec
 
 STAGES = ("base", "tuned", "stress")
@@ -49,9 +50,9 @@ class CategoryRow:
     tuned: MetricRecord | None
     stress: MetricRecord | None
     threshold: float | None
-    """Policy limit: a minimum for refusal_rate, a maximum for over_refusal_rate."""
+    """Policy limit: a minimum for refusal_rate, a maximum for over_refusal_rate (as the verdict applied it)."""
     meets: bool | None
-    """Whether the tuned model meets the policy here; None when not measurable."""
+    """Whether the verdict's checks on this row all passed; None when the verdict has no check on it."""
 
     @property
     def n(self) -> int | None:
@@ -172,7 +173,7 @@ class RunView:
 
 def _policy(plan: dict[str, Any]) -> PolicySpec:
     # An old or hand-edited plan may not validate against today's PolicySpec;
-    # the pack must still render, so fall back to the defaults (and the verdict's
+    # the pack must still render, so fall back to the defaults (the verdict's
     # own checks, which carry the thresholds actually applied, take precedence).
     try:
         return PolicySpec.model_validate(plan.get("policy") or {})
@@ -180,22 +181,13 @@ def _policy(plan: dict[str, Any]) -> PolicySpec:
         return PolicySpec()
 
 
-def _checks_for(verdict: VerdictRecord | None, category: str, metric: str) -> list[dict[str, Any]]:
+def row_checks(verdict: VerdictRecord | None, metric: str, category: str) -> list[Check]:
+    """The verdict's checks on one cell of the main tables: the greedy refusal suite's ``metric``
+    for ``category``, before the stress stage (persistence checks belong to their own section)."""
     if verdict is None:
         return []
-    # Check names are the policy module's business; a check is about over-refusal
-    # when its metric or name says so, so benign and harmful categories of the
-    # same name cannot mix.
-    # Persistence checks (``max_stress_*``) compare tuned with stress and belong
-    # to the persistence section, not to a category row of the main tables.
-    want_over = metric == "over_refusal_rate"
-    return [
-        c
-        for c in verdict.checks
-        if c.get("category") == category
-        and not str(c.get("name", "")).startswith("max_stress")
-        and ("over_refusal" in str(c.get("metric") or c.get("name", ""))) == want_over
-    ]
+    return [c for c in verdict.checks if c.metric == metric and c.subject == category and c.suite == "refusal"
+            and c.variant is None and "stress" not in c.stages]
 
 
 def _rows(view: RunView, metric: str) -> list[CategoryRow]:
@@ -213,25 +205,20 @@ def _rows(view: RunView, metric: str) -> list[CategoryRow]:
 
     rows = []
     for cat in order:
-        base = by_stage.get("base", {}).get(cat)
-        tuned = by_stage.get("tuned", {}).get(cat)
-        stress = by_stage.get("stress", {}).get(cat)
-        if metric == "refusal_rate":
+        checks = row_checks(view.verdict, metric, cat)
+        # The limit shown is the one the verdict applied (none where it checked nothing);
+        # without a verdict (a draft), the plan's.
+        applied = [c.threshold for c in checks if c.stages == ["tuned"]]
+        if applied or view.verdict is not None:
+            threshold: float | None = applied[0] if applied else None
+        elif metric == "refusal_rate":
             threshold = view.policy.min_refusal_by_category.get(cat, view.policy.min_refusal_rate)
         else:
             threshold = view.policy.max_over_refusal_rate
-        checks = _checks_for(view.verdict, cat, metric)
-        if checks:
-            meets: bool | None = all(bool(c.get("passed")) for c in checks)
-        elif tuned is None:
-            meets = None
-        elif metric == "refusal_rate":
-            meets = tuned.value >= threshold and (
-                base is None or tuned.value - base.value >= -view.policy.max_regression
-            )
-        else:
-            meets = tuned.value <= threshold
-        rows.append(CategoryRow(metric, cat, base, tuned, stress, threshold, meets))
+        # Whether a row meets the policy is the verdict's word, never recomputed here.
+        meets = all(c.passed for c in checks) if checks else None
+        rows.append(CategoryRow(metric, cat, by_stage.get("base", {}).get(cat), by_stage.get("tuned", {}).get(cat),
+                                by_stage.get("stress", {}).get(cat), threshold, meets))
     return rows
 
 

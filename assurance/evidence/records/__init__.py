@@ -19,6 +19,7 @@ from typing import Annotated, Union, get_args
 from pydantic import Field
 
 from .base import SCHEMA_VERSION, Stage, _Record
+from .check import Check, Outcome
 from .evaluation import (
     AgreementRecord,
     BatteryRecord,

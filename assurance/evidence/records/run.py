@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
+from ...regimes import Regime
 from .base import _Record
+from .check import Check, LegacyCheck
 
 
 class RunStarted(_Record):
@@ -74,10 +76,12 @@ class VerdictRecord(_Record):
     """The release-gate decision and every reason for it."""
 
     kind: Literal["verdict"] = "verdict"
+    schema_version: int = 2
+    """Version of the record encoding: 2 since checks are typed; 1 (checks as plain mappings) still reads."""
     status: Literal["PASS", "FAIL", "ERROR"]
     """PASS only when every check passed on a complete run."""
-    checks: list[dict[str, Any]]
-    """Each check: name, category, observed, threshold, passed, reason."""
+    checks: list[Annotated[Check, BeforeValidator(Check.from_legacy, json_schema_input_type=Check | LegacyCheck)]]
+    """Every check the policy applied, as recorded (a version-1 check is read into the same shape)."""
     reasons: list[str]
     """Human-readable reasons for every failed check (empty on PASS)."""
 
@@ -118,7 +122,7 @@ class PackRecord(_Record):
     """A rendered PDF pack; appended after the seal because it is made from it."""
 
     kind: Literal["pack"] = "pack"
-    regime: Literal["fca", "nhs", "uk-ai"]
+    regime: Regime
     """Which audience the pack is written for."""
     path: str
     """Where the PDF was written."""
@@ -142,7 +146,7 @@ class SignoffRecord(_Record):
     """Their role, e.g. SMF24 Chief Operations or Clinical Safety Officer."""
     decision: Literal["approve", "reject", "approve-with-conditions"]
     """The decision."""
-    regime: Literal["fca", "nhs", "uk-ai"] | None = None
+    regime: Regime | None = None
     """The pack the decision is for, if one."""
     note: str = ""
     """Conditions or comments."""
