@@ -1,5 +1,5 @@
-# The two commands of the README: `make demo` and `make test`.
-# Both set everything up first, so they work on a fresh clone.
+# The two commands of the README: `make demo` and `make test` (and `make lint`, which CI runs first).
+# All set everything up first, so they work on a fresh clone.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test schema bench clean
+.PHONY: setup demo test lint schema bench clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,14 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
+# Settings in pyproject.toml ([tool.ruff], [tool.mypy]); both must report nothing.
+# mypy runs even when ruff found something, so one run lists everything to fix.
+lint: setup
+	status=0; \
+	$(VENV)/bin/ruff check assurance benchmarks || status=1; \
+	$(PY) -m mypy assurance || status=1; \
+	exit $$status
+
 schema: setup
 	$(VENV)/bin/assure schema
 
@@ -37,4 +45,4 @@ bench: setup
 	$(PY) benchmarks/finetune.py
 
 clean:
-	rm -rf $(VENV) assure-runs .pytest_cache
+	rm -rf $(VENV) assure-runs .pytest_cache .mypy_cache .ruff_cache

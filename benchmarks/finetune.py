@@ -81,7 +81,8 @@ def main() -> None:
 
         def compute_loss(self, model, inputs, *a, **kw):
             mask = inputs.get("attention_mask")
-            Counting.n_tokens += int(mask.sum()) if mask is not None else int((inputs["input_ids"] != tok.pad_token_id).sum())
+            real = mask if mask is not None else inputs["input_ids"] != tok.pad_token_id
+            Counting.n_tokens += int(real.sum())
             return super().compute_loss(model, inputs, *a, **kw)
 
     def trl() -> tuple[float, float]:

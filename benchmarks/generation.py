@@ -25,10 +25,10 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
+import torch
 
-from assurance.models.generate import generate, render_prompts, stop_token_ids  # noqa: E402
-from assurance.models.loading import load_model, resolve_model_path  # noqa: E402
+from assurance.models.generate import generate, render_prompts, stop_token_ids
+from assurance.models.loading import load_model, resolve_model_path
 
 N_PROMPTS = 128
 MAX_NEW_TOKENS = 32
@@ -80,7 +80,7 @@ def main() -> int:
         t2 = time.perf_counter()
         single_times.append(t1 - t0)
         batched_times.append(t2 - t1)
-    mismatches = [i for i, (a, b) in enumerate(zip(single, batched)) if a != b]
+    mismatches = [i for i, (a, b) in enumerate(zip(single, batched, strict=True)) if a != b]
     for i in mismatches[:5]:
         print(f"mismatch #{i}: single={single[i]!r} batched={batched[i]!r}")
     print(f"prompts={len(convs)} max_new_tokens={MAX_NEW_TOKENS} batch_size={BATCH_SIZE} "

@@ -14,11 +14,11 @@ never a silent edit.
 
 from __future__ import annotations
 
-from typing import Annotated, Union, get_args
+from typing import Annotated, get_args
 
 from pydantic import Field
 
-from .base import SCHEMA_VERSION, Stage, _Record
+from .base import SCHEMA_VERSION, BaseRecord, Stage
 from .check import Check, Outcome
 from .evaluation import (
     AgreementRecord,
@@ -41,26 +41,49 @@ from .run import (
 from .training import FinetuneRecord
 
 Record = Annotated[
-    Union[
-        RunStarted,
-        EnvironmentRecord,
-        ArtifactRecord,
-        BatteryRecord,
-        SampleRecord,
-        MetricRecord,
-        JudgeVerdictsRecord,
-        AgreementRecord,
-        ComparisonRecord,
-        FinetuneRecord,
-        VerdictRecord,
-        RunFailed,
-        ManifestRecord,
-        PackRecord,
-        SignoffRecord,
-    ],
+    RunStarted
+    | EnvironmentRecord
+    | ArtifactRecord
+    | BatteryRecord
+    | SampleRecord
+    | MetricRecord
+    | JudgeVerdictsRecord
+    | AgreementRecord
+    | ComparisonRecord
+    | FinetuneRecord
+    | VerdictRecord
+    | RunFailed
+    | ManifestRecord
+    | PackRecord
+    | SignoffRecord,
     Field(discriminator="kind"),
 ]
 """Any evidence record, discriminated by its ``kind``."""
 
-RECORD_TYPES: tuple[type[_Record], ...] = get_args(get_args(Record)[0])
+RECORD_TYPES: tuple[type[BaseRecord], ...] = get_args(get_args(Record)[0])
 """Every record class, in the union's order (one list to edit, not two)."""
+
+__all__ = [
+    "RECORD_TYPES",
+    "SCHEMA_VERSION",
+    "AgreementRecord",
+    "ArtifactRecord",
+    "BaseRecord",
+    "BatteryRecord",
+    "Check",
+    "ComparisonRecord",
+    "EnvironmentRecord",
+    "FinetuneRecord",
+    "JudgeVerdictsRecord",
+    "ManifestRecord",
+    "MetricRecord",
+    "Outcome",
+    "PackRecord",
+    "Record",
+    "RunFailed",
+    "RunStarted",
+    "SampleRecord",
+    "SignoffRecord",
+    "Stage",
+    "VerdictRecord",
+]

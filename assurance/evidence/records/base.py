@@ -13,8 +13,14 @@ Stage = Literal["base", "tuned", "stress"]
 or the tuned model after the benign persistence-stress fine-tune."""
 
 
-class _Record(BaseModel):
+class BaseRecord(BaseModel):
+    """What every record kind shares: strict (unknown fields are refused), frozen, and with a
+    docstring under every field that becomes its description in the published JSON Schema.
+
+    The class name appears in no payload or schema, so renaming it left every digest as it was."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     schema_version: int = SCHEMA_VERSION
     """Version of the record encoding; bumped only together with a migration."""
+

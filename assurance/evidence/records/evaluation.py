@@ -6,10 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from .base import Stage, _Record
+from .base import BaseRecord, Stage
 
 
-class BatteryRecord(_Record):
+class BatteryRecord(BaseRecord):
     """The evaluation battery and the judge that scored it."""
 
     kind: Literal["battery"] = "battery"
@@ -48,7 +48,7 @@ class BatteryRecord(_Record):
     ``{"suite", "benchmark", "path", "file_digest", "suite_digest", "n_items", "options", "citation"}``."""
 
 
-class SampleRecord(_Record):
+class SampleRecord(BaseRecord):
     """One battery item answered by one model and judged."""
 
     kind: Literal["sample"] = "sample"
@@ -91,7 +91,7 @@ class SampleRecord(_Record):
     """Capability suite: the expected answer."""
 
 
-class MetricRecord(_Record):
+class MetricRecord(BaseRecord):
     """A rate with its Wilson 95% interval."""
 
     kind: Literal["metric"] = "metric"
@@ -136,7 +136,7 @@ class MetricRecord(_Record):
     """Across-seed summary: highest per-seed value."""
 
 
-class JudgeVerdictsRecord(_Record):
+class JudgeVerdictsRecord(BaseRecord):
     """A secondary judge's verdicts on one stage's refusal-suite outputs (greedy pass).
 
     The primary judge's verdicts live in the SampleRecords (``refused``); a
@@ -167,14 +167,14 @@ class JudgeVerdictsRecord(_Record):
     """HTTP judges: ``<model> <system_fingerprint>`` as reported by the server -> replies, i.e. what answered."""
 
     @model_validator(mode="after")
-    def _parallel(self) -> "JudgeVerdictsRecord":
+    def _parallel(self) -> JudgeVerdictsRecord:
         n = len(self.item_ids)
         if len(self.refused) != n or len(self.labels) != n or (self.raw and len(self.raw) != n):
             raise ValueError("item_ids, refused, labels (and raw, when given) must have one entry per item")
         return self
 
 
-class AgreementRecord(_Record):
+class AgreementRecord(BaseRecord):
     """How far two judges agreed on the same outputs: raw agreement, Cohen's kappa, the split items."""
 
     kind: Literal["agreement"] = "agreement"
@@ -207,7 +207,7 @@ class AgreementRecord(_Record):
     """Item ids the two judges split on, in item order."""
 
 
-class ComparisonRecord(_Record):
+class ComparisonRecord(BaseRecord):
     """A paired per-item comparison of two stages: the difference with a bootstrap interval, and McNemar's test.
 
     Both stages answered the same items (paired by item id, and by variant for

@@ -7,11 +7,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field
 
 from ...regimes import Regime
-from .base import _Record
+from .base import BaseRecord
 from .check import Check, LegacyCheck
 
 
-class RunStarted(_Record):
+class RunStarted(BaseRecord):
     """The first record of every run: what was asked for, by which tool."""
 
     kind: Literal["run_started"] = "run_started"
@@ -29,7 +29,7 @@ class RunStarted(_Record):
     """UTC time the run started, ISO 8601."""
 
 
-class EnvironmentRecord(_Record):
+class EnvironmentRecord(BaseRecord):
     """The software and hardware the run executed on."""
 
     kind: Literal["environment"] = "environment"
@@ -53,7 +53,7 @@ class EnvironmentRecord(_Record):
     """True when the source tree had uncommitted changes."""
 
 
-class ArtifactRecord(_Record):
+class ArtifactRecord(BaseRecord):
     """A file or folder the run read or wrote, with its digest."""
 
     kind: Literal["artifact"] = "artifact"
@@ -72,7 +72,7 @@ class ArtifactRecord(_Record):
     """For a folder: relative path -> per-file SHA-256 hex, so a finding can name the file."""
 
 
-class VerdictRecord(_Record):
+class VerdictRecord(BaseRecord):
     """The release-gate decision and every reason for it."""
 
     kind: Literal["verdict"] = "verdict"
@@ -86,7 +86,7 @@ class VerdictRecord(_Record):
     """Human-readable reasons for every failed check (empty on PASS)."""
 
 
-class RunFailed(_Record):
+class RunFailed(BaseRecord):
     """A stage raised an error; the run is incomplete and cannot pass."""
 
     kind: Literal["run_failed"] = "run_failed"
@@ -98,7 +98,7 @@ class RunFailed(_Record):
     """UTC time of the failure."""
 
 
-class ManifestRecord(_Record):
+class ManifestRecord(BaseRecord):
     """The seal: chain head and every artifact digest at the end of the run."""
 
     kind: Literal["manifest"] = "manifest"
@@ -118,7 +118,7 @@ class ManifestRecord(_Record):
     """Ed25519 public key (base64, raw 32 bytes) that made the signature."""
 
 
-class PackRecord(_Record):
+class PackRecord(BaseRecord):
     """A rendered PDF pack; appended after the seal because it is made from it."""
 
     kind: Literal["pack"] = "pack"
@@ -136,7 +136,7 @@ class PackRecord(_Record):
     """UTC time of rendering."""
 
 
-class SignoffRecord(_Record):
+class SignoffRecord(BaseRecord):
     """A named person's decision on the run, appended after the seal."""
 
     kind: Literal["signoff"] = "signoff"

@@ -6,10 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .base import _Record
+from .base import BaseRecord
 
 
-class FinetuneRecord(_Record):
+class FinetuneRecord(BaseRecord):
     """A fine-tuning stage: its recipe, every setting and what it cost."""
 
     kind: Literal["finetune"] = "finetune"
