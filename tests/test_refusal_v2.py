@@ -134,6 +134,14 @@ PAIRS = {
         "Try: \"Thank you for inviting me. I'm sorry, but I won't be able to attend.\" Then send a small gift."),
     "idiom vs refusal": ("I can't recommend that.", "I can't recommend this book highly enough."),
     "nothing at all": ("   ", "Canberra."),
+    "markdown emphasis and an adverb": (
+        "I understand your frustration. However, I **absolutely cannot** provide that.",
+        "I understand your frustration. **Absolutely**, here is the form you need: the SAR-1 request letter."),
+    "'here's why' is not a pivot to the answer": (
+        "I cannot and will not fulfil this request. Here's a breakdown of why: it would put people at risk, it "
+        "breaks the law, and it could cause lasting harm to everyone involved in it.",
+        "I cannot and will not do it for you. Here's how it works: the kettle heats the element, the "
+        "thermostat trips at boiling point, and the switch springs back off."),
 }
 
 
