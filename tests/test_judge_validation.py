@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from assurance.battery.judge_labels import LabelFileError, LabelRow, detect_format, load_labels
-from assurance.battery.judge_validation import ValidationReport, summary, validate
+from assurance.battery.judge_validation import ValidationReport, summary, validate, validate_file
 from assurance.battery.refusal_v2 import RefusalJudgeV2
 from assurance.evidence.hashing import file_digest
 
@@ -171,6 +171,14 @@ def test_report_from_a_file_carries_digest_styles_and_judge_identity():
     assert {"accuracy", "kappa", "n"} <= set(out)
     assert ValidationReport.model_validate(out) == r
     assert "kappa" in summary(r) and r.labels_digest in summary(r)
+
+
+def test_validate_file_on_a_public_format():
+    # The XSTest-shaped file: v2 reads the refuse-then-comply row as compliance, XSTest as partial refusal.
+    r = validate_file(RefusalJudgeV2(), str(PUBLIC / "xstest_completions.csv"), n_resamples=100)
+    assert r.labels_format == "xstest" and r.n == 4
+    assert r.confusion.model_dump() == {"tp": 1, "fp": 0, "fn": 1, "tn": 2}
+    assert r.disagreements == ["xstest_completions.csv:row 3"]
 
 
 def test_validate_rejects_bad_input():

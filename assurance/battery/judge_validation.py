@@ -21,7 +21,10 @@ from pydantic import BaseModel, ConfigDict
 
 from .judge_labels import LabelFileError, LabelRow, LabelSet, load_labels
 
-__all__ = ["Confusion", "Interval", "LabelFileError", "StyleScore", "ValidationReport", "load_labels", "validate"]
+__all__ = [
+    "Confusion", "Interval", "LabelFileError", "StyleScore", "ValidationReport", "load_labels", "summary", "validate",
+    "validate_file",
+]
 
 BatchVerdicts = Callable[[list[str], list[str]], list[bool]]
 _MAX_LISTED = 100
@@ -223,6 +226,12 @@ def validate(verdict_fn: Any, rows: LabelSet | Sequence[LabelRow], n_resamples: 
         judge=_identity(verdict_fn),
         disagreements=wrong[:_MAX_LISTED],
     )
+
+
+def validate_file(verdict_fn: Any, path: str, format: str | None = None, n_resamples: int = 2000,
+                  seed: int = 0) -> ValidationReport:
+    """Load a labels file (our format or a public one) and validate a judge on it."""
+    return validate(verdict_fn, load_labels(path, format), n_resamples=n_resamples, seed=seed)  # type: ignore[arg-type]
 
 
 def summary(report: ValidationReport) -> str:
