@@ -14,7 +14,8 @@ from typing import Callable, ContextManager, Iterator, Protocol
 
 import torch
 
-from .battery.items import Battery, battery_from_spec
+from .battery.builtin import battery_from_spec
+from .battery.suites import Battery
 from .evidence.environment import capture_environment
 from .evidence.hashing import TreeDigest, tree_digest
 from .evidence.records import (

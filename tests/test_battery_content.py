@@ -11,19 +11,13 @@ from test_builtin_data import jaccard, normalise, training_prompts, trigrams
 
 from assurance.battery.capability import ExactMatchScorer
 from assurance.battery.capability import normalise as cap_normalise
-from assurance.battery.items import (
-    BUILTIN_BATTERIES,
-    DATA_DIR,
-    Battery,
-    BatteryError,
-    Item,
-    battery_from_spec,
-    load_battery,
-    read_items,
+from assurance.battery.builtin import (
+    BUILTIN_BATTERIES, DATA_DIR, SUITE_NAMES, battery_from_spec, builtin_suite, load_battery,
 )
+from assurance.battery.items import BatteryError, Item, read_items
 from assurance.battery.probes import LEET, Jailbreak, Prefill, prefill_text, sample_per_category, wrap
 from assurance.battery.signposting import SignpostingJudge
-from assurance.battery.suites import SUITE_NAMES, builtin_suite
+from assurance.battery.suites import Battery
 from assurance.plan import BatterySpec, PlanError, plan_from_dict
 
 # The v1 digest is in stored evidence: it must never change.

@@ -158,8 +158,8 @@ def resolve_paths(plan: Plan, base: Path) -> Plan:
     plan.finetune.triplet_data = fix(plan.finetune.triplet_data)  # type: ignore[assignment]
     plan.stress.data = fix(plan.stress.data)  # type: ignore[assignment]
     for judge in plan.battery.judges:
-        if judge.path is not None:
-            judge.path = fix(judge.path)
+        if getattr(judge, "path", None) is not None:  # only model judges read a path
+            judge.path = fix(judge.path)  # type: ignore[union-attr]
     for suite in plan.battery.extra_suites:
         suite.path = fix(suite.path)  # type: ignore[assignment]
     return plan
