@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from ..battery.judges.base import JudgeSpec as JudgeSpecBase
+from ..battery.judges.base import JudgeSpec as JudgeSpecBase, refuse_secrets
 from ..battery.judges.http_judge import HttpJudgeSpec
 from ..battery.judges.keyword import KeywordJudgeSpec
 from ..battery.judges.model_judge import ModelJudgeSpec
@@ -53,7 +53,7 @@ _JUDGE_SPECS: dict[str, type[JudgeSpecBase]] = {"keyword": KeywordJudgeSpec, "mo
 def _read_judge_entry(data: Any) -> Any:
     """A plan's judge entry as its kind's spec reads it: ``kind`` defaults to ``keyword`` (as it always
     has), and the fields an old recorded plan filled in at their defaults are dropped."""
-    if not isinstance(data, dict):
+    if not isinstance(refuse_secrets(data), dict):
         return data
     data = {"kind": "keyword", **data}
     spec = _JUDGE_SPECS.get(data["kind"]) if isinstance(data["kind"], str) else None

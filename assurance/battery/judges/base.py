@@ -103,6 +103,16 @@ class BaseJudge(Identified):
 SECRET_FIELDS = ("api_key", "key", "token", "password", "authorization")
 
 
+def refuse_secrets(data: Any) -> Any:
+    """A plan entry unchanged, or a ValueError when it carries a secret (the plan is recorded in the ledger)."""
+    if isinstance(data, dict):
+        for name in SECRET_FIELDS:
+            if name in data:
+                raise ValueError(f"{name}: secrets are not allowed in a plan (it is recorded in the ledger); "
+                                 "put the key in the environment variable named by api_key_env")
+    return data
+
+
 class JudgeSpec(BaseModel):
     """A plan's entry for one judge: settings only, never secrets (the plan is recorded in the ledger)."""
 
@@ -114,12 +124,7 @@ class JudgeSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _no_secrets(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for name in SECRET_FIELDS:
-                if name in data:
-                    raise ValueError(f"{name}: secrets are not allowed in a plan (it is recorded in the ledger); "
-                                     "put the key in the environment variable named by api_key_env")
-        return data
+        return refuse_secrets(data)
 
     @property
     def judge_measures(self) -> Measures:
