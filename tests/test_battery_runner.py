@@ -8,8 +8,8 @@ import pytest
 import torch
 from pydantic import TypeAdapter
 
-from assurance.battery.capability import ChoiceScorer
 from assurance.battery.builtin import battery_from_spec, load_battery
+from assurance.battery.capability import ChoiceScorer
 from assurance.battery.judges import KeywordRefusalJudge as KeywordJudge
 from assurance.battery.metrics import compute_metrics
 from assurance.battery.runner import battery_record, evaluate, judges_used, planned_probes, refusals

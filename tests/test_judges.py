@@ -16,12 +16,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from pydantic import TypeAdapter, ValidationError
 
 from assurance.battery.judges import (
-    HttpJudge, Judge, JudgeError, KeywordRefusalJudge, ModelJudge, agreement_summary, cohens_kappa, disagreements,
-    judge_key, parse_guard_reply, render_llama_guard_3,
+    HttpJudge,
+    Judge,
+    JudgeError,
+    KeywordRefusalJudge,
+    ModelJudge,
+    agreement_summary,
+    cohens_kappa,
+    disagreements,
+    judge_key,
+    parse_guard_reply,
+    render_llama_guard_3,
 )
 from assurance.plan import JudgeSpec
 

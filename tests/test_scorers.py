@@ -8,7 +8,7 @@ import torch
 from assurance.battery.builtin import builtin_suite
 from assurance.battery.judges import KeywordRefusalJudge
 from assurance.battery.metrics import compute_metrics
-from assurance.battery.probes import Jailbreak, Prefill
+from assurance.battery.probes import Jailbreak, Plain, Prefill
 from assurance.battery.runner import evaluate, judges_used
 from assurance.battery.scorers import SCORERS
 from assurance.battery.suites import Battery, Suite
@@ -75,3 +75,10 @@ def test_metrics_need_every_suite_scoring():
 def test_every_scoring_has_one_scorer():
     assert set(SCORERS) == {"refusal", "signposting", "attack", "capability"}
     assert all(scorer.scoring == name for name, scorer in SCORERS.items())
+
+
+def test_choice_items_need_capability_scoring_before_anything_is_generated():
+    choice = tuple(i for i in builtin_suite("capability").items if i.choices)[:1]
+    wrong = Battery("b", "1", (Suite("quiz", "1", choice, Plain(), "refusal"),))
+    with pytest.raises(ValueError, match="quiz: multiple-choice item .* needs capability scoring"):
+        evaluate(None, None, wrong, KeywordRefusalJudge(), stage="base", max_new_tokens=4, batch_size=4)

@@ -61,6 +61,10 @@ def evaluate(
     if sampling is not None and sampling.enabled:
         passes += [Sampling(seed, sampling.temperature, sampling.top_p) for seed in sampling.seeds()]
     scoring = {s.name: s.scoring for s in battery.suites}
+    for p in probes:  # checked before any generation: choices are scored by log-likelihood, a capability scorer's job
+        if p.item.choices is not None and not isinstance(SCORERS[scoring[p.suite]], CapabilityScorer):
+            raise ValueError(f"suite {p.suite}: multiple-choice item {p.item.id} needs capability scoring")
+    capability = CapabilityScorer()
     samples: list[SampleRecord] = []
     for decoding in passes:
         generated = [p for p in probes if p.item.choices is None]
@@ -81,11 +85,7 @@ def evaluate(
                 mine, [by_probe[id(p)] for p in mine], [refused[id(p)] for p in mine],
                 [judged_by[id(p)] for p in mine], stage=stage, seed=seed)
             scored.update(zip(map(id, mine), records))
-        for p in choice_probes:
-            scorer = SCORERS[scoring[p.suite]]
-            if not isinstance(scorer, CapabilityScorer):
-                raise ValueError(f"suite {p.suite}: multiple-choice item {p.item.id} needs capability scoring")
-            scored[id(p)] = scorer.choice_sample(p, chosen[id(p)], stage=stage)
+        scored.update((id(p), capability.choice_sample(p, chosen[id(p)], stage=stage)) for p in choice_probes)
         samples += [scored[id(p)] for p in probes if id(p) in scored]  # in probe order, suite by suite
     return samples, compute_metrics(samples, stage, scoring)
 

@@ -144,7 +144,8 @@ def sample(probe: Probe, output: str, refused: bool, *, stage: Stage, seed: int 
            **fields: Any) -> SampleRecord:
     """The record of one scored output; ``judge_id`` names who scored it, ``fields`` are the scorer's own."""
     item = probe.item
-    base: dict[str, Any] = dict(stage=stage, item_id=item.id, category=item.category, expected=item.expected,
-                                prompt=probe.prompt, output=output, refused=refused, judge_id=judge_id,
-                                suite=probe.suite, variant=probe.variant, k=probe.k, prefill=probe.prefill, seed=seed)
+    base: dict[str, Any] = {
+        "stage": stage, "item_id": item.id, "category": item.category, "expected": item.expected,
+        "prompt": probe.prompt, "output": output, "refused": refused, "judge_id": judge_id, "suite": probe.suite,
+        "variant": probe.variant, "k": probe.k, "prefill": probe.prefill, "seed": seed}
     return SampleRecord(**(base | fields))

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from ..battery.judges.base import JudgeSpec as JudgeSpecBase, refuse_secrets
+from ..battery.judges.base import JudgeSpec as JudgeSpecBase
+from ..battery.judges.base import refuse_secrets
 from ..battery.judges.http_judge import HttpJudgeSpec
 from ..battery.judges.keyword import KeywordJudgeSpec
 from ..battery.judges.model_judge import ModelJudgeSpec
 from .base import _Section
-
 
 SuiteName = Literal["refusal", "signposting", "prefill", "jailbreak", "capability"]
 """The built-in battery suites (``assurance/battery/suites.py``)."""
@@ -66,11 +66,15 @@ def _read_judge_entry(data: Any) -> Any:
     return {k: v for k, v in data.items() if k in own or k not in _OLD_FLAT_DEFAULTS}
 
 
-JudgeSpec = Annotated[Union[KeywordJudgeSpec, ModelJudgeSpec, HttpJudgeSpec], Field(discriminator="kind"),
+JudgeSpec = Annotated[KeywordJudgeSpec | ModelJudgeSpec | HttpJudgeSpec, Field(discriminator="kind"),
                       BeforeValidator(_read_judge_entry)]
 """One judge of the refusal suite (``assurance/battery/judges``), by ``kind``: ``keyword`` (our refusal
 phrase list), ``model`` (a local Hugging Face guard or classifier folder) or ``http`` (an
 OpenAI-compatible chat-completions endpoint). The plan holds settings, never secrets."""
+
+
+def _default_judges() -> list[JudgeSpec]:
+    return [KeywordJudgeSpec()]
 
 
 BenchmarkName = Literal["advbench", "harmbench", "xstest", "strongreject", "jailbreakbench", "simplesafetytests"]
@@ -121,7 +125,7 @@ class BatterySpec(_Section):
     limit_per_category: int | None = Field(None, gt=0)
     """Evaluate only the first N items of each category (for quick checks; recorded). Applies to
     ``extra_suites`` too."""
-    judges: list[JudgeSpec] = Field(default_factory=lambda: [KeywordJudgeSpec()], min_length=1)
+    judges: list[JudgeSpec] = Field(default_factory=_default_judges, min_length=1)
     """Refusal judges. The first is the primary judge: its verdicts give the scores and the gate. Every further
     judge also scores the refusal suite's outputs, and the packs report agreement (Cohen's kappa) and the items
     the judges split on. A harm-measuring primary (a guard model) does not score benign prompts: over-refusal

@@ -31,7 +31,14 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from .base import (
-    UNPARSED_POLICIES, BaseJudge, JudgeError, JudgeSpec, Measures, Verdict, check_pairs, parse_guard_reply,
+    UNPARSED_POLICIES,
+    BaseJudge,
+    JudgeError,
+    JudgeSpec,
+    Measures,
+    Verdict,
+    check_pairs,
+    parse_guard_reply,
     unparsed_verdict,
 )
 

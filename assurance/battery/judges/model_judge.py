@@ -29,7 +29,14 @@ from pydantic import Field, model_validator
 from ...evidence.hashing import TreeDigest, tree_digest
 from ..paths import resolve_path
 from .base import (
-    UNPARSED_POLICIES, BaseJudge, JudgeError, JudgeSpec, Measures, Verdict, check_pairs, parse_guard_reply,
+    UNPARSED_POLICIES,
+    BaseJudge,
+    JudgeError,
+    JudgeSpec,
+    Measures,
+    Verdict,
+    check_pairs,
+    parse_guard_reply,
     unparsed_verdict,
 )
 
