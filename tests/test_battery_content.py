@@ -8,7 +8,7 @@ from collections import Counter
 from typing import get_args
 
 import pytest
-from test_builtin_data import jaccard, normalise, training_prompts, trigrams
+from _overlap import jaccard, normalise, training_prompts, trigrams
 
 from assurance.battery.builtin import (
     BUILTIN_BATTERIES,
