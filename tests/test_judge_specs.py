@@ -6,7 +6,10 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from assurance.battery.judges import HttpJudgeSpec, KeywordJudgeSpec, KeywordRefusalJudge, ModelJudgeSpec
+from assurance.evidence.hashing import json_digest
+from assurance.evidence.records import RunStarted
 from assurance.plan import BatterySpec, JudgeSpec, PlanError, plan_from_dict
+from assurance.resume import ResumeError, recorded_plan
 
 SPEC = TypeAdapter(JudgeSpec)
 
@@ -76,3 +79,16 @@ def test_specs_build_their_judges(tmp_path, monkeypatch):
                                   "measures": "harm", "batch_size": 3}).build(tmp_path, device="cpu")
     assert (model.path, model.kind, model.measures, model.batch_size) == (
         (tmp_path / "guard").resolve(), "classifier", "harm", 3)
+
+
+def test_an_old_run_resumes_with_its_plan_file():
+    """A run started by d406631 recorded its judges flat; the same plan file given beside --resume matches."""
+    plan = plan_from_dict({"battery": {"judges": [{"kind": "keyword"}]}})
+    old_dump = plan.model_dump(mode="json")
+    old_dump["battery"]["judges"] = [OLD_FLAT]
+    started = RunStarted(run_id="r1", plan=old_dump, plan_digest=json_digest(old_dump), tool_version="0",
+                         started_at="2026-01-01T00:00:00Z")
+    assert recorded_plan(started, plan, None) == plan
+    other = plan_from_dict({"battery": {"judges": [{"kind": "http", "model": "m"}]}})
+    with pytest.raises(ResumeError, match="differs from the plan recorded"):
+        recorded_plan(started, other, None)
