@@ -77,14 +77,10 @@ def over_refusal_judge(judges: Sequence[BaseJudge]) -> BaseJudge | None:
 
 def judge_entries(judges: Sequence[BaseJudge], benign_judge: BaseJudge | None) -> list[dict[str, Any]]:
     """BatteryRecord ``judges`` entries for the refusal judges beyond the primary one."""
-    out = []
-    for j in judges[1:]:
-        out.append({"id": j.id, "version": j.version, "digest": j.digest, "measures": j.measures,
-                    "suite": "refusal (secondary: agreement only)", "role": "secondary", "config": j.config()})
+    out = [j.identity() | {"suite": "refusal (secondary: agreement only)", "role": "secondary"} for j in judges[1:]]
     if benign_judge is not None:
-        out.append({"id": benign_judge.id, "version": benign_judge.version, "digest": benign_judge.digest,
-                    "measures": benign_judge.measures, "suite": "refusal (benign prompts: over-refusal)",
-                    "role": "over-refusal", "config": benign_judge.config()})
+        out.append(benign_judge.identity() | {"suite": "refusal (benign prompts: over-refusal)",
+                                              "role": "over-refusal"})
     return out
 
 
