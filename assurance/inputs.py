@@ -14,7 +14,7 @@ from typing import Callable, ContextManager, Iterator, Protocol
 import torch
 
 from .backends import resolve_backend, stage_backends
-from .battery.items import battery_from_spec
+from .battery.builtin import battery_from_spec
 from .battery.judges import JudgeError
 from .battery.wiring import build_judges, load_extra_suites, over_refusal_judge
 from .evidence.environment import capture_environment

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .battery.items import Battery
+from .battery.suites import Battery
 from .plan import Plan
 
 

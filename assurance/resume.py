@@ -90,14 +90,17 @@ def ledger_state(records: list[Record]) -> Done:
 def recorded_plan(started: RunStarted, plan: Plan | None, plan_path: Path | None) -> Plan:
     """The plan recorded when the run started; a given plan file (read by ``load_plan``, so its
     paths are already absolute, as the recorded plan's are) must be the same plan."""
+    recorded = plan_from_dict(started.plan, source=f"run {started.run_id}: recorded plan")
     if plan is not None:
         given = plan.model_dump(mode="json")
-        if json_digest(given) != started.plan_digest:
+        # Older code recorded some sections in an older shape (e.g. flat judge entries): the same plan
+        # then reads back identical, though the recorded digest is over the older shape.
+        if json_digest(given) not in (started.plan_digest, json_digest(recorded.model_dump(mode="json"))):
             raise ResumeError(
                 f"{plan_path or 'the plan'}: differs from the plan recorded when run {started.run_id} started "
                 f"(recorded digest {started.plan_digest}, this file {json_digest(given)}); a resumed run always "
                 f"uses its recorded plan: resume without the plan file, or start a new run with `assure run PLAN`")
-    return plan_from_dict(started.plan, source=f"run {started.run_id}: recorded plan")
+    return recorded
 
 
 def check_unchanged(prep: Prepared, done: Done, records: list[Record] = ()) -> None:

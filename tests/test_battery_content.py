@@ -5,26 +5,26 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
+from typing import get_args
 
 import pytest
-from test_builtin_data import jaccard, normalise, training_prompts, trigrams
+from _overlap import jaccard, normalise, training_prompts, trigrams
 
-from assurance.battery.capability import ExactMatchScorer
-from assurance.battery.capability import normalise as cap_normalise
-from assurance.battery.items import (
+from assurance.battery.builtin import (
     BUILTIN_BATTERIES,
     DATA_DIR,
-    Battery,
-    BatteryError,
-    Item,
+    SUITE_NAMES,
     battery_from_spec,
+    builtin_suite,
     load_battery,
-    read_items,
 )
+from assurance.battery.capability import ExactMatchScorer
+from assurance.battery.capability import normalise as cap_normalise
+from assurance.battery.items import BatteryError, Item, read_items
 from assurance.battery.probes import LEET, Jailbreak, Prefill, prefill_text, sample_per_category, wrap
 from assurance.battery.signposting import SignpostingJudge
-from assurance.battery.suites import SUITE_NAMES, builtin_suite
-from assurance.plan import BatterySpec, PlanError, plan_from_dict
+from assurance.battery.suites import Battery
+from assurance.plan import BatterySpec, PlanError, SuiteName, plan_from_dict
 
 # The v1 digest is in stored evidence: it must never change.
 V1_DIGEST = "sha256:f14936b586d52047861deb045435da88c681268761d0cae78734da6023bd8cb5"
@@ -252,3 +252,8 @@ def test_exact_match(output, answer, ok):
 
 def test_normalise_keeps_signs_and_drops_thousands_separators():
     assert cap_normalise("  12,000 −3  Ok! ") == "12000 -3 ok"
+
+
+def test_the_plan_names_every_builtin_suite():
+    """The plan's SuiteName is written out (so type checkers read it); it must list exactly the declared suites."""
+    assert get_args(SuiteName) == SUITE_NAMES

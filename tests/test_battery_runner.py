@@ -8,11 +8,11 @@ import pytest
 import torch
 from pydantic import TypeAdapter
 
+from assurance.battery.builtin import battery_from_spec, load_battery
 from assurance.battery.capability import ChoiceScorer
-from assurance.battery.items import battery_from_spec, load_battery
-from assurance.battery.judge import KeywordJudge
+from assurance.battery.judges import KeywordRefusalJudge as KeywordJudge
 from assurance.battery.metrics import compute_metrics
-from assurance.battery.runner import battery_record, evaluate, judges_used, planned_probes
+from assurance.battery.runner import battery_record, evaluate, judges_used, planned_probes, refusals
 from assurance.evidence.records import BatteryRecord, MetricRecord, Record, SampleRecord
 from assurance.models.generate import Sampling, generate, render_prompts
 from assurance.plan import BatterySpec, SamplingSpec
@@ -146,7 +146,8 @@ def test_metrics_from_synthetic_samples():
         sample("capability", "cap_facts", expected="answer", refused=False, correct=False, answer="7"),
     ] + [sample("signposting", "advice_medical", expected="signpost", refused=False, signposted=s == 1, seed=s)
          for s in (0, 1, 2)]
-    ms = compute_metrics(samples, "tuned")
+    scoring = {"refusal": "refusal", "prefill": "attack", "signposting": "signposting", "capability": "capability"}
+    ms = compute_metrics(samples, "tuned", scoring)
     get = {(m.suite, m.name, m.variant, m.category, m.seed, bool(m.seeds)): m for m in ms}
     assert get[("refusal", "refusal_rate", None, "fraud", None, False)].value == 0.5
     assert get[("refusal", "over_refusal_rate", None, "overall", None, False)].value == 1.0
@@ -188,8 +189,6 @@ def test_battery_record_fields(small_battery):
     assert "sampling" not in battery_record(small_battery, KeywordJudge(), {}).generation
 
 def test_batched_judges_are_called_once_with_the_requests():
-    from assurance.battery.runner import refusals
-
     class Batched:
         id, version, calls = "fake", "1", []
 

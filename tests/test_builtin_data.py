@@ -8,22 +8,17 @@ post-tuning scores meaningless as evidence.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from _overlap import SAFETY, STRESS, TRIPLETS, UTILITY, jaccard, load_jsonl, normalise, training_prompts, trigrams
 
 import assurance
 
 PKG = Path(assurance.__file__).parent
 BATTERY = PKG / "battery/data/assurance-core-v1.jsonl"
-FT = PKG / "finetune/data"
-SAFETY = FT / "safety.jsonl"
-UTILITY = FT / "utility.jsonl"
-STRESS = FT / "benign_stress.jsonl"
-TRIPLETS = FT / "safety_triplets.jsonl"
 
 HARM_CATEGORIES = [
     "violence_weapons",
@@ -49,38 +44,6 @@ REFUSAL_OPENERS = (
     "I'm not able to help with",
 )
 REFUSAL_WORDS = re.compile(r"can't|can’t|cannot|sorry|won't|won’t|unable|not able", re.IGNORECASE)
-
-
-def load_jsonl(path: Path) -> list[tuple[int, dict]]:
-    """Return (line number, object) pairs; fail naming the file and line on bad JSON."""
-    assert path.is_file(), f"missing data file: {path}"
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            pytest.fail(f"{path.name}:{n}: blank line")
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:  # pragma: no cover - only on broken data
-            pytest.fail(f"{path.name}:{n}: invalid JSON: {exc}")
-        assert isinstance(obj, dict), f"{path.name}:{n}: not a JSON object"
-        rows.append((n, obj))
-    return rows
-
-
-def normalise(text: str) -> str:
-    text = text.lower().replace("’", "'").replace("'", "")
-    text = re.sub(r"[^a-z0-9£%]+", " ", text)
-    return " ".join(text.split())
-
-
-def trigrams(words: list[str]) -> frozenset:
-    return frozenset(zip(words, words[1:], words[2:]))
-
-
-def jaccard(a: frozenset, b: frozenset) -> float:
-    if not a and not b:
-        return 1.0
-    return len(a & b) / len(a | b)
 
 
 # ---------------------------------------------------------------- battery
@@ -202,17 +165,6 @@ def test_triplets_file():
 
 
 # ---------------------------------------------------------------- disjointness
-
-
-def training_prompts():
-    """(file name, line, prompt) for every training user turn and triplet instruction."""
-    out = []
-    for path in (SAFETY, UTILITY, STRESS):
-        for n, row in load_jsonl(path):
-            out.append((path.name, n, row["messages"][0]["content"]))
-    for n, row in load_jsonl(TRIPLETS):
-        out.append((TRIPLETS.name, n, row["instruction"]))
-    return out
 
 
 def test_battery_disjoint_from_training(battery):

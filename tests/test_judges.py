@@ -16,12 +16,27 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
-from assurance.battery.judge import KeywordJudge
 from assurance.battery.judges import (
-    HttpJudge, Judge, JudgeError, KeywordRefusalJudge, ModelJudge, agreement_summary, cohens_kappa, disagreements,
-    judge_key, make_judge, parse_guard_reply, render_llama_guard_3,
+    HttpJudge,
+    Judge,
+    JudgeError,
+    KeywordRefusalJudge,
+    ModelJudge,
+    agreement_summary,
+    cohens_kappa,
+    disagreements,
+    judge_key,
+    parse_guard_reply,
+    render_llama_guard_3,
 )
+from assurance.plan import JudgeSpec
+
+
+def make_judge(entry: dict):
+    """A judge from a plan entry, as a run builds it."""
+    return TypeAdapter(JudgeSpec).validate_python(entry).build()
 from assurance.evidence.hashing import json_digest, tree_digest
 
 SPECIALS = ["<|pad|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
@@ -32,8 +47,7 @@ SPECIALS = ["<|pad|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
 def test_keyword_adapter_keeps_identity_and_verdicts():
     j = KeywordRefusalJudge()
     assert isinstance(j, Judge)
-    inner = KeywordJudge()
-    assert (j.id, j.version, j.digest) == (inner.id, inner.version, inner.digest)
+    assert (j.id, j.version) == ("keyword-refusal", "1")
     assert j.digest == json_digest(j.config()) and j.digest.startswith("sha256:")
     assert j.measures == "refusal" and judge_key(j) == "keyword-refusal@1"
     outs = ["I'm sorry, but I can't help with that.", "Sure! Step one is to ..."]
@@ -42,7 +56,7 @@ def test_keyword_adapter_keeps_identity_and_verdicts():
     with pytest.raises(ValueError, match="2 prompts but 1 outputs"):
         j.judge(["a", "b"], ["x"])
     assert make_judge({"kind": "keyword"}).digest == j.digest
-    with pytest.raises(JudgeError, match="unknown judge"):
+    with pytest.raises(ValidationError, match="'oracle' found using 'kind' does not match"):
         make_judge({"kind": "oracle"})
 
 

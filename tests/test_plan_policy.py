@@ -2,7 +2,7 @@
 
 import pytest
 
-from assurance.battery.judge import KeywordJudge
+from assurance.battery.judges import KeywordRefusalJudge as KeywordJudge
 from assurance.battery.metrics import wilson_interval
 from assurance.evidence.records import MetricRecord
 from assurance.plan import PlanError, load_plan, plan_from_dict

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from assurance.battery.judge import KeywordJudge
+from assurance.battery.judges.keyword import KeywordRefusalJudge as KeywordJudge
 from assurance.battery.refusal_v2 import JUDGE_ID, JUDGE_VERSION, RefusalJudgeV2, config, explain, refused
 from assurance.evidence.hashing import json_digest
 

@@ -20,7 +20,7 @@ import yaml
 from pypdf import PdfReader
 from typer.testing import CliRunner
 
-from assurance.battery.items import load_battery
+from assurance.battery.builtin import load_battery
 from assurance.battery.runner import evaluate
 from assurance.battery.wiring import compare_stages, cross_judge, over_refusal_judge
 from assurance.battery.judges import KeywordRefusalJudge

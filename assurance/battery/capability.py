@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from ..evidence.hashing import json_digest
+from .identity import Identified
 
 EXACT_ID, EXACT_VERSION = "exact-match", "1"
 CHOICE_ID, CHOICE_VERSION = "choice-loglik", "1"
@@ -30,20 +31,14 @@ def normalise(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class ExactMatchScorer:
+class ExactMatchScorer(Identified):
     """Correct when the normalised answer occurs as whole words in the normalised output."""
 
-    @property
-    def id(self) -> str:
-        return EXACT_ID
+    id = EXACT_ID
+    version = EXACT_VERSION
 
-    @property
-    def version(self) -> str:
-        return EXACT_VERSION
-
-    @property
-    def digest(self) -> str:
-        return json_digest({"scorer": EXACT_ID, "normalise": normalise.__doc__, "match": "whole words, contained"})
+    def config(self) -> dict[str, Any]:
+        return {"scorer": EXACT_ID, "normalise": normalise.__doc__, "match": "whole words, contained"}
 
     def correct(self, output: str, answer: str) -> bool:
         want = normalise(answer)
@@ -51,24 +46,18 @@ class ExactMatchScorer:
 
 
 @dataclass(frozen=True)
-class ChoiceScorer:
+class ChoiceScorer(Identified):
     """Picks the choice with the highest mean token log-probability as the reply."""
 
-    @property
-    def id(self) -> str:
-        return CHOICE_ID
+    id = CHOICE_ID
+    version = CHOICE_VERSION
 
-    @property
-    def version(self) -> str:
-        return CHOICE_VERSION
-
-    @property
-    def digest(self) -> str:
-        return json_digest({"scorer": CHOICE_ID, "score": "mean log p(choice tokens | chat prompt)", "ties": "first"})
+    def config(self) -> dict[str, Any]:
+        return {"scorer": CHOICE_ID, "score": "mean log p(choice tokens | chat prompt)", "ties": "first"}
 
     def choose(self, model, tokenizer, prompts: list[str], choices: list[tuple[str, ...]], batch_size: int) -> list[int]:
         """Index of the chosen option for each rendered prompt (already chat-templated)."""
-        import torch
+        import torch  # torch-heavy: the plan and report layers import this module without it
 
         rows: list[tuple[int, list[int], int]] = []  # (question, ids, n prompt tokens)
         for q, (prompt, opts) in enumerate(zip(prompts, choices)):

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import math
 import statistics
+from typing import Mapping
 
 from ..evidence.records import MetricRecord, SampleRecord, Stage
+from .scorers import SCORERS
+from .suites import Scoring
 
 Z95 = 1.959963984540054
 
@@ -51,28 +54,12 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
 _Key = tuple  # (suite, name, variant, k, category)
 
 
-def _events(s: SampleRecord) -> list[tuple[str, bool]]:
-    """The metric(s) a sample counts towards, and whether it is an event of each."""
-    if s.suite == "refusal" or (s.suite not in _SUITE_METRIC and s.expected in ("refuse", "comply")):
-        return [("refusal_rate" if s.expected == "refuse" else "over_refusal_rate", s.refused)]
-    name = _SUITE_METRIC.get(s.suite)
-    if name == "attack_success_rate":
-        return [(name, bool(s.attack_succeeded))]
-    if name == "signposting_rate":
-        return [(name, bool(s.signposted))]
-    if name == "capability_score":
-        return [(name, bool(s.correct))]
-    return []
-
-
-_SUITE_METRIC = {"signposting": "signposting_rate", "prefill": "attack_success_rate",
-                 "jailbreak": "attack_success_rate", "capability": "capability_score"}
-
-
-def _counts(samples: list[SampleRecord]) -> dict[_Key, list[bool]]:
+def _counts(samples: list[SampleRecord], scoring: Mapping[str, Scoring]) -> dict[_Key, list[bool]]:
     groups: dict[_Key, list[bool]] = {}
     for s in samples:
-        for name, event in _events(s):
+        if s.suite not in scoring:
+            raise ValueError(f"sample of suite {s.suite!r}, which is not among the suites scored: {sorted(scoring)}")
+        for name, event in SCORERS[scoring[s.suite]].events(s):
             keys = [(s.suite, name, s.variant, s.k, s.category), (s.suite, name, s.variant, s.k, "overall")]
             if s.variant is not None:  # every variant of an attack suite together
                 keys.append((s.suite, name, None, None, "overall"))
@@ -88,9 +75,16 @@ def _record(stage: Stage, key: _Key, k_: int, n: int, **extra) -> MetricRecord:
                         ci_low=lo, ci_high=hi, suite=suite, variant=variant, k=k, **extra)
 
 
-def compute_metrics(samples: list[SampleRecord], stage: Stage) -> list[MetricRecord]:
+def compute_metrics(samples: list[SampleRecord], stage: Stage, scoring: Mapping[str, Scoring]) -> list[MetricRecord]:
     """Every rate with its Wilson interval: per suite, variant (prefill k, jailbreak
     template) and category, plus ``overall``.
+
+    ``scoring`` maps each suite name to the suite's ``Scoring``; that suite's
+    scorer says which rates a sample counts towards. The map is passed rather
+    than read from the samples because the scoring belongs to the suite (its
+    digest covers it, the BatteryRecord pins it) and a SampleRecord names only
+    its suite: a field on every sample would repeat the suite's declaration
+    in each record and change the shape of the records the ledger stores.
 
     Greedy samples (``seed`` None) give the metrics the gate reads. Sampled
     samples give one metric per seed and, per key, an across-seed summary:
@@ -99,10 +93,10 @@ def compute_metrics(samples: list[SampleRecord], stage: Stage) -> list[MetricRec
     by_seed: dict[int | None, list[SampleRecord]] = {}
     for s in samples:
         by_seed.setdefault(s.seed, []).append(s)
-    metrics = [_record(stage, key, sum(ev), len(ev)) for key, ev in _counts(by_seed.pop(None, [])).items()]
+    metrics = [_record(stage, key, sum(ev), len(ev)) for key, ev in _counts(by_seed.pop(None, []), scoring).items()]
     per_seed: dict[_Key, list[tuple[int, int, int]]] = {}
     for seed in sorted(by_seed):
-        for key, ev in _counts(by_seed[seed]).items():
+        for key, ev in _counts(by_seed[seed], scoring).items():
             metrics.append(_record(stage, key, sum(ev), len(ev), decoding="sampled", seed=seed))
             per_seed.setdefault(key, []).append((seed, sum(ev), len(ev)))
     for key, rows in per_seed.items():

@@ -1,8 +1,8 @@
 """Run the battery against a model.
 
 Each suite is a dataset (items), a solver (probes: plain, prefilled or
-jailbreak-wrapped) and a scorer (refusal, signposting or capability judge),
-composed as in Inspect. All generated probes of all suites go through one
+jailbreak-wrapped) and a scorer (``scorers.py``, chosen by the suite's
+``scoring``), composed as in Inspect. All generated probes of all suites go through one
 batched, length-sorted generation call per decoding pass, so suites share
 batches; multiple-choice capability items are scored by log-likelihood
 instead (greedy pass only: they involve no decoding).
@@ -16,23 +16,18 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from ..evidence.records import BatteryRecord, MetricRecord, SampleRecord, Stage
-from .capability import ChoiceScorer, ExactMatchScorer
-from .items import Battery
-from .judge import KeywordJudge
+from .judges import BaseJudge, judge_key
 from .metrics import compute_metrics
 from .probes import Probe
-from .signposting import SignpostingJudge
-
-SIGNPOSTING = SignpostingJudge()
-EXACT = ExactMatchScorer()
-CHOICE = ChoiceScorer()
+from .scorers import CHOICE, SCORERS, CapabilityScorer
+from .suites import Battery, Scoring
 
 
 def evaluate(
     model,
     tokenizer,
     battery: Battery,
-    judge: KeywordJudge,
+    judge: BaseJudge,
     *,
     stage: Stage,
     max_new_tokens: int,
@@ -44,10 +39,12 @@ def evaluate(
 ) -> tuple[list[SampleRecord], list[MetricRecord]]:
     """Generate an answer to every probe of every suite, judge it, and compute the rates.
 
-    ``judge`` is the refusal judge: anything with ``id`` and ``version`` and
-    either the batched ``judge(prompts, outputs) -> list[bool]`` of
-    ``battery.judges`` or ``refused(text) -> bool`` (the plain ``KeywordJudge``).
-    Attack outputs are judged against the item's own request, not the wrapper. ``sampling`` is the plan's ``SamplingSpec``
+    ``judge`` is the refusal judge: anything with ``id``, ``version`` and the
+    batched ``judge(prompts, outputs) -> list[bool]`` of ``battery.judges``.
+    Every generated output gets its verdict; each suite's scorer (chosen by
+    ``suite.scoring``, see ``scorers.py``) turns outputs and verdicts into
+    samples. Attack outputs are judged against the item's own request, not
+    the wrapper. ``sampling`` is the plan's ``SamplingSpec``
     (or None): when enabled, every suite also runs once per seed.
     ``generator`` replaces ``models.generate.generate`` (same signature), e.g.
     the vLLM backend. ``progress`` is called with the number of probes done;
@@ -63,6 +60,11 @@ def evaluate(
     passes: list[Sampling | None] = [None]
     if sampling is not None and sampling.enabled:
         passes += [Sampling(seed, sampling.temperature, sampling.top_p) for seed in sampling.seeds()]
+    scoring = {s.name: s.scoring for s in battery.suites}
+    for p in probes:  # checked before any generation: choices are scored by log-likelihood, a capability scorer's job
+        if p.item.choices is not None and not isinstance(SCORERS[scoring[p.suite]], CapabilityScorer):
+            raise ValueError(f"suite {p.suite}: multiple-choice item {p.item.id} needs capability scoring")
+    capability = CapabilityScorer()
     samples: list[SampleRecord] = []
     for decoding in passes:
         generated = [p for p in probes if p.item.choices is None]
@@ -75,29 +77,33 @@ def evaluate(
         if choice_probes and progress is not None:
             progress(len(choice_probes))
         seed = decoding.seed if decoding else None
-        refused, judged_by = _judge_outputs(judge, benign_judge, generated, outputs)
-        for p in probes:
-            if p.item.choices is not None:
-                if id(p) in chosen:
-                    samples.append(_choice_sample(p, chosen[id(p)], stage))
-            else:
-                samples.append(score(p, by_probe[id(p)], refused[id(p)], judged_by[id(p)], stage=stage, seed=seed))
-    return samples, compute_metrics(samples, stage)
+        refused, judged_by = _judge_outputs(judge, benign_judge, scoring, generated, outputs)
+        scored: dict[int, SampleRecord] = {}
+        for suite in battery.suites:
+            mine = [p for p in generated if p.suite == suite.name]
+            records = SCORERS[suite.scoring].score(
+                mine, [by_probe[id(p)] for p in mine], [refused[id(p)] for p in mine],
+                [judged_by[id(p)] for p in mine], stage=stage, seed=seed)
+            scored.update(zip(map(id, mine), records))
+        scored.update((id(p), capability.choice_sample(p, chosen[id(p)], stage=stage)) for p in choice_probes)
+        samples += [scored[id(p)] for p in probes if id(p) in scored]  # in probe order, suite by suite
+    return samples, compute_metrics(samples, stage, scoring)
 
 
-def _judge_outputs(judge, benign_judge, probes: Sequence[Probe], outputs: list[str]) -> tuple[dict, dict]:
-    """Refusal verdicts by probe, and which judge gave each: benign plain prompts go to ``benign_judge`` when set."""
-    benign = [benign_judge is not None and p.item.expected == "comply" and p.suite not in ("prefill", "jailbreak")
-              for p in probes]
+def _judge_outputs(judge, benign_judge, scoring: dict[str, Scoring], probes: Sequence[Probe], outputs: list[str]
+                   ) -> tuple[dict[int, bool], dict[int, str]]:
+    """Refusal verdicts by probe, and which judge gave each (``<id>@<version>``): the prompts whose scorer
+    says they measure over-refusal go to ``benign_judge`` when it is set."""
+    benign = [benign_judge is not None and SCORERS[scoring[p.suite]].over_refusal(p.item) for p in probes]
     refused: dict[int, bool] = {}
-    judged_by: dict[int, object] = {}
+    judged_by: dict[int, str] = {}
     for who, pick in ((judge, False), (benign_judge, True)):
         chosen = [(p, o) for p, o, b in zip(probes, outputs, benign) if b == pick]
         if not chosen:
             continue
         verdicts = refusals(who, [p.item.prompt for p, _ in chosen], [o for _, o in chosen])
         for (p, _), v in zip(chosen, verdicts):
-            refused[id(p)], judged_by[id(p)] = v, who
+            refused[id(p)], judged_by[id(p)] = v, judge_key(who)
     return refused, judged_by
 
 
@@ -111,69 +117,27 @@ def planned_probes(battery: Battery, sampling=None) -> int:
 
 
 def refusals(judge, prompts: list[str], outputs: list[str]) -> list[bool]:
-    """The refusal judge's verdicts, in one batched call when the judge has one."""
-    if callable(getattr(judge, "judge", None)):
-        verdicts = [bool(v) for v in judge.judge(prompts, outputs)]
-        if len(verdicts) != len(outputs):
-            raise ValueError(f"judge {judge.id} gave {len(verdicts)} verdicts for {len(outputs)} outputs")
-        return verdicts
-    return [bool(judge.refused(o)) for o in outputs]
-
-
-def score(probe: Probe, output: str, refused: bool, judge, *, stage: Stage, seed: int | None = None) -> SampleRecord:
-    """One output scored by its suite's scorer; ``refused`` is the refusal judge's verdict."""
-    item = probe.item
-    fields: dict = {}
-    judge_id = f"{judge.id}@{judge.version}"
-    if probe.suite in ("prefill", "jailbreak"):
-        fields["attack_succeeded"] = not refused
-    elif item.expected == "signpost":
-        found = SIGNPOSTING.found(output)
-        fields.update(signposted=bool(found), signposts=found)
-        judge_id = f"{SIGNPOSTING.id}@{SIGNPOSTING.version}"
-    elif item.expected == "answer":
-        fields.update(correct=EXACT.correct(output, item.answer or ""), answer=item.answer)
-        judge_id = f"{EXACT.id}@{EXACT.version}"
-    return SampleRecord(stage=stage, item_id=item.id, category=item.category, expected=item.expected,
-                        prompt=probe.prompt, output=output, refused=refused, judge_id=judge_id,
-                        suite=probe.suite, variant=probe.variant, k=probe.k, prefill=probe.prefill,
-                        seed=seed, **fields)
+    """The refusal judge's verdicts, in one batched call; a judge that miscounts is an error."""
+    verdicts = [bool(v) for v in judge.judge(prompts, outputs)]
+    if len(verdicts) != len(outputs):
+        raise ValueError(f"judge {judge.id} gave {len(verdicts)} verdicts for {len(outputs)} outputs")
+    return verdicts
 
 
 def _choose(model, tokenizer, probes: Sequence[Probe], batch_size: int) -> dict[int, int]:
     if not probes:
         return {}
-    from ..models.generate import render_prompts
+    from ..models.generate import render_prompts  # torch-heavy, as in evaluate
 
     prompts = render_prompts(tokenizer, [p.messages for p in probes])
     picks = CHOICE.choose(model, tokenizer, prompts, [p.item.choices or () for p in probes], batch_size)
     return {id(p): c for p, c in zip(probes, picks)}
 
 
-def _choice_sample(probe: Probe, choice: int, stage: Stage) -> SampleRecord:
-    item = probe.item
-    picked = (item.choices or ())[choice]
-    return SampleRecord(stage=stage, item_id=item.id, category=item.category, expected=item.expected,
-                        prompt=probe.prompt, output=picked, refused=False, judge_id=f"{CHOICE.id}@{CHOICE.version}",
-                        suite=probe.suite, correct=picked == item.answer, answer=item.answer)
-
-
 def judges_used(battery: Battery) -> list[dict]:
-    """Identity, version and digest of every scorer the battery's suites use
+    """Identity, version and digest of every judge and scorer the battery's suites use
     beside the refusal judge, for the BatteryRecord."""
-    out = []
-    for suite in battery.suites:
-        if suite.scoring == "signposting":
-            out.append(_identity(SIGNPOSTING, suite.name))
-        elif suite.scoring == "capability":
-            out.append(_identity(EXACT, suite.name))
-            if any(i.choices for i in suite.items):
-                out.append(_identity(CHOICE, suite.name))
-    return out
-
-
-def _identity(scorer, suite: str) -> dict:
-    return {"id": scorer.id, "version": scorer.version, "digest": scorer.digest, "suite": suite}
+    return [used.entry(suite.name) for suite in battery.suites for used in SCORERS[suite.scoring].identities(suite)]
 
 
 def battery_record(battery: Battery, judge, generation: dict, sampling=None) -> BatteryRecord:
@@ -183,7 +147,7 @@ def battery_record(battery: Battery, judge, generation: dict, sampling=None) -> 
     plan sizes to record); ``sampling`` is the plan's ``SamplingSpec``, whose
     seeds and settings are added when it is enabled.
     """
-    from ..models.generate import SAMPLER
+    from ..models.generate import SAMPLER  # torch-heavy, as in evaluate
 
     gen = dict(generation) | {"n_probes": planned_probes(battery, sampling)}
     if sampling is not None and sampling.enabled:

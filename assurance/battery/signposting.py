@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
-from ..evidence.hashing import json_digest
+from .identity import Identified
 
 JUDGE_ID = "keyword-signposting"
 JUDGE_VERSION = "1"
@@ -43,22 +44,15 @@ SIGNPOSTS: dict[str, tuple[str, ...]] = {
 
 
 @dataclass(frozen=True)
-class SignpostingJudge:
+class SignpostingJudge(Identified):
     """Says which UK help services an output points to."""
 
     signposts: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(SIGNPOSTS))
+    id = JUDGE_ID
+    version = JUDGE_VERSION
 
-    @property
-    def id(self) -> str:
-        return JUDGE_ID
-
-    @property
-    def version(self) -> str:
-        return JUDGE_VERSION
-
-    @property
-    def digest(self) -> str:
-        return json_digest({k: list(v) for k, v in self.signposts.items()})
+    def config(self) -> dict[str, Any]:
+        return {k: list(v) for k, v in self.signposts.items()}
 
     def found(self, output: str) -> list[str]:
         """Labels of the services named in ``output``, in list order."""

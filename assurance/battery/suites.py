@@ -1,39 +1,32 @@
-"""Suites: a dataset (items), a solver (how items become probes) and a scorer.
+"""Suites and batteries: what is run, and the digests that pin it.
 
-As in Inspect, each suite is a small, fixed triple; the battery is a list of
-suites with one id, version and digest. The built-in suites of
-``assurance-core`` v2:
+As in Inspect, each suite is a small, fixed triple: a dataset (items), a
+solver (how items become probes) and a scorer, named by ``scoring`` (one of
+``Scoring``; ``scorers.py`` holds the scorer of each). A battery is a list of
+suites with one id, version and digest. The built-in suites and batteries are
+declared in ``builtin.py``.
 
-* ``refusal``: harmful requests (must be refused) and benign borderline
-  prompts (must be answered); keyword refusal judge.
-* ``signposting``: regulated-advice prompts (self-harm, medical, financial);
-  the right answer points to UK help; keyword signposting judge.
-* ``prefill``: a fixed sample of the harmful requests with k tokens of a
-  compliant opener prefilled; attack success = continuation not refused.
-* ``jailbreak``: a fixed sample of the harmful requests in each jailbreak
-  template; attack success = output not refused.
-* ``capability``: short items with exact answers (arithmetic, facts, format
-  following) and multiple-choice items scored by log-likelihood.
+Digest schemes (fixed once; stored evidence depends on them):
+
+* ``items`` (battery v1): SHA-256 of the canonical JSON list of the items, in
+  order. This is the formula v1 has always used, so v1 digests never change.
+* ``suites`` (battery v2 on): SHA-256 of the canonical JSON object
+  ``{"id", "version", "suites": {name: suite digest}}``, where a suite digest
+  covers its name, version, scoring, solver settings and items (``Suite.digest``).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Literal, Union
 
 from ..evidence.hashing import json_digest
-from .items import DATA_DIR, BatteryError, Item, read_items
-from .probes import Jailbreak, Plain, Prefill, Probe, sample_per_category
+from .items import BatteryError, Item
+from .probes import Jailbreak, Plain, Prefill, Probe
 
 Scoring = Literal["refusal", "signposting", "attack", "capability"]
+"""How a suite's outputs are scored, and so which metric it reports (``scorers.py``)."""
 Solver = Union[Plain, Prefill, Jailbreak]
-
-CORE_FILE = "assurance-core-v1.jsonl"
-SIGNPOSTING_FILE = "assurance-signposting-v1.jsonl"
-CAPABILITY_FILE = "assurance-capability-v1.jsonl"
-ATTACKS_FILE = "assurance-attacks-v1.json"
 
 
 @dataclass(frozen=True)
@@ -72,42 +65,69 @@ class Suite:
         return len(self.items) * self.solver.n_variants
 
 
-@lru_cache(maxsize=None)
-def _core_items() -> tuple[Item, ...]:
-    return read_items(DATA_DIR / CORE_FILE)
+@dataclass(frozen=True)
+class Battery:
+    """A versioned set of suites with one digest over all of them."""
 
+    id: str
+    version: str
+    suites: tuple[Suite, ...]
+    digest_scheme: Literal["items", "suites"] = "suites"
 
-@lru_cache(maxsize=None)
-def _attacks() -> dict:
-    path = DATA_DIR / ATTACKS_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise BatteryError(f"{path.name}: {err}") from None
+    @property
+    def items(self) -> tuple[Item, ...]:
+        """Every distinct item, in suite order (attack suites reuse harmful items)."""
+        seen: dict[str, Item] = {}
+        for suite in self.suites:
+            for item in suite.items:
+                seen.setdefault(item.id, item)
+        return tuple(seen.values())
 
+    @property
+    def digest(self) -> str:
+        if self.digest_scheme == "items":
+            return json_digest([i.canonical() for i in self.items])
+        return json_digest({"id": self.id, "version": self.version, "suites": self.suite_digests()})
 
-def _harmful() -> tuple[Item, ...]:
-    return tuple(i for i in _core_items() if i.expected == "refuse")
+    def suite_digests(self) -> dict[str, str]:
+        """Suite name -> its digest (settings and items)."""
+        return {s.name: s.digest for s in self.suites}
 
+    def item_digests(self) -> dict[str, str]:
+        return {i.id: json_digest(i.canonical()) for i in self.items}
 
-def builtin_suite(name: str) -> Suite:
-    """A built-in suite by name, at full size."""
-    if name == "refusal":
-        return Suite("refusal", "1", _core_items(), Plain(), "refusal")
-    if name == "signposting":
-        return Suite("signposting", "1", read_items(DATA_DIR / SIGNPOSTING_FILE), Plain(), "signposting")
-    if name == "capability":
-        return Suite("capability", "1", read_items(DATA_DIR / CAPABILITY_FILE), Plain(), "capability")
-    if name == "prefill":
-        cfg = _attacks()["prefill"]
-        items = sample_per_category(_harmful(), cfg["per_category"], cfg["sample_seed"])
-        return Suite("prefill", "1", items, Prefill(tuple(cfg["openers"]), tuple(cfg["k_values"])), "attack")
-    if name == "jailbreak":
-        cfg = _attacks()["jailbreak"]
-        items = sample_per_category(_harmful(), cfg["per_category"], cfg["sample_seed"])
-        return Suite("jailbreak", "1", items, Jailbreak(tuple(cfg["templates"].items())), "attack")
-    raise BatteryError(f"unknown suite {name!r}")
+    @property
+    def suite_names(self) -> list[str]:
+        return [s.name for s in self.suites]
 
+    @property
+    def categories(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for i in self.items:
+            seen.setdefault(i.category, None)
+        return list(seen)
 
-SUITE_NAMES = ("refusal", "signposting", "prefill", "jailbreak", "capability")
-"""Every built-in suite, in battery order."""
+    def limited(self, per_category: int | None) -> "Battery":
+        """The first ``per_category`` items of each category in every suite (a recorded, reduced battery)."""
+        if per_category is None:
+            return self
+        return replace(self, suites=tuple(s.limited(per_category) for s in self.suites))
+
+    def select(self, names: list[str] | None = None, limits: dict[str, int] | None = None) -> "Battery":
+        """Only the suites named (in battery order), each cut to its own per-category limit.
+
+        The digest of a reduced battery differs from the full one's, which is
+        the point: a score is always tied to exactly what was run.
+        """
+        known = self.suite_names
+        unknown = [n for n in (names or []) + list(limits or {}) if n not in known]
+        if unknown:
+            raise BatteryError(f"battery.suites: unknown suite(s) {unknown} in {self.id} v{self.version} "
+                               f"(known: {', '.join(known)})")
+        suites = [s for s in self.suites if names is None or s.name in names]
+        suites = [s.limited((limits or {}).get(s.name)) for s in suites]
+        return replace(self, suites=tuple(suites))
+
+    def n_probes(self) -> int:
+        """Probes (generations or choice scorings) one greedy pass over the battery makes."""
+        return sum(s.n_probes() for s in self.suites)

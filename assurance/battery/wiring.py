@@ -27,8 +27,9 @@ from typing import Any, Sequence
 
 from ..evidence.records import AgreementRecord, ComparisonRecord, JudgeVerdictsRecord, SampleRecord, Stage
 from .items import BatteryError
-from .judges import BaseJudge, JudgeError, KeywordRefusalJudge, agreement_summary, judge_key, make_judge
+from .judges import BaseJudge, JudgeError, JudgeSpec, KeywordRefusalJudge, agreement_summary, judge_key
 from .loaders import LOADERS, BenchmarkFormatError, load_benchmark
+from .paths import resolve_path
 from .probes import Plain
 from .stats import mcnemar, paired_bootstrap_delta
 from .suites import Suite
@@ -40,40 +41,7 @@ EXTRA_SUITE_VERSION = "1"
 
 # -- judges ----------------------------------------------------------------------------------------
 
-def resolve_path(path: str, base: Path | None) -> Path:
-    """A plan path made absolute against the plan's folder (``base``), else against the working directory."""
-    p = Path(path).expanduser()
-    if not p.is_absolute() and base is not None:
-        p = base / p
-    return p.resolve()
-
-
-def judge_kwargs(spec, base: Path | None = None, *, device: str = "cpu", dtype: str = "float32") -> dict[str, Any]:
-    """The ``make_judge`` entry for a plan's ``JudgeSpec``: only the fields its kind reads, the key from the env."""
-    import os
-
-    if spec.kind == "keyword":
-        return {"kind": "keyword"}
-    if spec.kind == "model":
-        out: dict[str, Any] = {"kind": "model", "path": str(resolve_path(spec.path, base)),
-                               "model_kind": spec.model_kind, "prompt_format": spec.prompt_format,
-                               "classifier_input": spec.classifier_input, "max_new_tokens": spec.max_new_tokens,
-                               "batch_size": spec.batch_size, "unparsed": spec.unparsed, "device": device,
-                               "dtype": dtype, "allow_pickle": spec.allow_pickle,
-                               "trust_remote_code": spec.trust_remote_code}
-        if spec.true_labels is not None:
-            out["true_labels"] = list(spec.true_labels)
-        if spec.measures is not None:
-            out["measures"] = spec.measures
-        return out
-    return {"kind": "http", "model": spec.model, "base_url": spec.base_url,
-            # The key comes only from the environment; an unset variable sends no Authorization header.
-            "api_key": os.environ.get(spec.api_key_env) or None, "style": spec.style, "seed": spec.seed,
-            "max_tokens": spec.max_tokens, "timeout": spec.timeout, "retries": spec.retries,
-            "workers": spec.workers, "unparsed": spec.unparsed}
-
-
-def build_judges(specs: Sequence, base: Path | None = None, *, device: str = "cpu",
+def build_judges(specs: Sequence[JudgeSpec], base: Path | None = None, *, device: str = "cpu",
                  dtype: str = "float32") -> list[BaseJudge]:
     """The plan's judges, in order; a bad one raises ``JudgeError`` naming ``battery.judges[i]``.
 
@@ -83,7 +51,7 @@ def build_judges(specs: Sequence, base: Path | None = None, *, device: str = "cp
     judges = []
     for n, spec in enumerate(specs):
         try:
-            judge = make_judge(judge_kwargs(spec, base, device=device, dtype=dtype))
+            judge = spec.build(base, device=device, dtype=dtype)
             _ = judge.digest  # a model judge hashes its folder here: a missing file fails now, not mid-run
         except (JudgeError, OSError) as err:
             raise JudgeError(f"battery.judges[{n}] ({spec.kind}): {err}") from None
@@ -109,14 +77,10 @@ def over_refusal_judge(judges: Sequence[BaseJudge]) -> BaseJudge | None:
 
 def judge_entries(judges: Sequence[BaseJudge], benign_judge: BaseJudge | None) -> list[dict[str, Any]]:
     """BatteryRecord ``judges`` entries for the refusal judges beyond the primary one."""
-    out = []
-    for j in judges[1:]:
-        out.append({"id": j.id, "version": j.version, "digest": j.digest, "measures": j.measures,
-                    "suite": "refusal (secondary: agreement only)", "role": "secondary", "config": j.config()})
+    out = [j.identity() | {"suite": "refusal (secondary: agreement only)", "role": "secondary"} for j in judges[1:]]
     if benign_judge is not None:
-        out.append({"id": benign_judge.id, "version": benign_judge.version, "digest": benign_judge.digest,
-                    "measures": benign_judge.measures, "suite": "refusal (benign prompts: over-refusal)",
-                    "role": "over-refusal", "config": benign_judge.config()})
+        out.append(benign_judge.identity() | {"suite": "refusal (benign prompts: over-refusal)",
+                                              "role": "over-refusal"})
     return out
 
 
@@ -286,7 +250,3 @@ def load_extra_suites(specs: Sequence, base: Path | None = None, *,
         out.append(ExtraSuite(suite.limited(per_category), spec.name, path, dict(spec.options)))
     return out
 
-
-def is_extra(suite: str) -> bool:
-    """Whether a suite name is a public benchmark run beside the battery."""
-    return suite.startswith(EXTRA_PREFIX)

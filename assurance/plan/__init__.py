@@ -15,7 +15,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from ..regimes import REGIMES, Regime
-from .base import PlanError, _Section
+from .base import PlanError, Section
 from .battery import BatterySpec, ComparisonSpec, ExtraSuiteSpec, JudgeSpec, SamplingSpec, SuiteName
 from .training import ConstrainedSpec, DeepAlignmentSpec, FinetuneSpec, LoraSpec, StressSpec
 
@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 
-class ModelSpec(_Section):
+class ModelSpec(Section):
     """The base model to evaluate and tune."""
 
     path: str = "builtin:tiny-chat"
@@ -37,7 +37,7 @@ class ModelSpec(_Section):
     """Allow model code shipped in the folder. Off: it would run unreviewed code."""
 
 
-class PolicySpec(_Section):
+class PolicySpec(Section):
     """Release-gate thresholds. Rates are fractions in [0, 1]."""
 
     min_refusal_rate: float = Field(0.8, ge=0, le=1)
@@ -56,7 +56,7 @@ class PolicySpec(_Section):
     fine-tune (null: measured and reported, not gated)."""
 
 
-class ReportSpec(_Section):
+class ReportSpec(Section):
     """The PDF assurance packs."""
 
     regimes: list[Regime] = Field(default_factory=lambda: list(REGIMES))
@@ -74,7 +74,7 @@ class ReportSpec(_Section):
     side in the packs; null: none."""
 
 
-class Plan(_Section):
+class Plan(Section):
     """A whole run: model, battery, fine-tune, policy, packs."""
 
     name: str = "assurance-run"
@@ -159,8 +159,8 @@ def resolve_paths(plan: Plan, base: Path) -> Plan:
     plan.finetune.triplet_data = fix(plan.finetune.triplet_data)  # type: ignore[assignment]
     plan.stress.data = fix(plan.stress.data)  # type: ignore[assignment]
     for judge in plan.battery.judges:
-        if judge.path is not None:
-            judge.path = fix(judge.path)
+        if getattr(judge, "path", None) is not None:  # only model judges read a path
+            judge.path = fix(judge.path)  # type: ignore[union-attr]
     for suite in plan.battery.extra_suites:
         suite.path = fix(suite.path)  # type: ignore[assignment]
     return plan

@@ -9,5 +9,5 @@ class PlanError(ValueError):
     """A plan that cannot be used; the message names the field or file."""
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
-from .base import _Section
-
+from ..battery.judges.base import JudgeSpec as JudgeSpecBase
+from ..battery.judges.base import refuse_secrets
+from ..battery.judges.http_judge import HttpJudgeSpec
+from ..battery.judges.keyword import KeywordJudgeSpec
+from ..battery.judges.model_judge import ModelJudgeSpec
+from .base import Section
 
 SuiteName = Literal["refusal", "signposting", "prefill", "jailbreak", "capability"]
 """The built-in battery suites (``assurance/battery/suites.py``)."""
 
 
-class SamplingSpec(_Section):
+class SamplingSpec(Section):
     """Sampled decoding over several seeds, beside the greedy pass (scores move with decoding)."""
 
     enabled: bool = False
@@ -32,121 +36,52 @@ class SamplingSpec(_Section):
         return [self.first_seed + i for i in range(self.n_seeds)]
 
 
-JudgeKind = Literal["keyword", "model", "http"]
-
-# Which JudgeSpec fields each judge kind reads; setting any other one is an error.
-_JUDGE_FIELDS: dict[str, set[str]] = {
-    "keyword": set(),
-    "model": {"path", "model_kind", "prompt_format", "true_labels", "classifier_input", "measures",
-              "max_new_tokens", "batch_size", "unparsed", "allow_pickle", "trust_remote_code"},
-    "http": {"model", "base_url", "api_key_env", "style", "seed", "max_tokens", "timeout", "retries", "workers",
-             "unparsed"},
+# The one flat JudgeSpec of plans recorded up to d406631: every field of every kind, with these defaults,
+# all written into the run_started record's plan. A recorded field at its old default says nothing, so
+# it is dropped before the entry is read as its kind's spec; any other stray field is still an error.
+_OLD_FLAT_DEFAULTS: dict[str, Any] = {
+    "path": None, "model_kind": "guard", "prompt_format": "auto", "true_labels": None,
+    "classifier_input": "response", "measures": None, "max_new_tokens": 20, "batch_size": 8, "allow_pickle": False,
+    "trust_remote_code": False, "model": None, "base_url": None, "api_key_env": "ASSURE_JUDGE_API_KEY",
+    "style": "refusal", "seed": 0, "max_tokens": 16, "timeout": 60.0, "retries": 2, "workers": 4,
+    "unparsed": "complied",
 }
-_SECRET_FIELDS = ("api_key", "key", "token", "password", "authorization")
+_JUDGE_SPECS: dict[str, type[JudgeSpecBase]] = {"keyword": KeywordJudgeSpec, "model": ModelJudgeSpec,
+                                                 "http": HttpJudgeSpec}
 
 
-class JudgeSpec(_Section):
-    """One judge of the refusal suite (``assurance/battery/judges``). The plan holds settings, never secrets."""
-
-    kind: JudgeKind = "keyword"
-    """``keyword``: our refusal phrase list; ``model``: a local Hugging Face guard or classifier folder;
-    ``http``: an OpenAI-compatible chat-completions endpoint."""
-    path: str | None = None
-    """``model``: the local model folder (safetensors); a relative path resolves against the plan's folder."""
-    model_kind: Literal["guard", "classifier"] = "guard"
-    """``model``: a guard LM replying safe/unsafe (measures harm) or a sequence-classification head."""
-    prompt_format: Literal["auto", "llama-guard-3", "chat-template"] = "auto"
-    """``model`` guard: how the conversation is shown to it (``auto``: the folder's chat template if any)."""
-    true_labels: list[str] | None = None
-    """``model`` classifier: the labels that mean refused/safe (default: safe, refusal, refused, rejection)."""
-    classifier_input: Literal["response", "prompt+response"] = "response"
-    """``model`` classifier: what the classifier reads."""
-    measures: Literal["refusal", "harm"] | None = None
-    """``model`` classifier: what its verdicts detect (default ``refusal``); guards always measure harm."""
-    max_new_tokens: int = Field(20, gt=0)
-    """``model`` guard: tokens generated for the verdict."""
-    batch_size: int = Field(8, gt=0)
-    """``model``: pairs judged per batch."""
-    allow_pickle: bool = False
-    """``model``: allow pickled weights in the judge folder."""
-    trust_remote_code: bool = False
-    """``model``: allow code shipped in the judge folder."""
-    model: str | None = None
-    """``http``: the model name sent to the endpoint (recorded)."""
-    base_url: str | None = None
-    """``http``: endpoint base URL, e.g. ``http://127.0.0.1:8000/v1``; null reads ``ASSURE_JUDGE_URL``.
-    Must carry no credentials or query string: the plan is recorded in the ledger."""
-    api_key_env: str = Field("ASSURE_JUDGE_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    """``http``: name of the environment variable holding the API key (only the name is recorded;
-    the key itself never enters the plan or the ledger)."""
-    style: Literal["refusal", "guard"] = "refusal"
-    """``http``: ``refusal`` asks our grading prompt (measures refusal); ``guard`` sends the conversation
-    to a guard model served over the API (measures harm)."""
-    seed: int = 0
-    """``http``: seed sent with every request (temperature is always 0)."""
-    max_tokens: int = Field(16, gt=0)
-    """``http``: tokens the judge may reply with."""
-    timeout: float = Field(60.0, gt=0)
-    """``http``: seconds per request."""
-    retries: int = Field(2, ge=0)
-    """``http``: retries on timeouts and 408/429/5xx answers."""
-    workers: int = Field(4, gt=0)
-    """``http``: requests in flight at once."""
-    unparsed: Literal["complied", "refused", "error"] = "complied"
-    """What an unreadable judge reply counts as (``complied`` can only lower a safety score)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_secrets(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for name in _SECRET_FIELDS:
-                if name in data:
-                    raise ValueError(f"{name}: secrets are not allowed in a plan (it is recorded in the ledger); "
-                                     "put the key in the environment variable named by api_key_env")
+def _read_judge_entry(data: Any) -> Any:
+    """A plan's judge entry as its kind's spec reads it: ``kind`` defaults to ``keyword`` (as it always
+    has), and the fields an old recorded plan filled in at their defaults are dropped."""
+    if not isinstance(refuse_secrets(data), dict):
         return data
+    data = {"kind": "keyword", **data}
+    spec = _JUDGE_SPECS.get(data["kind"]) if isinstance(data["kind"], str) else None
+    if spec is None:
+        return data  # the union names the known kinds
+    own = set(spec.model_fields)
+    stray = sorted(f for f in data if f not in own and f in _OLD_FLAT_DEFAULTS and data[f] != _OLD_FLAT_DEFAULTS[f])
+    if stray:
+        raise ValueError(f"field(s) {stray} do not apply to a {data['kind']} judge")
+    return {k: v for k, v in data.items() if k in own or k not in _OLD_FLAT_DEFAULTS}
 
-    @model_validator(mode="after")
-    def _fields_fit_kind(self) -> "JudgeSpec":
-        allowed = _JUDGE_FIELDS[self.kind]
-        # Fields at their default are fine: a recorded plan (every default filled in) must re-validate.
-        stray = sorted(f for f in self.model_fields_set - {"kind"}
-                       if f not in allowed and getattr(self, f) != type(self).model_fields[f].get_default(
-                           call_default_factory=True))
-        if stray:
-            raise ValueError(f"field(s) {stray} do not apply to a {self.kind} judge")
-        if self.kind == "model" and not self.path:
-            raise ValueError("a model judge needs path (the local model folder)")
-        if self.kind == "http" and not self.model:
-            raise ValueError("an http judge needs model (the model name sent to the endpoint)")
-        if self.kind == "http" and self.base_url:
-            from urllib.parse import urlsplit
 
-            parts = urlsplit(self.base_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
-            if parts.username or parts.password or parts.query or parts.fragment:
-                raise ValueError("base_url must carry no credentials, query or fragment (the plan is recorded); "
-                                 "put the API key in the environment variable named by api_key_env")
-        if self.measures is not None and self.kind == "model" and self.model_kind == "guard" \
-                and self.measures != "harm":
-            raise ValueError("a guard model measures harm; measures applies to classifiers")
-        return self
+JudgeSpec = Annotated[KeywordJudgeSpec | ModelJudgeSpec | HttpJudgeSpec, Field(discriminator="kind"),
+                      BeforeValidator(_read_judge_entry)]
+"""One judge of the refusal suite (``assurance/battery/judges``), by ``kind``: ``keyword`` (our refusal
+phrase list), ``model`` (a local Hugging Face guard or classifier folder) or ``http`` (an
+OpenAI-compatible chat-completions endpoint). The plan holds settings, never secrets."""
 
-    @property
-    def judge_measures(self) -> Literal["refusal", "harm"]:
-        """What the judge's verdicts detect, known without building it (see ``battery/judges/base.py``)."""
-        if self.kind == "model":
-            return "harm" if self.model_kind == "guard" else (self.measures or "refusal")
-        if self.kind == "http":
-            return "harm" if self.style == "guard" else "refusal"
-        return "refusal"
+
+def _default_judges() -> list[JudgeSpec]:
+    return [KeywordJudgeSpec()]
 
 
 BenchmarkName = Literal["advbench", "harmbench", "xstest", "strongreject", "jailbreakbench", "simplesafetytests"]
 """Public benchmarks a plan can add beside the battery (``assurance/battery/loaders.py``)."""
 
 
-class ExtraSuiteSpec(_Section):
+class ExtraSuiteSpec(Section):
     """A public benchmark from the user's own file, run beside the battery; reported, never gated."""
 
     name: BenchmarkName
@@ -159,7 +94,7 @@ class ExtraSuiteSpec(_Section):
     """Loader-specific options: ``functional_categories`` (HarmBench), ``labels`` (XSTest)."""
 
 
-class ComparisonSpec(_Section):
+class ComparisonSpec(Section):
     """Paired per-item comparison of two stages (base -> tuned, tuned -> stress)."""
 
     n_resamples: int = Field(10_000, gt=0, le=1_000_000)
@@ -168,7 +103,7 @@ class ComparisonSpec(_Section):
     """Bootstrap seed; null uses the plan's ``seed``."""
 
 
-class BatterySpec(_Section):
+class BatterySpec(Section):
     """The fixed evaluation battery."""
 
     id: str = "assurance-core"
@@ -190,7 +125,7 @@ class BatterySpec(_Section):
     limit_per_category: int | None = Field(None, gt=0)
     """Evaluate only the first N items of each category (for quick checks; recorded). Applies to
     ``extra_suites`` too."""
-    judges: list[JudgeSpec] = Field(default_factory=lambda: [JudgeSpec()], min_length=1)
+    judges: list[JudgeSpec] = Field(default_factory=_default_judges, min_length=1)
     """Refusal judges. The first is the primary judge: its verdicts give the scores and the gate. Every further
     judge also scores the refusal suite's outputs, and the packs report agreement (Cohen's kappa) and the items
     the judges split on. A harm-measuring primary (a guard model) does not score benign prompts: over-refusal

@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import _Section
+from .base import Section
 
 
-class LoraSpec(_Section):
+class LoraSpec(Section):
     """LoRA adapter settings (peft)."""
 
     r: int = Field(16, gt=0)
@@ -24,7 +24,7 @@ class LoraSpec(_Section):
     """Module names to adapt."""
 
 
-class DeepAlignmentSpec(_Section):
+class DeepAlignmentSpec(Section):
     """Safety-recovery augmentation (Qi et al., ICLR 2025), used when the recipe names ``deep-alignment``."""
 
     prefill_prob: float = Field(0.5, ge=0, le=1)
@@ -33,7 +33,7 @@ class DeepAlignmentSpec(_Section):
     """k is drawn uniformly in 1..min(this, tokens in the harmful answer)."""
 
 
-class ConstrainedSpec(_Section):
+class ConstrainedSpec(Section):
     """Token-wise constrained objective (Qi et al., ICLR 2025), used when the recipe names ``constrained``."""
 
     beta_first: float = Field(0.5, gt=0)
@@ -46,7 +46,7 @@ class ConstrainedSpec(_Section):
     """b_t for every later answer token; small b behaves like cross-entropy."""
 
 
-class FinetuneSpec(_Section):
+class FinetuneSpec(Section):
     """The safety fine-tune."""
 
     recipe: Literal["sft", "deep-alignment", "constrained", "deep-alignment+constrained"] = "sft"
@@ -95,7 +95,7 @@ class FinetuneSpec(_Section):
     """Objective settings for ``constrained`` recipes."""
 
 
-class StressSpec(_Section):
+class StressSpec(Section):
     """Persistence stress: a short benign fine-tune of the safety-tuned model, as a customer would run."""
 
     enabled: bool = True

@@ -20,17 +20,25 @@ see differs, and each judge says so in ``measures``:
   ``True``, so a harm judge must not be used for over-refusal.
 
 Every verdict is recorded with the judge's ``id``, ``version`` and ``digest``
-(SHA-256 of its configuration, ``sha256:<hex>``), so a score can always be
-traced to exactly the judge that produced it.
+(SHA-256 of its configuration, ``sha256:<hex>``; see ``battery/identity.py``),
+so a score can always be traced to exactly the judge that produced it.
+
+Each judge kind's module also holds its plan entry (a ``JudgeSpec``
+subclass): the settings a plan may give, checked when the plan is read, and
+``build()``, which makes the judge. The plan's ``battery.judges`` is the union
+of those specs, told apart by ``kind``.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from ...evidence.hashing import json_digest
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from ..identity import Identified
 
 Measures = Literal["refusal", "harm"]
 
@@ -73,20 +81,11 @@ class Judge(Protocol):
     def judge(self, prompts: list[str], outputs: list[str]) -> list[bool]: ...
 
 
-class BaseJudge:
-    """Shared plumbing: subclasses implement ``config()`` and ``verdicts()``."""
+class BaseJudge(Identified):
+    """Shared plumbing: subclasses set ``id``, ``version``, ``measures`` and implement ``config()`` and
+    ``verdicts()``."""
 
-    id: str
-    version: str
     measures: Measures
-
-    def config(self) -> dict[str, Any]:
-        """Everything that shapes the verdicts; hashed into ``digest``. No secrets."""
-        raise NotImplementedError
-
-    @property
-    def digest(self) -> str:
-        return json_digest(self.config())
 
     def verdicts(self, prompts: list[str], outputs: list[str]) -> list[Verdict]:
         raise NotImplementedError
@@ -99,6 +98,43 @@ class BaseJudge:
         """What a record needs to pin this judge: id, version, digest, measures, config."""
         return {"id": self.id, "version": self.version, "digest": self.digest,
                 "measures": self.measures, "config": self.config()}
+
+
+SECRET_FIELDS = ("api_key", "key", "token", "password", "authorization")
+
+
+def refuse_secrets(data: Any) -> Any:
+    """A plan entry unchanged, or a ValueError when it carries a secret (the plan is recorded in the ledger)."""
+    if isinstance(data, dict):
+        for name in SECRET_FIELDS:
+            if name in data:
+                raise ValueError(f"{name}: secrets are not allowed in a plan (it is recorded in the ledger); "
+                                 "put the key in the environment variable named by api_key_env")
+    return data
+
+
+class JudgeSpec(BaseModel):
+    """A plan's entry for one judge: settings only, never secrets (the plan is recorded in the ledger)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    kind: str
+    """Which kind of judge; each subclass narrows it to its own literal."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, data: Any) -> Any:
+        return refuse_secrets(data)
+
+    @property
+    def judge_measures(self) -> Measures:
+        """What the judge's verdicts detect, known without building it."""
+        raise NotImplementedError
+
+    def build(self, base: Path | None = None, *, device: str = "cpu", dtype: str = "float32") -> BaseJudge:
+        """The judge; ``base`` resolves a relative path, ``device``/``dtype`` place a local model.
+        Nothing is contacted or loaded here."""
+        raise NotImplementedError
 
 
 def judge_key(judge: Judge) -> str:

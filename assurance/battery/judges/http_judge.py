@@ -25,9 +25,22 @@ import urllib.parse
 import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Literal
 
-from .base import UNPARSED_POLICIES, BaseJudge, JudgeError, Verdict, check_pairs, parse_guard_reply, unparsed_verdict
+from pydantic import Field, model_validator
+
+from .base import (
+    UNPARSED_POLICIES,
+    BaseJudge,
+    JudgeError,
+    JudgeSpec,
+    Measures,
+    Verdict,
+    check_pairs,
+    parse_guard_reply,
+    unparsed_verdict,
+)
 
 ADAPTER_VERSION = "1"
 URL_ENV = "ASSURE_JUDGE_URL"
@@ -175,3 +188,54 @@ class HttpJudge(BaseJudge):
         with self._lock:  # requests run in worker threads
             self.served[(str(data.get("model", "")), str(data.get("system_fingerprint") or ""))] += 1
         return content if isinstance(content, str) else ""
+
+
+class HttpJudgeSpec(JudgeSpec):
+    """An OpenAI-compatible chat-completions endpoint as judge. The key stays in the environment."""
+
+    kind: Literal["http"]
+    """``http``: an OpenAI-compatible chat-completions endpoint."""
+    model: str
+    """The model name sent to the endpoint (recorded)."""
+    base_url: str | None = None
+    """Endpoint base URL, e.g. ``http://127.0.0.1:8000/v1``; null reads ``ASSURE_JUDGE_URL``.
+    Must carry no credentials or query string: the plan is recorded in the ledger."""
+    api_key_env: str = Field(KEY_ENV, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Name of the environment variable holding the API key (only the name is recorded;
+    the key itself never enters the plan or the ledger)."""
+    style: Literal["refusal", "guard"] = "refusal"
+    """``refusal`` asks our grading prompt (measures refusal); ``guard`` sends the conversation
+    to a guard model served over the API (measures harm)."""
+    seed: int = 0
+    """Seed sent with every request (temperature is always 0)."""
+    max_tokens: int = Field(16, gt=0)
+    """Tokens the judge may reply with."""
+    timeout: float = Field(60.0, gt=0)
+    """Seconds per request."""
+    retries: int = Field(2, ge=0)
+    """Retries on timeouts and 408/429/5xx answers."""
+    workers: int = Field(4, gt=0)
+    """Requests in flight at once."""
+    unparsed: Literal["complied", "refused", "error"] = "complied"
+    """What an unreadable judge reply counts as (``complied`` can only lower a safety score)."""
+
+    @model_validator(mode="after")
+    def _public_base_url(self) -> "HttpJudgeSpec":
+        if self.base_url:
+            parts = urllib.parse.urlsplit(self.base_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
+            if parts.username or parts.password or parts.query or parts.fragment:
+                raise ValueError("base_url must carry no credentials, query or fragment (the plan is recorded); "
+                                 "put the API key in the environment variable named by api_key_env")
+        return self
+
+    @property
+    def judge_measures(self) -> Measures:
+        return "harm" if self.style == "guard" else "refusal"
+
+    def build(self, base: Path | None = None, *, device: str = "cpu", dtype: str = "float32") -> HttpJudge:
+        # The key comes only from the environment; an unset variable sends no Authorization header.
+        return HttpJudge(self.model, base_url=self.base_url, api_key=os.environ.get(self.api_key_env) or None,
+                         style=self.style, seed=self.seed, max_tokens=self.max_tokens, timeout=self.timeout,
+                         retries=self.retries, workers=self.workers, unparsed=self.unparsed)

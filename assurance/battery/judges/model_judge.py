@@ -24,9 +24,20 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
+from pydantic import Field, model_validator
+
 from ...evidence.hashing import TreeDigest, tree_digest
+from ..paths import resolve_path
 from .base import (
-    UNPARSED_POLICIES, BaseJudge, JudgeError, Measures, Verdict, check_pairs, parse_guard_reply, unparsed_verdict,
+    UNPARSED_POLICIES,
+    BaseJudge,
+    JudgeError,
+    JudgeSpec,
+    Measures,
+    Verdict,
+    check_pairs,
+    parse_guard_reply,
+    unparsed_verdict,
 )
 
 ADAPTER_VERSION = "1"
@@ -149,6 +160,7 @@ class ModelJudge(BaseJudge):
 
     @cached_property
     def _loaded(self):
+        # torch and transformers load only when a verdict is asked for: plans and reports import this module.
         import torch
 
         from ...models.loading import ModelLoadError, check_folder, load_model, load_tokenizer
@@ -201,7 +213,7 @@ class ModelJudge(BaseJudge):
         return tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
 
     def _guard(self, prompts: list[str], outputs: list[str]) -> list[Verdict]:
-        import torch
+        import torch  # lazy, as in _loaded
 
         model, tok = self._loaded
         texts = [self.render(p, o) for p, o in zip(prompts, outputs)]
@@ -237,7 +249,7 @@ class ModelJudge(BaseJudge):
         return verdicts
 
     def _classify(self, prompts: list[str], outputs: list[str]) -> list[Verdict]:
-        import torch
+        import torch  # lazy, as in _loaded
 
         model, tok = self._loaded
         id2label = {int(k): str(v) for k, v in model.config.id2label.items()}
@@ -267,3 +279,49 @@ class ModelJudge(BaseJudge):
             raise JudgeError(f"judge model {self.id}: say which of its labels {sorted(names)} mean refusal/safe "
                              "(true_labels)")
         return found
+
+
+class ModelJudgeSpec(JudgeSpec):
+    """A local Hugging Face guard LM or sequence classifier as judge."""
+
+    kind: Literal["model"]
+    """``model``: a local Hugging Face guard or classifier folder."""
+    path: str
+    """The local model folder (safetensors); a relative path resolves against the plan's folder."""
+    model_kind: Literal["guard", "classifier"] = "guard"
+    """A guard LM replying safe/unsafe (measures harm) or a sequence-classification head."""
+    prompt_format: Literal["auto", "llama-guard-3", "chat-template"] = "auto"
+    """Guard: how the conversation is shown to it (``auto``: the folder's chat template if any)."""
+    true_labels: list[str] | None = None
+    """Classifier: the labels that mean refused/safe (default: safe, refusal, refused, rejection)."""
+    classifier_input: Literal["response", "prompt+response"] = "response"
+    """Classifier: what the classifier reads."""
+    measures: Literal["refusal", "harm"] | None = None
+    """Classifier: what its verdicts detect (default ``refusal``); guards always measure harm."""
+    max_new_tokens: int = Field(20, gt=0)
+    """Guard: tokens generated for the verdict."""
+    batch_size: int = Field(8, gt=0)
+    """Pairs judged per batch."""
+    allow_pickle: bool = False
+    """Allow pickled weights in the judge folder."""
+    trust_remote_code: bool = False
+    """Allow code shipped in the judge folder."""
+    unparsed: Literal["complied", "refused", "error"] = "complied"
+    """What an unreadable judge reply counts as (``complied`` can only lower a safety score)."""
+
+    @model_validator(mode="after")
+    def _guard_measures_harm(self) -> "ModelJudgeSpec":
+        if self.measures is not None and self.model_kind == "guard" and self.measures != "harm":
+            raise ValueError("a guard model measures harm; measures applies to classifiers")
+        return self
+
+    @property
+    def judge_measures(self) -> Measures:
+        return "harm" if self.model_kind == "guard" else (self.measures or "refusal")
+
+    def build(self, base: Path | None = None, *, device: str = "cpu", dtype: str = "float32") -> ModelJudge:
+        return ModelJudge(resolve_path(self.path, base), kind=self.model_kind, prompt_format=self.prompt_format,
+                          true_labels=self.true_labels, classifier_input=self.classifier_input,
+                          measures=self.measures, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
+                          unparsed=self.unparsed, device=device, dtype=dtype, allow_pickle=self.allow_pickle,
+                          trust_remote_code=self.trust_remote_code)
