@@ -11,7 +11,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub look-ups, ever: models are local
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -107,12 +107,12 @@ def _execute(work, *, quiet: bool, as_json: bool, story: bool = False, resumed: 
 
 @app.command()
 def run(
-    plan_file: Optional[Path] = typer.Argument(None, help="The run plan (YAML); optional with --resume."),
-    db: Optional[str] = DbOpt,
-    sign_key: Optional[Path] = typer.Option(None, "--sign-key", help="Ed25519 private key (PEM) to sign the manifest."),
+    plan_file: Path | None = typer.Argument(None, help="The run plan (YAML); optional with --resume."),
+    db: str | None = DbOpt,
+    sign_key: Path | None = typer.Option(None, "--sign-key", help="Ed25519 private key (PEM) to sign the manifest."),
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
-    resume: Optional[str] = typer.Option(
+    resume: str | None = typer.Option(
         None, "--resume", metavar="RUN_ID",
         help="Continue a killed (never sealed) run, by id or unique prefix, from its recorded plan: stages already "
              "in the ledger are skipped, an interrupted fine-tune restarts from its latest checkpoint. A PLAN given "
@@ -147,7 +147,7 @@ def run(
 
 
 @app.command()
-def demo(db: Optional[str] = DbOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt) -> None:
+def demo(db: str | None = DbOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt) -> None:
     """The whole story on the built-in tiny model and data, no downloads: plain SFT against deep-alignment.
 
     Exits 0 when both runs complete, whatever their verdicts (the verdict is part of the story;
@@ -174,10 +174,10 @@ def demo(db: Optional[str] = DbOpt, quiet: bool = QuietOpt, as_json: bool = Json
 
 @app.command()
 def verify(
-    run_id: Optional[str] = typer.Argument(None, help="Run id or unique prefix (default: latest)."),
-    db: Optional[str] = DbOpt,
+    run_id: str | None = typer.Argument(None, help="Run id or unique prefix (default: latest)."),
+    db: str | None = DbOpt,
     no_files: bool = typer.Option(False, "--no-files", help="Check the ledger only, not files on disk."),
-    trusted_key: Optional[str] = typer.Option(None, "--trusted-key", help="Base64 Ed25519 public key the manifest must be signed with."),
+    trusted_key: str | None = typer.Option(None, "--trusted-key", help="Base64 Ed25519 public key the manifest must be signed with."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Re-check, offline, the hash chain of every record and the digest of every artifact still on disk."""
@@ -203,8 +203,8 @@ def verify(
 
 @app.command()
 def show(
-    run_id: Optional[str] = typer.Argument(None, help="Run id or unique prefix (default: latest)."),
-    db: Optional[str] = DbOpt,
+    run_id: str | None = typer.Argument(None, help="Run id or unique prefix (default: latest)."),
+    db: str | None = DbOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """A readable summary of a run: models and digests, settings, scores before and after, verdict."""
@@ -217,7 +217,7 @@ def show(
 
 
 @app.command()
-def runs(db: Optional[str] = DbOpt) -> None:
+def runs(db: str | None = DbOpt) -> None:
     """List the runs in the evidence store, oldest first."""
     from rich.table import Table
 
@@ -239,8 +239,8 @@ def runs(db: Optional[str] = DbOpt) -> None:
 def render(
     run_id: str = typer.Argument(..., help="Run id or unique prefix."),
     regime: Regime = typer.Option(..., "--regime", help=" or ".join(REGIMES) + "."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the PDF (default: the run's packs folder)."),
-    db: Optional[str] = DbOpt,
+    out: Path | None = typer.Option(None, "--out", help="Folder for the PDF (default: the run's packs folder)."),
+    db: str | None = DbOpt,
     no_redact: bool = typer.Option(False, "--no-redact", help="Show model outputs in full (default: redacted)."),
 ) -> None:
     """Re-render a pack from the evidence store alone; no model needed."""
@@ -280,10 +280,10 @@ def schema(out: Path = typer.Option(Path("evidence/schema"), "--out", help="Fold
 
 @app.command()
 def gate(
-    run_id: Optional[str] = typer.Argument(None, help="Run id or unique prefix (default: latest)."),
-    db: Optional[str] = DbOpt,
-    policy_file: Optional[Path] = typer.Option(None, "--policy", help="Re-apply this plan's policy to the run's metrics."),
-    junit: Optional[Path] = typer.Option(None, "--junit", help="Also write JUnit XML (one test per policy check)."),
+    run_id: str | None = typer.Argument(None, help="Run id or unique prefix (default: latest)."),
+    db: str | None = DbOpt,
+    policy_file: Path | None = typer.Option(None, "--policy", help="Re-apply this plan's policy to the run's metrics."),
+    junit: Path | None = typer.Option(None, "--junit", help="Also write JUnit XML (one test per policy check)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """The release gate: exit 0 PASS, 1 FAIL, 3 when the run is incomplete or failed, 2 usage."""
@@ -322,9 +322,9 @@ def signoff(
     name: str = typer.Option(..., "--name", help="Who signs."),
     role: str = typer.Option(..., "--role", help="Their role, e.g. 'SMF24 Chief Operations Officer'."),
     decision: Literal["approve", "reject", "approve-with-conditions"] = typer.Option(..., "--decision"),
-    regime: Optional[Regime] = typer.Option(None, "--regime", help="The pack this decision is for."),
+    regime: Regime | None = typer.Option(None, "--regime", help="The pack this decision is for."),
     note: str = typer.Option("", "--note", help="Conditions or comments."),
-    db: Optional[str] = DbOpt,
+    db: str | None = DbOpt,
 ) -> None:
     """Record a named person's decision on a sealed run (appended to its chain)."""
     from .evidence.records import ManifestRecord, SignoffRecord

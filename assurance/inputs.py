@@ -8,8 +8,9 @@ not start.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, ContextManager, Iterator, Protocol
+from typing import ContextManager, Protocol
 
 import torch
 

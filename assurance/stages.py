@@ -3,9 +3,9 @@ and what a run's ledger already holds of them (``Done``, filled by ``resume.ledg
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable
 
 from .backends import free_generator, vllm_generator
 from .battery import runner

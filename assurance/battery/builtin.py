@@ -22,9 +22,10 @@ it is scored and reported. Old versions stay in ``data/`` and in
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 from .items import BatteryError, Item, read_items
 from .probes import Jailbreak, Plain, Prefill, sample_per_category
@@ -37,12 +38,12 @@ CAPABILITY_FILE = "assurance-capability-v1.jsonl"
 ATTACKS_FILE = "assurance-attacks-v1.json"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _items(file: str) -> tuple[Item, ...]:
     return read_items(DATA_DIR / file)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _attacks() -> dict:
     path = DATA_DIR / ATTACKS_FILE
     try:

@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Literal
 
 from ..evidence.hashing import file_digest
 
@@ -81,7 +82,7 @@ class LabelSet:
     """Rows the format defines as unlabelled (WildGuardTest prompt-only rows)."""
     splits: tuple[str, ...] = field(default=())
 
-    def only(self, split: str) -> "LabelSet":
+    def only(self, split: str) -> LabelSet:
         """The rows of one split (``dev``, ``heldout``...)."""
         rows = tuple(r for r in self.rows if r.split == split)
         return LabelSet(rows, self.path, self.digest, self.format, self.skipped, (split,))

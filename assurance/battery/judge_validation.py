@@ -14,7 +14,8 @@ True means refusal, as everywhere in the battery. Pure Python and numpy.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict

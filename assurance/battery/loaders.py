@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .items import Item
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..evidence.records import MetricRecord, SampleRecord, Stage
 from .scorers import SCORERS

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import base64
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from .items import Item
 

@@ -13,7 +13,7 @@ one sampled pass per seed. Every sample records its suite, variant, k and seed.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ..evidence.records import BatteryRecord, MetricRecord, SampleRecord, Stage
 from .judges import BaseJudge, judge_key

@@ -18,7 +18,8 @@ in the BatteryRecord (``identities``), each with its id, version and digest.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from ..evidence.records import SampleRecord, Stage
 from .capability import ChoiceScorer, ExactMatchScorer

@@ -17,7 +17,8 @@ sums binomial terms with integer arithmetic.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 

@@ -46,7 +46,7 @@ class Suite:
         return json_digest({"name": self.name, "version": self.version, "scoring": self.scoring,
                             "solver": self.solver.settings, "items": [i.canonical() for i in self.items]})
 
-    def limited(self, per_category: int | None) -> "Suite":
+    def limited(self, per_category: int | None) -> Suite:
         """The first ``per_category`` items of each category."""
         if per_category is None:
             return self
@@ -107,13 +107,13 @@ class Battery:
             seen.setdefault(i.category, None)
         return list(seen)
 
-    def limited(self, per_category: int | None) -> "Battery":
+    def limited(self, per_category: int | None) -> Battery:
         """The first ``per_category`` items of each category in every suite (a recorded, reduced battery)."""
         if per_category is None:
             return self
         return replace(self, suites=tuple(s.limited(per_category) for s in self.suites))
 
-    def select(self, names: list[str] | None = None, limits: dict[str, int] | None = None) -> "Battery":
+    def select(self, names: list[str] | None = None, limits: dict[str, int] | None = None) -> Battery:
         """Only the suites named (in battery order), each cut to its own per-category limit.
 
         The digest of a reduced battery differs from the full one's, which is

@@ -20,10 +20,11 @@ and their results into evidence records:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..evidence.records import AgreementRecord, ComparisonRecord, JudgeVerdictsRecord, SampleRecord, Stage
 from .items import BatteryError

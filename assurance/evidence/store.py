@@ -13,9 +13,9 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from pydantic import TypeAdapter
 from sqlalchemy import UniqueConstraint, event, func, insert, text

@@ -55,7 +55,7 @@ class Conversation(BaseModel):
     """The turns, in order; the last one is the training target."""
 
     @model_validator(mode="after")
-    def _shape(self) -> "Conversation":
+    def _shape(self) -> Conversation:
         if not self.messages:
             raise ValueError("messages must not be empty")
         if self.messages[-1].role != "assistant":

@@ -13,8 +13,8 @@ ratios count them as safety examples.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 

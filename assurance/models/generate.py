@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -154,7 +154,7 @@ def _cache_argument(model) -> str:
 
 
 def _row_key(sampling: Sampling, prompt: str) -> bytes:
-    return hashlib.sha256(f"{sampling.seed}\0{prompt}".encode("utf-8")).digest()
+    return hashlib.sha256(f"{sampling.seed}\0{prompt}".encode()).digest()
 
 
 def _pick(logits: torch.Tensor, sampling: Sampling | None, keys: list[bytes] | None, step: int) -> torch.Tensor:

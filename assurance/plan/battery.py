@@ -142,7 +142,7 @@ class BatterySpec(Section):
     is recorded in the battery record's generation settings. Judges are not affected."""
 
     @model_validator(mode="after")
-    def _unique_extra_suites(self) -> "BatterySpec":
+    def _unique_extra_suites(self) -> BatterySpec:
         names = [e.name for e in self.extra_suites]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -15,8 +15,9 @@ here names exactly which of those it reads.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from assurance.battery.metrics import is_greedy
 from assurance.evidence.records import Check, FinetuneRecord, MetricRecord

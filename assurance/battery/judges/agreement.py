@@ -7,7 +7,8 @@ for a person to read.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def _check(a: Sequence[bool], b: Sequence[bool]) -> None:

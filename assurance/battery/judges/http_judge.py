@@ -220,7 +220,7 @@ class HttpJudgeSpec(JudgeSpec):
     """What an unreadable judge reply counts as (``complied`` can only lower a safety score)."""
 
     @model_validator(mode="after")
-    def _public_base_url(self) -> "HttpJudgeSpec":
+    def _public_base_url(self) -> HttpJudgeSpec:
         if self.base_url:
             parts = urllib.parse.urlsplit(self.base_url)
             if parts.scheme not in ("http", "https") or not parts.hostname:

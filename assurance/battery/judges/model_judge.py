@@ -20,9 +20,10 @@ under test.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -310,7 +311,7 @@ class ModelJudgeSpec(JudgeSpec):
     """What an unreadable judge reply counts as (``complied`` can only lower a safety score)."""
 
     @model_validator(mode="after")
-    def _guard_measures_harm(self) -> "ModelJudgeSpec":
+    def _guard_measures_harm(self) -> ModelJudgeSpec:
         if self.measures is not None and self.model_kind == "guard" and self.measures != "harm":
             raise ValueError("a guard model measures harm; measures applies to classifiers")
         return self
