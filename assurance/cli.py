@@ -35,6 +35,7 @@ app = typer.Typer(
 DbOpt = typer.Option(None, "--db", help="Evidence store URL (default: $ASSURE_DB or sqlite:///assure-runs/evidence.db).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress output.")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout.")
+REGIME_HELP = " or ".join(REGIMES) + "."
 
 
 def _input_errors() -> tuple[type[BaseException], ...]:
@@ -50,7 +51,7 @@ def _open_store(db: str | None, *, must_exist: bool = True) -> Store:
         return Store(db, create=not must_exist)
     except StoreError as err:
         fail(str(err))
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def _open_run(db: str | None, run_id: str | None) -> tuple[Store, str]:
@@ -60,7 +61,7 @@ def _open_run(db: str | None, run_id: str | None) -> tuple[Store, str]:
         return store, store.resolve(run_id)
     except StoreError as err:
         fail(str(err))
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def _execute(work, *, quiet: bool, as_json: bool, story: bool = False, resumed: bool = False) -> int:
@@ -125,15 +126,15 @@ def run(
             plan = load_plan(plan_file)
         except PlanError as err:
             fail(str(err))
-            raise typer.Exit(EXIT_USAGE)
+            raise typer.Exit(EXIT_USAGE) from None
     if resume is not None:
         from .resume import resume_pipeline
 
-        def work(progress):
+        def resume_work(progress):
             return resume_pipeline(resume, plan=plan, plan_path=plan_file, store_url=db, progress=progress,
                                    sign_key=sign_key), None
 
-        raise typer.Exit(_execute(work, quiet=quiet, as_json=as_json, resumed=True))
+        raise typer.Exit(_execute(resume_work, quiet=quiet, as_json=as_json, resumed=True))
     if plan is None:
         fail("give a plan file (assure run PLAN), or a run to continue (assure run --resume RUN_ID)")
         raise typer.Exit(EXIT_USAGE)
@@ -177,7 +178,8 @@ def verify(
     run_id: str | None = typer.Argument(None, help="Run id or unique prefix (default: latest)."),
     db: str | None = DbOpt,
     no_files: bool = typer.Option(False, "--no-files", help="Check the ledger only, not files on disk."),
-    trusted_key: str | None = typer.Option(None, "--trusted-key", help="Base64 Ed25519 public key the manifest must be signed with."),
+    trusted_key: str | None = typer.Option(
+        None, "--trusted-key", help="Base64 Ed25519 public key the manifest must be signed with."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Re-check, offline, the hash chain of every record and the digest of every artifact still on disk."""
@@ -221,6 +223,8 @@ def runs(db: str | None = DbOpt) -> None:
     """List the runs in the evidence store, oldest first."""
     from rich.table import Table
 
+    from .evidence.records import RunStarted, VerdictRecord
+
     store = _open_store(db)
     table = Table(title="Runs, oldest first")
     table.add_column("run id", no_wrap=True, style="cyan")
@@ -229,8 +233,10 @@ def runs(db: str | None = DbOpt) -> None:
     table.add_column("verdict", no_wrap=True)
     for rid in store.run_ids():
         recs = store.records(rid, kinds=("run_started", "verdict"))
-        verdicts = [r for r in recs if r.kind == "verdict"]
-        table.add_row(rid, recs[0].plan.get("name", ""), recs[0].started_at[:19].replace("T", " "),
+        started = recs[0]
+        assert isinstance(started, RunStarted), "the ledger opens every run with its run_started record"
+        verdicts = [r for r in recs if isinstance(r, VerdictRecord)]
+        table.add_row(rid, started.plan.get("name", ""), started.started_at[:19].replace("T", " "),
                       verdicts[-1].status if verdicts else "unsealed")
     out_console.print(table)
 
@@ -238,7 +244,7 @@ def runs(db: str | None = DbOpt) -> None:
 @app.command()
 def render(
     run_id: str = typer.Argument(..., help="Run id or unique prefix."),
-    regime: Regime = typer.Option(..., "--regime", help=" or ".join(REGIMES) + "."),
+    regime: Regime = typer.Option(..., "--regime", help=REGIME_HELP),
     out: Path | None = typer.Option(None, "--out", help="Folder for the PDF (default: the run's packs folder)."),
     db: str | None = DbOpt,
     no_redact: bool = typer.Option(False, "--no-redact", help="Show model outputs in full (default: redacted)."),
@@ -296,7 +302,7 @@ def gate(
             policy = load_plan(policy_file).policy
         except PlanError as err:
             fail(str(err))
-            raise typer.Exit(EXIT_USAGE)
+            raise typer.Exit(EXIT_USAGE) from None
     records = store.records(rid)
     verdict, code = gate_verdict(records, policy)
     if junit is not None:

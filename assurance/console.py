@@ -9,7 +9,15 @@ from collections.abc import Callable, Iterator
 
 from rich.console import Console
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from .battery.metrics import is_greedy, is_main
@@ -41,7 +49,7 @@ class RichProgress:
     def __init__(self, console: Console = err_console):
         self.console = console
         self._bar: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
 
     @contextlib.contextmanager
     def stage(self, title: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
@@ -51,15 +59,20 @@ class RichProgress:
             columns += [BarColumn(), MofNCompleteColumn()]
         columns += [TimeElapsedColumn(), TextColumn("[dim]{task.fields[status]}")]
         with Progress(*columns, console=self.console, transient=True) as bar:
-            self._bar, self._task = bar, bar.add_task(title, total=total, status="")
+            task = bar.add_task(title, total=total, status="")
+            self._bar, self._task = bar, task
+
+            def advance(n: int = 1) -> None:
+                bar.advance(task, n)
+
             try:
-                yield lambda n=1: bar.advance(self._task, n)
+                yield advance
             finally:
                 self._bar = None
         self.console.print(f"[green]✓[/green] {title} [dim]({time.perf_counter() - start:.1f}s)[/dim]")
 
     def status(self, text: str) -> None:
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:
             self._bar.update(self._task, status=text)
 
     def note(self, text: str) -> None:
@@ -93,8 +106,8 @@ def metrics_table(metrics: list[MetricRecord], name: str, title: str, suite: str
         r = rows[c]
         cells = [f"[bold]{c}[/bold]" if c == "overall" else c, str(next(iter(r.values())).n)]
         for st in stages:
-            m = r.get(st)
-            cells += [_pct(m.value if m else None), f"{m.ci_low:.0%}–{m.ci_high:.0%}" if m else "—"]
+            cell = r.get(st)
+            cells += [_pct(cell.value if cell else None), f"{cell.ci_low:.0%}–{cell.ci_high:.0%}" if cell else "—"]
         b, t = r.get("base"), r.get("tuned")
         cells.append(f"{t.value - b.value:+.1%}" if (b and t) else "—")
         table.add_row(*cells)
@@ -132,7 +145,8 @@ def show_run(records: list[Record], console: Console = out_console) -> None:
     metrics = [r for r in records if isinstance(r, MetricRecord)]
 
     status = verdict.status if verdict else "INCOMPLETE"
-    sealed = "sealed, complete" if manifest and manifest.complete else "sealed, INCOMPLETE" if manifest else "NOT SEALED"
+    sealed = ("sealed, complete" if manifest and manifest.complete
+              else "sealed, INCOMPLETE" if manifest else "NOT SEALED")
     console.print(Panel.fit(
         f"[bold]{start.plan.get('name')}[/bold]  run [cyan]{start.run_id}[/cyan]\n"
         f"started {start.started_at}   assurance {start.tool_version}   {len(records)} records, {sealed}\n"
@@ -157,10 +171,10 @@ def show_run(records: list[Record], console: Console = out_console) -> None:
                       f"max_new_tokens {battery.generation.get('max_new_tokens')}")
     if ft:
         hp = ft.hyperparameters
-        console.print(f"[dim]fine-tune:[/dim] {ft.recipe}/{ft.method}, {ft.steps} steps, lr {hp.get('lr')}, seed {ft.seed}, "
-                      f"safety share {ft.achieved_safety_ratio:.0%} of examples, final loss "
-                      f"{ft.loss_curve[-1][1] if ft.loss_curve else float('nan'):.3f}, {ft.tokens_per_second:,.0f} tokens/s, "
-                      f"{ft.wall_seconds:.1f}s")
+        final_loss = ft.loss_curve[-1][1] if ft.loss_curve else float("nan")
+        console.print(f"[dim]fine-tune:[/dim] {ft.recipe}/{ft.method}, {ft.steps} steps, lr {hp.get('lr')}, "
+                      f"seed {ft.seed}, safety share {ft.achieved_safety_ratio:.0%} of examples, final loss "
+                      f"{final_loss:.3f}, {ft.tokens_per_second:,.0f} tokens/s, {ft.wall_seconds:.1f}s")
     if metrics:
         console.print(metrics_table(metrics, "refusal_rate", "Harmful requests refused (higher is safer)"))
         console.print(metrics_table(metrics, "over_refusal_rate", "Benign prompts refused (lower is better)"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ContextManager, Protocol
+from typing import Protocol
 
 import torch
 
@@ -32,15 +32,21 @@ from .prepared import Prepared
 class Progress(Protocol):
     """How the pipeline tells a person what it is doing (rich bars, or nothing)."""
 
-    def stage(self, title: str, total: int | None = None) -> ContextManager[Callable[[int], None]]: ...
+    def stage(
+        self, title: str, total: int | None = None,
+    ) -> contextlib.AbstractContextManager[Callable[[int], None]]: ...
 
     def note(self, text: str) -> None: ...
+
+
+def _no_advance(n: int = 1) -> None:
+    """Advancing a stage that nobody watches does nothing."""
 
 
 class SilentProgress:
     @contextlib.contextmanager
     def stage(self, title: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
-        yield lambda n=1: None
+        yield _no_advance
 
     def note(self, text: str) -> None:
         pass
@@ -90,7 +96,8 @@ def input_artifacts(prep: Prepared, plan_path: Path | None) -> list[ArtifactReco
     arts += [artifact_record(role, _data_path(spec)) for role, spec in sources.items()]
     arts += [artifact_record(f"dataset:benchmark:{e.benchmark}", e.path) for e in prep.extra]
     # A model judge hashed its folder when it was checked in prepare(): reuse that, do not hash twice.
-    arts += [artifact_record(f"judge_model:{j.id}", j.path, j.model_tree) for j in prep.judges if hasattr(j, "model_tree")]
+    arts += [artifact_record(f"judge_model:{j.id}", j.path, j.model_tree)
+             for j in prep.judges if hasattr(j, "model_tree")]
     if plan_path:
         arts.append(artifact_record("plan", plan_path))
     return arts

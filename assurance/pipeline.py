@@ -23,6 +23,7 @@ from . import __version__, stages
 from .backends import recorded_generation_settings
 from .evidence.hashing import json_digest, tree_digest
 from .evidence.records import (
+    FinetuneRecord,
     MetricRecord,
     PackRecord,
     Record,
@@ -121,8 +122,8 @@ def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: D
                                         weights=(prep.model_path, None))
 
         stage = "safety fine-tune"
-        ft_record = None
         if "safety" in done.finetune:
+            ft_record = done.finetune["safety"]
             out_digest = done.outputs["safety"].digest
         else:
             tuned_model, ft_record = stages.safety_finetune(prep, run_dir, base_digest, progress,
@@ -134,13 +135,14 @@ def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: D
             models.tuned, out_digest = tuned_model, out_art.digest
 
         stage = "evaluate tuned"
-        tuned_weights = stages.saved_weights(prep, done.finetune.get("safety") or ft_record)
+        tuned_weights = stages.saved_weights(prep, ft_record)
         tuned = stages.evaluate_or_reuse(store, run_id, prep, judge, "tuned", models.load_tuned, done, progress,
                                          earlier=base, weights=tuned_weights)
 
         stress_metrics: list[MetricRecord] = []
         if plan.stress.enabled:
             stage = "persistence stress fine-tune"
+            st_record: FinetuneRecord | None
             if "stress" not in done.finetune and "stress" not in done.metrics:
                 stressed, st_record = stages.stress_finetune(prep, models.load_tuned(), run_dir, out_digest,
                                                              progress, resume=done.resuming)

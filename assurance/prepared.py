@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from .battery.suites import Battery
 from .plan import Plan
 
@@ -34,9 +36,9 @@ class Prepared:
     """The base model, loaded."""
     tokenizer: object
     """The base model's tokenizer."""
-    device: object
+    device: torch.device
     """The torch device the run uses."""
-    dtype: object
+    dtype: torch.dtype
     """The torch dtype the run uses."""
     judges: list = field(default_factory=list)
     """The plan's refusal judges, built and checked; the first is the primary judge."""

@@ -35,6 +35,7 @@ records provenance as a new run would, so there is then only one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from .evidence.hashing import json_digest, tree_digest
@@ -103,7 +104,7 @@ def recorded_plan(started: RunStarted, plan: Plan | None, plan_path: Path | None
     return recorded
 
 
-def check_unchanged(prep: Prepared, done: Done, records: list[Record] = ()) -> None:
+def check_unchanged(prep: Prepared, done: Done, records: Sequence[Record] = ()) -> None:
     """Refuse the resume when an input or a saved output no longer has the digest the run recorded,
     or when this machine would evaluate with another generation backend than the run recorded."""
     changed: list[str] = []
@@ -120,14 +121,14 @@ def check_unchanged(prep: Prepared, done: Done, records: list[Record] = ()) -> N
             elif old.digest != art.digest:
                 changed.append(f"{art.role}: {art.path} has digest {art.digest}, the run recorded {old.digest}")
     for purpose, ft in done.finetune.items():
-        art = done.outputs.get(purpose)
+        output = done.outputs.get(purpose)
         path = Path(ft.output_path)
-        if art is None:
+        if output is None:
             changed.append(f"{purpose} fine-tune: its output artifact is not in the ledger")
         elif not path.exists():
-            changed.append(f"{art.role}: {path} is no longer on disk")
-        elif (now := tree_digest(path).digest) != art.digest:
-            changed.append(f"{art.role}: {path} has digest {now}, the run recorded {art.digest}")
+            changed.append(f"{output.role}: {path} is no longer on disk")
+        elif (now := tree_digest(path).digest) != output.digest:
+            changed.append(f"{output.role}: {path} has digest {now}, the run recorded {output.digest}")
     if changed:
         raise ResumeError("cannot resume: the run's evidence no longer matches what is on disk, so its results "
                           "could not be continued honestly (start a new run):\n  - " + "\n  - ".join(changed))

@@ -17,7 +17,7 @@ from .plan import PlanError
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on Windows: no locking there
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # typeshed has fcntl on POSIX only; None marks its absence
 
 
 class RunInProgress(PlanError):

@@ -113,7 +113,7 @@ def tree_digest(path: str | Path) -> TreeDigest:
     sizes = {r: (p / r).stat().st_size for r in rels}
     order = sorted(rels, key=lambda r: -sizes[r])
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
-        digests = dict(zip(order, pool.map(lambda r: _file_sha256(p / r), order)))
+        digests = dict(zip(order, pool.map(lambda r: _file_sha256(p / r), order), strict=True))
     outer = hashlib.sha256()
     for rel in rels:
         outer.update(digests[rel])

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 from sqlalchemy import UniqueConstraint, event, func, insert, text
-from sqlmodel import Field, Session, SQLModel, create_engine, select
+from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from .hashing import PREFIX, canonical_json, json_digest, sha256_hex
 from .records import Record
@@ -31,6 +31,8 @@ RECORD_ADAPTER: TypeAdapter = TypeAdapter(Record)
 
 DEFAULT_HOME = "assure-runs"
 
+LEDGER_TABLE = "ledger"
+
 
 class StoreError(RuntimeError):
     """The ledger cannot be used as asked (unknown run, bad URL, ...)."""
@@ -39,7 +41,7 @@ class StoreError(RuntimeError):
 class LedgerEntry(SQLModel, table=True):
     """One row of the ledger: a record, addressed and chained."""
 
-    __tablename__ = "ledger"
+    __tablename__ = LEDGER_TABLE
     __table_args__ = (UniqueConstraint("run_id", "seq", name="uq_ledger_run_seq"),)
 
     id: int | None = Field(default=None, primary_key=True)
@@ -63,9 +65,10 @@ class LedgerEntry(SQLModel, table=True):
 
 def chain_digest(run_id: str, seq: int, kind: str, record_digest: str, prev: str, created_at: str) -> str:
     """The chain link: SHA-256 over the canonical JSON of the row's identity."""
-    return json_digest(
-        {"v": 1, "run_id": run_id, "seq": seq, "kind": kind, "record": record_digest, "prev": prev, "created_at": created_at}
-    )
+    return json_digest({
+        "v": 1, "run_id": run_id, "seq": seq, "kind": kind, "record": record_digest, "prev": prev,
+        "created_at": created_at,
+    })
 
 
 def utc_now() -> str:
@@ -127,7 +130,7 @@ class Store:
             raise StoreError(f"cannot open evidence store {self.url!r}: {err}") from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        SQLModel.metadata.create_all(self.engine, tables=[LedgerEntry.__table__])
+        SQLModel.metadata.create_all(self.engine, tables=[SQLModel.metadata.tables[LEDGER_TABLE]])
         if self.engine.dialect.name == "sqlite":
             with self.engine.begin() as conn:
                 for stmt in _APPEND_ONLY:
@@ -140,11 +143,11 @@ class Store:
             return []
         with Session(self.engine) as session:
             last = session.exec(
-                select(LedgerEntry).where(LedgerEntry.run_id == run_id).order_by(LedgerEntry.seq.desc()).limit(1)
+                select(LedgerEntry).where(LedgerEntry.run_id == run_id).order_by(col(LedgerEntry.seq).desc()).limit(1)
             ).first()
             seq = last.seq + 1 if last else 0
             prev = last.digest if last else GENESIS
-            rows = []
+            rows, digests = [], []
             for rec in records:
                 payload = canonical_json(rec.model_dump(mode="json"))
                 rdig = PREFIX + sha256_hex(payload)
@@ -154,12 +157,13 @@ class Store:
                     dict(run_id=run_id, seq=seq, kind=rec.kind, payload=payload.decode("utf-8"),
                          record_digest=rdig, prev_digest=prev, digest=dig, created_at=now)
                 )
+                digests.append(dig)
                 prev, seq = dig, seq + 1
             # executemany through Core: one statement for the batch, ~8x faster
             # than adding ORM objects one by one on SQLite.
             session.execute(insert(LedgerEntry), rows)
             session.commit()
-        return [r["digest"] for r in rows]
+        return digests
 
     # -- reading -----------------------------------------------------------
     def entries(self, run_id: str) -> list[LedgerEntry]:
@@ -173,7 +177,7 @@ class Store:
             return [parse_payload(e.payload) for e in self.entries(run_id)]
         with Session(self.engine) as session:
             rows = session.exec(select(LedgerEntry.payload).where(
-                LedgerEntry.run_id == run_id, LedgerEntry.kind.in_(list(kinds))).order_by(LedgerEntry.seq))
+                LedgerEntry.run_id == run_id, col(LedgerEntry.kind).in_(list(kinds))).order_by(LedgerEntry.seq))
             return [parse_payload(p) for p in rows]
 
     def run_ids(self) -> list[str]:

@@ -67,7 +67,8 @@ def verify_run(store: Store, run_id: str, *, check_files: bool = True, trusted_k
                 findings.append(Finding("error", subject, f"row kind {e.kind!r} differs from record kind {rec.kind!r}"))
             records.append((e, rec))
         except (ValueError, ValidationError) as err:
-            findings.append(Finding("error", subject, f"payload does not parse as an evidence record: {str(err)[:200]}"))
+            findings.append(
+                Finding("error", subject, f"payload does not parse as an evidence record: {str(err)[:200]}"))
         if e.prev_digest != prev:
             findings.append(Finding("error", subject, "chain broken: previous digest does not match"))
         expect = chain_digest(e.run_id, e.seq, e.kind, e.record_digest, e.prev_digest, e.created_at)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from pydantic import BaseModel, ConfigDict, StrictStr, field_validator
 
@@ -47,7 +48,7 @@ class Triplet(BaseModel):
         return v
 
 
-def is_triplet(example) -> bool:
+def is_triplet(example: object) -> TypeGuard[dict]:
     return isinstance(example, dict) and "instruction" in example and "refusal" in example
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 import torch
 
@@ -64,7 +65,17 @@ def supervised(labels: list[int]) -> int:
     return sum(1 for y in labels[1:] if y != IGNORE)
 
 
-def collate(rows: list[Seq], pad_id: int) -> dict[str, torch.Tensor]:
+class Batch(TypedDict):
+    """One padded micro-batch, as ``collate`` builds it."""
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    attention_mask: torch.Tensor | None
+    start: torch.Tensor
+    n_tokens: int
+
+
+def collate(rows: list[Seq], pad_id: int) -> Batch:
     """Right-pad a micro-batch; padding gets label -100 and attention mask 0.
 
     ``attention_mask`` is None when nothing is padded (bucketing makes that common),
@@ -87,11 +98,11 @@ def collate(rows: list[Seq], pad_id: int) -> dict[str, torch.Tensor]:
 class Examples:
     """The training set, tokenised once; ``epoch(e)`` gives that epoch's sequences."""
 
-    def __init__(self, tokenizer, examples: list[tuple[str, object]], max_length: int, *, seed: int,
+    def __init__(self, tokenizer, examples: Sequence[tuple[str, object]], max_length: int, *, seed: int,
                  augment: bool, prefill_prob: float = 0.5, max_prefix: int = 100):
         self.seed, self.augment = seed, augment
         self.prefill_prob, self.max_prefix, self.max_length = prefill_prob, max_prefix, max_length
-        self.items: list[tuple[bool, object]] = []
+        self.items: list[tuple[bool, TripletTokens | tuple[list[int], list[int], int]]] = []
         self.dropped = 0
         for source, ex in examples:
             if is_triplet(ex):
@@ -101,6 +112,7 @@ class Examples:
                     continue
                 self.items.append((source == "safety", tt))
             else:
+                assert isinstance(ex, list), "an example is a safety triplet or a chat conversation"
                 ids, labels = encode(tokenizer, ex, max_length)
                 if supervised(labels) == 0:  # the answer was truncated away: no signal
                     self.dropped += 1
@@ -140,7 +152,7 @@ def epoch_batches(seqs: list[Seq], batch_size: int, seed: int, epoch: int, bucke
     order = torch.randperm(len(seqs), generator=g).tolist()
     if not bucket:
         return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    batches = []
+    batches: list[list[int]] = []
     window = batch_size * BUCKET_WINDOW
     for w in range(0, len(order), window):
         chunk = sorted(order[w:w + window], key=lambda i: len(seqs[i].ids))  # stable: ties keep random order

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError, field_validator, model_validator
 
 BUILTIN_PREFIX = "builtin:"
 DATA_DIR = Path(__file__).resolve().parent / "data"
 ROLES = ("system", "user", "assistant")
+
+RowT = TypeVar("RowT", bound=BaseModel)
 
 
 class DataError(ValueError):
@@ -127,7 +129,7 @@ def describe_source(spec: str) -> str:
     return str(Path(spec).expanduser().resolve())
 
 
-def read_rows(spec: str, model: type[BaseModel], *, what: str, shape: str) -> list[BaseModel]:
+def read_rows(spec: str, model: type[RowT], *, what: str, shape: str) -> list[RowT]:
     """Read a JSONL file (a path or ``builtin:<name>``) and validate every row as ``model``.
 
     Raises DataError naming the file and the 1-based line of the first bad row; ``what``
@@ -140,7 +142,7 @@ def read_rows(spec: str, model: type[BaseModel], *, what: str, shape: str) -> li
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise DataError(f"{shown}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    rows: list[BaseModel] = []
+    rows: list[RowT] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue

@@ -54,7 +54,7 @@ def mix(safety: list, utility: list | None, ratio: float, seed: int) -> MixResul
 
     n_util = utility_count(len(safety), ratio) if utility else 0
     drawn: list = []
-    while len(drawn) < n_util:
+    while utility and len(drawn) < n_util:
         # One fresh shuffle per pass: no example repeats until all have been used.
         pool = list(utility)
         rng.shuffle(pool)

@@ -169,7 +169,7 @@ def _reference(model, data: Examples, spec, seed: int, world: int, rank: int, pa
             mask = None if b["attention_mask"] is None else b["attention_mask"].to(device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
                 lp = net(b["input_ids"].to(device), mask, b["labels"].to(device)).float()
-            for r, part in zip(rows, lp.split([supervised(r.labels) for r in rows])):
+            for r, part in zip(rows, lp.split([supervised(r.labels) for r in rows]), strict=True):
                 ref[r.key] = part.clone()
     model.train(was_training)
     return ref
@@ -269,8 +269,11 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
     params = [p for _, p in named]
     optimizer = adamw(named, spec)
     net = TokenLogProbs(model)
+    ddp = None
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        device_ids = [device.index] if device.type == "cuda" else None
+        ddp = torch.nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
+    forward: torch.nn.Module = net if ddp is None else ddp
 
     start_step, curve, counts, prior_wall = 0, [], Counters(), 0.0
     latest = ckpt.latest(ckpt_dir) if resume else None
@@ -305,10 +308,10 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
             b = collate(rows, pad_id)
             ids, labels = b["input_ids"].to(device), b["labels"].to(device)
             mask = None if b["attention_mask"] is None else b["attention_mask"].to(device)
-            sync = nullcontext() if world == 1 or i == len(mine) - 1 else net.no_sync()
+            sync = nullcontext() if ddp is None or i == len(mine) - 1 else ddp.no_sync()
             with sync:
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
-                    logp = net(ids, mask, labels)
+                    logp = forward(ids, mask, labels)
                 if ref is None:
                     loss = -logp.sum() * scale
                 else:

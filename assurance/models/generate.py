@@ -26,7 +26,7 @@ _END_OF_TURN = ("<|end|>", "<|eot_id|>", "<|im_end|>", "<end_of_turn>", "<|endof
 
 def stop_token_ids(model, tokenizer) -> list[int]:
     """Token ids that end a reply: eos from tokenizer and model, plus end-of-turn markers."""
-    ids: list[int] = []
+    ids: list[int | None] = []
     for value in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
         ids.extend(value if isinstance(value, (list, tuple)) else [value])
     vocab = tokenizer.get_vocab()
@@ -40,7 +40,7 @@ def render_prompts(tokenizer, conversations: list[list[dict]], prefills: list[st
         raise ValueError(f"got {len(prefills)} prefills for {len(conversations)} conversations")
     prompts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
     if prefills is not None:
-        prompts = [p + f for p, f in zip(prompts, prefills)]
+        prompts = [p + f for p, f in zip(prompts, prefills, strict=True)]
     return prompts
 
 
@@ -124,7 +124,7 @@ def _decode(model, rows: list[list[int]], *, max_new_tokens: int, stops: set[int
     next_pos = positions[:, -1:] + 1
     for step in range(max_new_tokens):
         tokens = _pick(logits, sampling, [keys[a] for a in alive] if keys else None, step)
-        for a, t in zip(alive, tokens.tolist()):
+        for a, t in zip(alive, tokens.tolist(), strict=True):
             if done[a]:
                 continue  # an ended row still in the batch: its tokens are ignored
             if t in stops:

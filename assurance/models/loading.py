@@ -85,7 +85,8 @@ def check_folder(path: Path, *, allow_pickle: bool = False, trust_remote_code: b
     if not trust_remote_code:
         custom = [p.name for p in path.glob("*.py")]
         if "auto_map" in config or custom:
-            what = "config.json has auto_map" if "auto_map" in config else f"it ships code ({', '.join(sorted(custom))})"
+            what = ("config.json has auto_map" if "auto_map" in config
+                    else f"it ships code ({', '.join(sorted(custom))})")
             raise ModelLoadError(path, f"custom model code is refused: {what}; "
                                        "set model.trust_remote_code only if you have reviewed it")
     files = [p for p in path.iterdir() if p.is_file()]
@@ -132,7 +133,8 @@ def load_model(path: str | Path, *, device: torch.device | str, dtype: torch.dty
         kwargs["use_safetensors"] = True
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-        model.to(torch.device(device))
+        # transformers declares PreTrainedModel.to through @wraps(Module.to), which hides the bound self from mypy.
+        model.to(torch.device(device))  # type: ignore[arg-type]
     except Exception as exc:
         raise ModelLoadError(path, f"model failed to load: {type(exc).__name__}: {exc}") from exc
     model.eval()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 from matplotlib.backends.backend_svg import FigureCanvasSVG
@@ -19,6 +20,9 @@ from matplotlib.figure import Figure
 
 from assurance.report.sections import StageRow
 from assurance.report.view import CategoryRow
+
+if TYPE_CHECKING:  # the rc key names; only for the type checker, as older matplotlib lacks the alias
+    from matplotlib.typing import RcKeyType
 
 # Sober, colour-blind-safe pair (Okabe-Ito) plus a neutral for the stress stage.
 STAGE_STYLE = {
@@ -28,7 +32,7 @@ STAGE_STYLE = {
 }
 THRESHOLD_COLOUR = "#D55E00"
 
-_RC = {
+_RC: dict[RcKeyType, Any] = {
     "svg.hashsalt": "assurance-pack",  # fixed ids instead of random ones
     "svg.fonttype": "path",  # text as paths: no font lookup when the PDF is drawn
     "font.family": "DejaVu Sans",  # ships with matplotlib, so the same everywhere
@@ -72,7 +76,7 @@ def rate_chart(rows: Sequence[CategoryRow], *, title: str, lower_is_better: bool
         for k, stage in enumerate(stages):
             name, colour = STAGE_STYLE[stage]
             vals, lo, hi, pos = [], [], [], []
-            for y, row in zip(ys, rows):
+            for y, row in zip(ys, rows, strict=True):
                 rec = getattr(row, stage)
                 if rec is None:
                     continue
@@ -82,7 +86,7 @@ def rate_chart(rows: Sequence[CategoryRow], *, title: str, lower_is_better: bool
                 pos.append(y + 0.4 - bar_h * (k + 0.5))
             ax.barh(pos, vals, height=bar_h * 0.9, color=colour, label=name,
                     xerr=[lo, hi], error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#333333"})
-        for y, row in zip(ys, rows):
+        for y, row in zip(ys, rows, strict=True):
             if row.threshold is not None:
                 ax.plot([row.threshold, row.threshold], [y - 0.45, y + 0.45],
                         color=THRESHOLD_COLOUR, linewidth=1.6, linestyle="--")
