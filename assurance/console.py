@@ -12,6 +12,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .battery.categories import category_name
 from .battery.metrics import is_greedy, is_main
 from .evidence.records import (
     ArtifactRecord,
@@ -91,7 +92,7 @@ def metrics_table(metrics: list[MetricRecord], name: str, title: str, suite: str
     cats = [c for c in rows if c != "overall"] + (["overall"] if "overall" in rows else [])
     for c in cats:
         r = rows[c]
-        cells = [f"[bold]{c}[/bold]" if c == "overall" else c, str(next(iter(r.values())).n)]
+        cells = [f"[bold]{c}[/bold]" if c == "overall" else category_name(c), str(next(iter(r.values())).n)]
         for st in stages:
             m = r.get(st)
             cells += [_pct(m.value if m else None), f"{m.ci_low:.0%}–{m.ci_high:.0%}" if m else "—"]
