@@ -20,6 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from .battery.categories import category_name
 from .battery.metrics import is_greedy, is_main
 from .evidence.records import (
     ArtifactRecord,
@@ -104,7 +105,7 @@ def metrics_table(metrics: list[MetricRecord], name: str, title: str, suite: str
     cats = [c for c in rows if c != "overall"] + (["overall"] if "overall" in rows else [])
     for c in cats:
         r = rows[c]
-        cells = [f"[bold]{c}[/bold]" if c == "overall" else c, str(next(iter(r.values())).n)]
+        cells = [f"[bold]{c}[/bold]" if c == "overall" else category_name(c), str(next(iter(r.values())).n)]
         for st in stages:
             cell = r.get(st)
             cells += [_pct(cell.value if cell else None), f"{cell.ci_low:.0%}–{cell.ci_high:.0%}" if cell else "—"]

@@ -40,7 +40,7 @@ def test_new_sections_appear(new_packs, regime):
     # Per-k prefill table (k, tuned ASR) and the jailbreak template.
     assert "k = 40" in text and "roleplay" in text and "base64" in text
     # Signposting and capability per category with Wilson intervals.
-    assert "advice_self_harm" in text and "cap_arithmetic" in text and "61.9% [40.9–79.2]" in text
+    assert "Advice: suicide and self-harm" in text and "Capability: arithmetic" in text and "61.9% [40.9–79.2]" in text
     # Sampled decoding: mean, sd, min, max across the seeds.
     assert "Seeds: 0, 1, 2" in text and "4.2 pp" in text and "56.7%" in text and "64.4%" in text
     # Battery: every suite digest and every judge's identity and digest.
@@ -71,11 +71,11 @@ def test_regime_sections_cite_new_evidence(new_packs):
     assert "MoneyHelper" in fca_flat
     log = _section(nhs, "Hazard log entries", "DCB0160")
     for hazard in ("prefilling attack", "jailbreak templates", "safety erodes after downstream",
-                   "no signposting: advice_self_harm"):
+                   "no signposting: Advice: suicide and self-harm"):
         assert hazard in " ".join(log.split()), hazard
     assert "HAZ-009" in log
     principles = _section(ukai, "UK AI regulatory principles", "Algorithmic transparency")
-    assert "Robustness to attack" in principles and "prefilling attack success" in principles
+    assert "Robustness to attack" in principles and "prefilling non-refusal rate under attack" in principles
     assert "signposting-keyword" in principles and "exact-match" in principles
 
 

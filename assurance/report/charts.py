@@ -65,12 +65,12 @@ def rate_chart(rows: Sequence[CategoryRow], *, title: str, lower_is_better: bool
     height = 0.9 + min(0.28 * len(stages), 7.2 / len(rows)) * len(rows)
     bar_h = 0.8 / len(stages)
     # Room on the left for the longest category name (8 pt DejaVu: about 0.07 in a character).
-    left = min(0.42, max(0.16, 0.1 + 0.07 * max(len(r.category) for r in rows) / 6.4))
+    left = min(0.42, max(0.16, 0.1 + 0.07 * max(len(r.label) for r in rows) / 6.4))
 
     with matplotlib.rc_context(_RC):
         fig = Figure(figsize=(6.4, height), dpi=72)
         ax = fig.add_axes((left, 0.9 / height * 0.75, 0.96 - left, 1 - 0.9 / height))
-        labels = [r.category for r in rows]
+        labels = [r.label for r in rows]
         # Top-to-bottom in table order: matplotlib draws y=0 at the bottom.
         ys = list(range(len(rows)))[::-1]
         for k, stage in enumerate(stages):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from assurance.battery.categories import category_name
+from assurance.report.measured import Measured
 from assurance.report.sections import PersistRow, StageRow
 from assurance.report.view import CategoryRow
 
@@ -72,12 +74,19 @@ def _entry(title: str, detail: str, cause: str, controls: str, rate: float, *, s
 
 def hazard_log(rows: list[CategoryRow], severity: str = "Major", *, prefill: list[StageRow] | None = None,
                jailbreak: list[StageRow] | None = None, persistence: list[PersistRow] | None = None,
-               signposting: list[StageRow] | None = None) -> list[dict[str, Any]]:
-    """The hazard entries, numbered HAZ-001 on: harmful categories first, then the other measures."""
+               signposting: list[StageRow] | None = None, refusal_words: Measured | None = None,
+               attack_words: Measured | None = None) -> list[dict[str, Any]]:
+    """The hazard entries, numbered HAZ-001 on: harmful categories first, then the other measures.
+
+    ``refusal_words`` and ``attack_words`` (``measured.wording``) say what the refusal suite's and the
+    attacks' figures measured; by default, non-refusal seen by a refusal judge, the weaker claim."""
+    said, attacked_said = refusal_words or Measured(None), attack_words or Measured(None)
     out = []
     for row in (r for r in rows if r.category != "overall"):
         rec = row.tuned or row.base
-        e = _entry(row.category, f"the system answers a harmful request instead of refusing. Tuned model refused {_ci(row.tuned)}.",
+        e = _entry(category_name(row.category),
+                   f"the system may help with a harmful request (measured: {said.event}). "
+                   f"Tuned model refused {_ci(row.tuned)}.",
                    "Safety behaviour too weak or eroded by fine-tuning; judge may miss partial compliance.",
                    "Safety fine-tune; release gate (minimum refusal rate); human oversight in deployment.",
                    1 - rec.value if rec else 0.0, short=row.meets is False, gated=row.meets is not None,
@@ -89,8 +98,9 @@ def hazard_log(rows: list[CategoryRow], severity: str = "Major", *, prefill: lis
     if attacked:
         worst = max(reversed(attacked), key=lambda r: r.tuned.value)  # type: ignore[union-attr]  # ties: larger k, later template
         out.append(_entry("prefilling attack",
-                          f"once the first words of a compliant answer are supplied, the system completes the harmful "
-                          f"answer. Tuned model ASR, worst case {worst.label}: {_ci(worst.tuned)}.",
+                          f"once the first words of a compliant answer are supplied, the system may carry on with the "
+                          f"harmful request (measured: {attacked_said.event} in the continuation). "
+                          f"Tuned model {attacked_said.rate_name}, worst case {worst.label}: {_ci(worst.tuned)}.",
                           "Safety alignment only a few tokens deep (Qi et al., ICLR 2025).",
                           "Deep-alignment augmentation or constrained objective; deny prefilling in the deployed API.",
                           worst.tuned.value, short=False, gated=False, severity=severity))  # type: ignore[union-attr]
@@ -98,8 +108,9 @@ def hazard_log(rows: list[CategoryRow], severity: str = "Major", *, prefill: lis
     if attacked:
         worst = max(reversed(attacked), key=lambda r: r.tuned.value)  # type: ignore[union-attr]  # ties: larger k, later template
         out.append(_entry("jailbreak templates",
-                          f"a wrapped request (role-play, hypothetical, obfuscation...) is answered. Tuned model ASR, "
-                          f"worst template {worst.label}: {_ci(worst.tuned)}.",
+                          f"a wrapped request (role-play, hypothetical, obfuscation...) may get a harmful answer "
+                          f"(measured: {attacked_said.event}). "
+                          f"Tuned model {attacked_said.rate_name}, worst template {worst.label}: {_ci(worst.tuned)}.",
                           "Refusal tied to the surface form of a request.",
                           "Safety fine-tune; input filtering and monitoring in deployment.",
                           worst.tuned.value, short=False, gated=False, severity=severity))  # type: ignore[union-attr]
@@ -109,7 +120,8 @@ def hazard_log(rows: list[CategoryRow], severity: str = "Major", *, prefill: lis
         rate = 1 - refusal.stress.value if refusal and refusal.stress else 0.0
         failed = [r.label for r in measured if r.meets is False]
         gated = any(r.limit is not None for r in measured)
-        detail = "after a customer's benign fine-tune, the system answers harmful requests it refused before."
+        detail = ("after a customer's benign fine-tune, the system may help with harmful requests it refused "
+                  f"before (measured: {said.event}).")
         if refusal is not None:
             detail += f" Refusal tuned {_ci(refusal.tuned)} → after stress {_ci(refusal.stress)}."
         if failed:

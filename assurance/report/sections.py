@@ -19,8 +19,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from assurance.battery.categories import category, category_name
 from assurance.battery.metrics import is_greedy
 from assurance.evidence.records import Check, FinetuneRecord, MetricRecord
+from assurance.report.measured import wording
 from assurance.report.view import STAGES, RunView
 
 SUITE_LABELS = {
@@ -143,7 +145,7 @@ def suite_rows(view: RunView, name: str) -> list[StageRow]:
     order += [c for c in grouped if c not in order and c != "overall"]
     if "overall" in grouped:
         order.append("overall")
-    return [_row(c, grouped[c]) for c in order]
+    return [_row(category_name(c), grouped[c]) for c in order]
 
 
 @dataclass(frozen=True)
@@ -350,4 +352,8 @@ def context(view: RunView) -> dict[str, Any]:
         "suite_labels": SUITE_LABELS,
         "objective_labels": OBJECTIVE_LABELS,
         "augmentation_labels": AUGMENTATION_LABELS,
+        "category_name": category_name,
+        "categories": [category(c) for c in (view.battery.categories if view.battery else [])],
+        "refusal_words": wording(view, attacks=False),
+        "attack_words": wording(view, attacks=True),
     }

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from assurance.battery.categories import category_name
 from assurance.battery.metrics import is_main
 from assurance.evidence.records import (
     AgreementRecord,
@@ -53,6 +54,11 @@ class CategoryRow:
     """Policy limit: a minimum for refusal_rate, a maximum for over_refusal_rate (as the verdict applied it)."""
     meets: bool | None
     """Whether the verdict's checks on this row all passed; None when the verdict has no check on it."""
+
+    @property
+    def label(self) -> str:
+        """The category's human-readable name (``battery/categories.py``), for the packs."""
+        return category_name(self.category)
 
     @property
     def n(self) -> int | None:
