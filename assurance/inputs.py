@@ -17,7 +17,7 @@ import torch
 from .backends import resolve_backend, stage_backends
 from .battery.builtin import battery_from_spec
 from .battery.judges import JudgeError
-from .battery.wiring import build_judges, load_extra_suites, over_refusal_judge
+from .battery.wiring import build_harm_judge, build_judges, load_extra_suites, over_refusal_judge
 from .evidence.environment import capture_environment
 from .evidence.hashing import TreeDigest, tree_digest
 from .evidence.records import ArtifactRecord, EnvironmentRecord
@@ -60,7 +60,7 @@ def prepare(plan: Plan, progress: Progress) -> Prepared:
     backends = stage_backends(plan, resolve_backend(plan.battery.backend, device))
     if device.type == "cpu" and plan.cpu_threads:
         torch.set_num_threads(plan.cpu_threads)
-    judges, benign_judge = _build_judges(plan, device, dtype)
+    judges, benign_judge, harm_judge = _build_judges(plan, device, dtype)
     with progress.stage("Loading the base model"):
         model_path = resolve_model_path(plan.model.path)
         model, tokenizer = load_model(
@@ -68,16 +68,18 @@ def prepare(plan: Plan, progress: Progress) -> Prepared:
             allow_pickle=plan.model.allow_pickle, trust_remote_code=plan.model.trust_remote_code,
         )
     return Prepared(plan, model_path, safety, utility, battery, model, tokenizer, device, dtype,
-                    judges=judges, benign_judge=benign_judge, extra=extra, backends=backends)
+                    judges=judges, benign_judge=benign_judge, extra=extra, backends=backends, harm_judge=harm_judge)
 
 
 def _build_judges(plan: Plan, device, dtype):
     """The plan's judges, checked before anything is written; a bad spec is a PlanError naming it."""
+    where = {"device": str(device), "dtype": str(dtype).replace("torch.", "")}
     try:
-        judges = build_judges(plan.battery.judges, device=str(device), dtype=str(dtype).replace("torch.", ""))
+        judges = build_judges(plan.battery.judges, **where)
+        harm = build_harm_judge(plan.battery.harm_judge, **where)
     except JudgeError as err:
         raise PlanError(str(err)) from None
-    return judges, over_refusal_judge(judges)
+    return judges, over_refusal_judge(judges), harm
 
 
 def input_artifacts(prep: Prepared, plan_path: Path | None) -> list[ArtifactRecord]:
@@ -91,6 +93,11 @@ def input_artifacts(prep: Prepared, plan_path: Path | None) -> list[ArtifactReco
     arts += [artifact_record(f"dataset:benchmark:{e.benchmark}", e.path) for e in prep.extra]
     # A model judge hashed its folder when it was checked in prepare(): reuse that, do not hash twice.
     arts += [artifact_record(f"judge_model:{j.id}", j.path, j.model_tree) for j in prep.judges if hasattr(j, "model_tree")]
+    harm = prep.harm_judge
+    if hasattr(harm, "model_tree") and not any(j is harm or getattr(j, "path", None) == harm.path for j in prep.judges):
+        arts.append(artifact_record(f"judge_model:{harm.id}", harm.path, harm.model_tree))
+    if plan.battery.prefill_responses is not None:
+        arts.append(artifact_record("dataset:prefill-responses", plan.battery.prefill_responses.path))
     if plan_path:
         arts.append(artifact_record("plan", plan_path))
     return arts
