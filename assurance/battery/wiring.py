@@ -193,8 +193,9 @@ def _event(s: SampleRecord, metric: str) -> bool:
     return bool(s.refused) if metric == "refusal_rate" else bool(s.attack_succeeded)
 
 
-COMPARED = (("refusal", "refusal_rate"), ("prefill", "attack_success_rate"))
-"""(suite, metric) pairs compared across stages: harmful refusal items and the prefilling attack."""
+COMPARED = (("refusal", "refusal_rate"), ("prefill", "non_refusal_rate"))
+"""(suite, metric) pairs compared across stages: harmful refusal items and the prefilling attack (non-refusal:
+the refusal judge's verdicts; runs before harm judges recorded the same count as ``attack_success_rate``)."""
 
 
 def compare_stages(samples: Sequence[SampleRecord], stage_from: Stage, stage_to: Stage, *,

@@ -230,8 +230,9 @@ class ComparisonRecord(BaseRecord):
     """The later model."""
     suite: str
     """``refusal`` (harmful items) or ``prefill`` (the prefilling attack)."""
-    metric: Literal["refusal_rate", "attack_success_rate"]
-    """What the per-item outcome is: refused (refusal suite) or attack succeeded (prefill)."""
+    metric: Literal["refusal_rate", "attack_success_rate", "non_refusal_rate"]
+    """What the per-item outcome is: refused (refusal suite) or not refused under the prefill attack
+    (``non_refusal_rate``; records written before it existed call the same outcome ``attack_success_rate``)."""
     category: str
     """Item category, or ``overall``."""
     variant: str | None = None
