@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ContextManager, Protocol
+from typing import Any, ContextManager, Protocol
 
 import torch
 
@@ -73,10 +73,10 @@ def prepare(plan: Plan, progress: Progress) -> Prepared:
 
 def _build_judges(plan: Plan, device, dtype):
     """The plan's judges, checked before anything is written; a bad spec is a PlanError naming it."""
-    where = {"device": str(device), "dtype": str(dtype).replace("torch.", "")}
+    dev, dt = str(device), str(dtype).replace("torch.", "")
     try:
-        judges = build_judges(plan.battery.judges, **where)
-        harm = build_harm_judge(plan.battery.harm_judge, **where)
+        judges = build_judges(plan.battery.judges, device=dev, dtype=dt)
+        harm = build_harm_judge(plan.battery.harm_judge, device=dev, dtype=dt)
     except JudgeError as err:
         raise PlanError(str(err)) from None
     return judges, over_refusal_judge(judges), harm
@@ -93,7 +93,7 @@ def input_artifacts(prep: Prepared, plan_path: Path | None) -> list[ArtifactReco
     arts += [artifact_record(f"dataset:benchmark:{e.benchmark}", e.path) for e in prep.extra]
     # A model judge hashed its folder when it was checked in prepare(): reuse that, do not hash twice.
     arts += [artifact_record(f"judge_model:{j.id}", j.path, j.model_tree) for j in prep.judges if hasattr(j, "model_tree")]
-    harm = prep.harm_judge
+    harm: Any = prep.harm_judge  # a model judge (with a folder) or another kind
     if hasattr(harm, "model_tree") and not any(j is harm or getattr(j, "path", None) == harm.path for j in prep.judges):
         arts.append(artifact_record(f"judge_model:{harm.id}", harm.path, harm.model_tree))
     if plan.battery.prefill_responses is not None:

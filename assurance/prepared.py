@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .battery.judges import BaseJudge
 from .battery.suites import Battery
 from .plan import Plan
 
@@ -42,7 +43,7 @@ class Prepared:
     """The plan's refusal judges, built and checked; the first is the primary judge."""
     benign_judge: object = None
     """Scores benign prompts when the primary judge measures harm (``wiring.over_refusal_judge``)."""
-    harm_judge: object = None
+    harm_judge: BaseJudge | None = None
     """The plan's ``battery.harm_judge`` for the attack suites, built and checked; None without one."""
     extra: list = field(default_factory=list)
     """Public benchmark suites run beside the battery (``wiring.ExtraSuite``)."""

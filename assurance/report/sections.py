@@ -214,7 +214,7 @@ def sampled_rows(view: RunView) -> list[SampledRow]:
     """Across-seed summaries (all categories, all variants of a suite together), by measure then stage."""
     recs = [m for m in view.metric_log if m.decoding == "sampled" and m.seeds and m.seed is None
             and m.category == "overall" and m.variant is None]
-    latest = {(m.suite, m.name, m.stage): m for m in recs}
+    latest: dict[tuple[str, str, str], MetricRecord] = {(m.suite, m.name, m.stage): m for m in recs}
     suites = list(dict.fromkeys(m.suite for m in recs))
     labels = METRIC_LABELS | {f.metric: f.label[:1].upper() + f.label[1:] for f in attack_figures(view)}
     out = []
