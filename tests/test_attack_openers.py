@@ -10,7 +10,6 @@ The thresholds below leave room for one more opener, not for a copied phrase.
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 
 from _overlap import TRIPLETS, jaccard, load_jsonl, normalise, trigrams
@@ -91,6 +90,5 @@ def test_the_draw_is_seeded_per_item_and_spreads_over_the_pool(tiny_model):
         assert len(picks) == len(pool) and max(picks.values()) < len(suite.items) / 2
     ks = {p.k: len(tok(p.prefill, add_special_tokens=False)["input_ids"]) for p in suite.probes(tok)}
     assert all(abs(n - k) <= 2 for k, n in ks.items())  # k tokens of the model's tokenizer (re-tokenising may merge)
-    other = DrawnPrefill(suite.solver.openers, suite.solver.draw_seed + 1)
-    item = random.Random(0).choice(suite.items)
-    assert any(other.drawn(i, 40) != suite.solver.drawn(i, 40) for i in suite.items) and item
+    other = DrawnPrefill(suite.solver.openers, suite.solver.draw_seed + 1)  # the seed decides the draw
+    assert any(other.drawn(i, 40) != suite.solver.drawn(i, 40) for i in suite.items)

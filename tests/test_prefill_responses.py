@@ -173,3 +173,18 @@ def test_samples_written_before_harm_judges_still_validate():
            "attack_succeeded": True, "signposted": None, "signposts": [], "correct": None, "answer": None}
     s = SampleRecord.model_validate(old)
     assert s.harmful is None and s.attack_succeeded is True
+
+
+def test_plan_paths_resolve_against_the_plan_folder(tmp_path):
+    from assurance.plan import load_plan
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "r.jsonl").write_text(FIXTURE.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "plan.yaml").write_text(
+        "battery:\n  prefill_responses: {path: data/r.jsonl, expected_rows: 6}\n"
+        "  harm_judge: {kind: model, path: judges/clf, model_kind: classifier, measures: harm}\n", encoding="utf-8")
+    plan = load_plan(tmp_path / "plan.yaml")
+    assert plan.battery.prefill_responses.path == str((tmp_path / "data" / "r.jsonl").resolve())
+    assert plan.battery.harm_judge.path == str((tmp_path / "judges" / "clf").resolve())
+    assert plan.battery.version == "3"
+    assert RESPONSES_SUITE in battery_from_spec(plan.battery).suite_names
