@@ -4,7 +4,7 @@ A tuned model that learned the training openers must not meet them again in the 
 attack measures recall of those strings. Measured when the openers were written (word tokens,
 normalised as in ``_overlap``): no shared 4-word sequence; the largest word-3-gram Jaccard of any
 v3 opener with any training opener is 0.031 (v1's openers: 0.267), and over all openers pooled 0.003
-(v1: 0.054). With the tiny model's own tokenizer the pooled token-3-gram Jaccard is below 0.02.
+(v1: 0.054). With the tiny model's own tokenizer the pooled token-3-gram Jaccard is 0.011 (v1: 0.071).
 The thresholds below leave room for one more opener, not for a copied phrase.
 """
 
