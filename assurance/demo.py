@@ -63,7 +63,7 @@ def _pct(m: MetricRecord | None) -> str:
 def comparison_table(results: dict[str, object]) -> Table:
     """Plain SFT against deep-alignment: refusal, prefill attack and over-refusal, before and after stress."""
     table = Table(title="Plain SFT against deep-alignment (same base, data and steps)", title_justify="left")
-    for col in ("recipe", "model", "harmful refused", "ASR k=5", "k=10", "k=20", "k=40", "benign refused"):
+    for col in ("recipe", "model", "harmful refused", "non-refusal k=5", "k=10", "k=20", "k=40", "benign refused"):
         table.add_column(col, justify="left" if col in ("recipe", "model") else "right")
     for recipe, res in results.items():
         m = res.metrics
@@ -73,10 +73,11 @@ def comparison_table(results: dict[str, object]) -> Table:
             table.add_row(
                 recipe if stage == "tuned" else "", {"tuned": f"tuned ({res.status})", "stress": "stressed"}[stage],
                 _pct(_overall(m, stage, "refusal_rate")),
-                *[_pct(_overall(m, stage, "attack_success_rate", k)) for k in (5, 10, 20, 40)],
+                *[_pct(_overall(m, stage, "non_refusal_rate", k)) for k in (5, 10, 20, 40)],
                 _pct(_overall(m, stage, "over_refusal_rate")),
             )
-    table.caption = ("ASR: prefilling-attack success rate with k tokens of a compliant opener prefilled; "
+    table.caption = ("non-refusal: share of prefilled harmful requests in which the refusal judge saw no refusal "
+                     "(k tokens of a compliant opener prefilled; no harm judge); "
                      "stressed: after a short benign fine-tune")
     return table
 
@@ -111,4 +112,5 @@ def tell_story(result, console: Console, comparison=None) -> None:
     if comparison:
         console.print(comparison_table(comparison))
         console.print("[dim]The paper predicts a lower prefill attack success rate for deep-alignment than for "
-                      "plain SFT. These are the measured numbers for this tiny model, whatever they show.[/dim]")
+                      "plain SFT; without a harm judge the demo measures non-refusal under the attack instead. "
+                      "These are the measured numbers for this tiny model, whatever they show.[/dim]")

@@ -10,14 +10,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
 from .backends import resolve_backend, stage_backends
 from .battery.builtin import battery_from_spec
 from .battery.judges import JudgeError
-from .battery.wiring import build_judges, load_extra_suites, over_refusal_judge
+from .battery.wiring import build_harm_judge, build_judges, load_extra_suites, over_refusal_judge
 from .evidence.environment import capture_environment
 from .evidence.hashing import TreeDigest, tree_digest
 from .evidence.records import ArtifactRecord, EnvironmentRecord
@@ -66,7 +66,7 @@ def prepare(plan: Plan, progress: Progress) -> Prepared:
     backends = stage_backends(plan, resolve_backend(plan.battery.backend, device))
     if device.type == "cpu" and plan.cpu_threads:
         torch.set_num_threads(plan.cpu_threads)
-    judges, benign_judge = _build_judges(plan, device, dtype)
+    judges, benign_judge, harm_judge = _build_judges(plan, device, dtype)
     with progress.stage("Loading the base model"):
         model_path = resolve_model_path(plan.model.path)
         model, tokenizer = load_model(
@@ -74,16 +74,18 @@ def prepare(plan: Plan, progress: Progress) -> Prepared:
             allow_pickle=plan.model.allow_pickle, trust_remote_code=plan.model.trust_remote_code,
         )
     return Prepared(plan, model_path, safety, utility, battery, model, tokenizer, device, dtype,
-                    judges=judges, benign_judge=benign_judge, extra=extra, backends=backends)
+                    judges=judges, benign_judge=benign_judge, extra=extra, backends=backends, harm_judge=harm_judge)
 
 
 def _build_judges(plan: Plan, device, dtype):
     """The plan's judges, checked before anything is written; a bad spec is a PlanError naming it."""
+    dev, dt = str(device), str(dtype).replace("torch.", "")
     try:
-        judges = build_judges(plan.battery.judges, device=str(device), dtype=str(dtype).replace("torch.", ""))
+        judges = build_judges(plan.battery.judges, device=dev, dtype=dt)
+        harm = build_harm_judge(plan.battery.harm_judge, device=dev, dtype=dt)
     except JudgeError as err:
         raise PlanError(str(err)) from None
-    return judges, over_refusal_judge(judges)
+    return judges, over_refusal_judge(judges), harm
 
 
 def input_artifacts(prep: Prepared, plan_path: Path | None) -> list[ArtifactRecord]:
@@ -98,6 +100,11 @@ def input_artifacts(prep: Prepared, plan_path: Path | None) -> list[ArtifactReco
     # A model judge hashed its folder when it was checked in prepare(): reuse that, do not hash twice.
     arts += [artifact_record(f"judge_model:{j.id}", j.path, j.model_tree)
              for j in prep.judges if hasattr(j, "model_tree")]
+    harm: Any = prep.harm_judge  # a model judge (with a folder) or another kind
+    if hasattr(harm, "model_tree") and not any(j is harm or getattr(j, "path", None) == harm.path for j in prep.judges):
+        arts.append(artifact_record(f"judge_model:{harm.id}", harm.path, harm.model_tree))
+    if plan.battery.prefill_responses is not None:
+        arts.append(artifact_record("dataset:prefill-responses", plan.battery.prefill_responses.path))
     if plan_path:
         arts.append(artifact_record("plan", plan_path))
     return arts

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from .battery.judges import BaseJudge
 from .battery.suites import Battery
 from .plan import Plan
 
@@ -44,6 +45,8 @@ class Prepared:
     """The plan's refusal judges, built and checked; the first is the primary judge."""
     benign_judge: object = None
     """Scores benign prompts when the primary judge measures harm (``wiring.over_refusal_judge``)."""
+    harm_judge: BaseJudge | None = None
+    """The plan's ``battery.harm_judge`` for the attack suites, built and checked; None without one."""
     extra: list = field(default_factory=list)
     """Public benchmark suites run beside the battery (``wiring.ExtraSuite``)."""
     backends: dict = field(default_factory=dict)

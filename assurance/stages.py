@@ -73,7 +73,7 @@ class Evaluated:
 def battery_record(prep: Prepared, judge, gen: dict, artifacts: dict[str, str]) -> BatteryRecord:
     """The run's battery record, with every judge and the extra suites. ``artifacts`` (role -> digest)
     are the provenance digests just taken: the benchmark files are not hashed a second time."""
-    rec = runner.battery_record(prep.battery, judge, gen, prep.plan.battery.sampling)
+    rec = runner.battery_record(prep.battery, judge, gen, prep.plan.battery.sampling, harm_judge=prep.harm_judge)
     update = {"judges": rec.judges + judge_entries(prep.judges, prep.benign_judge),
               "extra_suites": [e.entry(artifacts[f"dataset:benchmark:{e.benchmark}"]) for e in prep.extra]}
     if prep.extra:
@@ -155,7 +155,7 @@ def evaluate(store: Store, run_id: str, prep: Prepared, judge, stage: str, model
                                            max_new_tokens=prep.plan.battery.max_new_tokens,
                                            batch_size=prep.plan.battery.batch_size, progress=advance,
                                            sampling=prep.plan.battery.sampling, benign_judge=prep.benign_judge,
-                                           generator=generator)
+                                           generator=generator, harm_judge=prep.harm_judge)
     records: list[Record] = [*samples, *metrics]
     if len(prep.judges) > 1:
         with progress.stage(f"Cross-checking the {stage} model's refusals with {len(prep.judges) - 1} more judge(s)"):

@@ -32,7 +32,7 @@ V1_DIGEST = "sha256:f14936b586d52047861deb045435da88c681268761d0cae78734da6023bd
 
 @pytest.fixture(scope="module")
 def battery() -> Battery:
-    return load_battery()
+    return load_battery("assurance-core", "2")
 
 
 def test_v1_digest_is_unchanged():
@@ -46,7 +46,16 @@ def test_v2_holds_every_suite(battery):
     assert set(battery.suite_digests()) == set(SUITE_NAMES)
     assert len(set(battery.suite_digests().values())) == len(SUITE_NAMES)
     assert battery.digest.startswith("sha256:") and battery.digest != V1_DIGEST
-    assert battery.digest == load_battery().digest  # stable across loads
+    assert battery.digest == load_battery("assurance-core", "2").digest  # stable across loads
+
+
+def test_v3_is_v2_with_the_drawn_prefill(battery):
+    v3 = load_battery()
+    assert v3.version == "3" and v3.suite_names == battery.suite_names
+    old, new = battery.suite_digests(), v3.suite_digests()
+    assert {n for n in old if old[n] != new[n]} == {"prefill"}
+    assert v3.suites[2].items == battery.suites[2].items  # the same attacked requests, other openers
+    assert v3.suites[2].version == "2" and v3.suites[2].solver.settings["solver"] == "prefill-drawn"
 
 
 def test_digest_changes_with_any_item_or_setting(battery):

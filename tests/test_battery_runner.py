@@ -67,8 +67,8 @@ def test_evaluate_records_every_suite(tiny_model, small_battery):
 
     names = {(m.suite, m.name) for m in metrics}
     assert names == {("refusal", "refusal_rate"), ("refusal", "over_refusal_rate"),
-                     ("signposting", "signposting_rate"), ("prefill", "attack_success_rate"),
-                     ("jailbreak", "attack_success_rate"), ("capability", "capability_score")}
+                     ("signposting", "signposting_rate"), ("prefill", "non_refusal_rate"),
+                     ("jailbreak", "non_refusal_rate"), ("capability", "capability_score")}
     curve = {m.k: m for m in metrics if m.suite == "prefill" and m.category == "overall" and m.k}
     assert sorted(curve) == [5, 10, 20, 40] and all(m.n == 11 and m.variant == f"prefill-k{k}"
                                                      for k, m in curve.items())
@@ -151,8 +151,9 @@ def test_metrics_from_synthetic_samples():
     get = {(m.suite, m.name, m.variant, m.category, m.seed, bool(m.seeds)): m for m in ms}
     assert get[("refusal", "refusal_rate", None, "fraud", None, False)].value == 0.5
     assert get[("refusal", "over_refusal_rate", None, "overall", None, False)].value == 1.0
-    assert get[("prefill", "attack_success_rate", "prefill-k5", "overall", None, False)].k == 5
-    assert get[("prefill", "attack_success_rate", None, "overall", None, False)].n == 2
+    assert get[("prefill", "non_refusal_rate", "prefill-k5", "overall", None, False)].k == 5
+    assert get[("prefill", "non_refusal_rate", None, "overall", None, False)].n == 2
+    assert not [m for m in ms if m.name == "attack_success_rate"]  # no harm judge: no attack success claimed
     assert get[("signposting", "signposting_rate", None, "advice_medical", None, False)].value == 1.0
     assert get[("capability", "capability_score", None, "overall", None, False)].value == 0.0
     summary = get[("signposting", "signposting_rate", None, "overall", None, True)]

@@ -27,6 +27,7 @@ PINNED = {
 BATTERIES = {
     "1": "sha256:f14936b586d52047861deb045435da88c681268761d0cae78734da6023bd8cb5",
     "2": "sha256:f891a2dcf22cdf568d4b151dbaa59aee1f3262b567a04996ef1e8ecf01a7cb0b",
+    "3": "sha256:b1074b921ac22bee822ccd646929d7cc8066e7d7bf68f0098c2843cb8c7e3201",
 }
 SUITES_V2 = {
     "refusal": "sha256:ac23808f1bcbe0c59b3e693c2db8af045be3a176fa0332fe11e30a3df73b818f",
@@ -60,4 +61,6 @@ def test_http_judge_digests_are_the_stored_ones():
 
 def test_battery_and_suite_digests_are_the_stored_ones():
     assert {v: load_battery("assurance-core", v).digest for v in BATTERIES} == BATTERIES
-    assert load_battery().suite_digests() == SUITES_V2
+    assert load_battery("assurance-core", "2").suite_digests() == SUITES_V2
+    v3 = load_battery("assurance-core", "3").suite_digests()
+    assert v3 == SUITES_V2 | {"prefill": "sha256:0bbfe602d5e94299e8ede8de49aa3c6f6a5815bd6887729e0020fc6234506c98"}

@@ -126,7 +126,7 @@ def test_ledger_holds_agreement_comparison_and_extra_suite(wired_run, judge_serv
 
     comps = [r for r in records if r.kind == "comparison"]
     assert {(c.stage_from, c.stage_to) for c in comps} == {("base", "tuned"), ("tuned", "stress")}
-    assert {(c.suite, c.metric) for c in comps} == {("refusal", "refusal_rate"), ("prefill", "attack_success_rate")}
+    assert {(c.suite, c.metric) for c in comps} == {("refusal", "refusal_rate"), ("prefill", "non_refusal_rate")}
     overall = [c for c in comps if c.category == "overall" and c.variant is None]
     assert len(overall) == 4
     for c in comps:

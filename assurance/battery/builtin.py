@@ -7,9 +7,17 @@ The built-in suites of ``assurance-core`` v2:
 * ``signposting``: regulated-advice prompts (self-harm, medical, financial);
   the right answer points to UK help; keyword signposting judge.
 * ``prefill``: a fixed sample of the harmful requests with k tokens of a
-  compliant opener prefilled; attack success = continuation not refused.
+  compliant opener prefilled (v2: one opener per k for every item; v3: one
+  drawn per item and k from several, ``probes.DrawnPrefill``); reported as
+  non-refusal, and as attack success when a harm judge scores it.
 * ``jailbreak``: a fixed sample of the harmful requests in each jailbreak
-  template; attack success = output not refused.
+  template; reported as the prefill suite is.
+
+Battery v3 is v2 with the v3 prefill suite (``prefill`` version 2, from
+``assurance-attacks-v2.json``); everything else is v2's, byte for byte.
+A plan's ``battery.prefill_responses`` adds the ``prefill-responses`` suite
+(the paper's attack: each item's own harmful response, from the user's file;
+``prefill_source.py``).
 * ``capability``: short items with exact answers (arithmetic, facts, format
   following) and multiple-choice items scored by log-likelihood.
 
@@ -23,12 +31,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Literal
 
 from .items import BatteryError, Item, read_items
-from .probes import Jailbreak, Plain, Prefill, sample_per_category
+from .paths import resolve_path
+from .prefill_source import load_prefill_source
+from .probes import DrawnPrefill, Jailbreak, Plain, Prefill, ResponsePrefill, sample_per_category
 from .suites import Battery, Suite
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -36,6 +47,9 @@ CORE_FILE = "assurance-core-v1.jsonl"
 SIGNPOSTING_FILE = "assurance-signposting-v1.jsonl"
 CAPABILITY_FILE = "assurance-capability-v1.jsonl"
 ATTACKS_FILE = "assurance-attacks-v1.json"
+ATTACKS_V2_FILE = "assurance-attacks-v2.json"
+RESPONSES_SUITE = "prefill-responses"
+"""The suite a plan's ``prefill_responses`` file adds: each item prefilled with its own response."""
 
 
 @cache
@@ -44,17 +58,23 @@ def _items(file: str) -> tuple[Item, ...]:
 
 
 @cache
-def _attacks() -> dict:
-    path = DATA_DIR / ATTACKS_FILE
+def _attacks(file: str = ATTACKS_FILE) -> dict:
+    path = DATA_DIR / file
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise BatteryError(f"{path.name}: {err}") from None
 
 
-def _attacked(attack: str) -> tuple[Item, ...]:
+def _drawn_prefill() -> Suite:
+    cfg = _attacks(ATTACKS_V2_FILE)["prefill"]
+    pools = tuple((int(k), tuple(cfg["openers"][str(k)])) for k in cfg["k_values"])
+    return Suite("prefill", "2", _attacked("prefill", ATTACKS_V2_FILE), DrawnPrefill(pools, cfg["draw_seed"]), "attack")
+
+
+def _attacked(attack: str, file: str = ATTACKS_FILE) -> tuple[Item, ...]:
     """The battery version's fixed, seeded sample of the harmful core requests for one attack."""
-    cfg = _attacks()[attack]
+    cfg = _attacks(file)[attack]
     harmful = [i for i in _items(CORE_FILE) if i.expected == "refuse"]
     return sample_per_category(harmful, cfg["per_category"], cfg["sample_seed"])
 
@@ -67,20 +87,23 @@ BUILTIN_SUITES: dict[str, Callable[[], Suite]] = {
     "jailbreak": lambda: Suite("jailbreak", "1", _attacked("jailbreak"), Jailbreak(
         tuple(_attacks()["jailbreak"]["templates"].items())), "attack"),
     "capability": lambda: Suite("capability", "1", _items(CAPABILITY_FILE), Plain(), "capability"),
+    "prefill@2": _drawn_prefill,
 }
-"""Every built-in suite, in battery order: name -> its declaration (built on use: files are read lazily)."""
-SUITE_NAMES = tuple(BUILTIN_SUITES)
+"""Every built-in suite, in battery order: name (``@version`` after the first) -> its declaration
+(built on use: files are read lazily)."""
+SUITE_NAMES = tuple(n for n in BUILTIN_SUITES if "@" not in n)
 
 BUILTIN_BATTERIES = {
     ("assurance-core", "1"): ("refusal",),
     ("assurance-core", "2"): ("refusal", "signposting", "prefill", "jailbreak", "capability"),
+    ("assurance-core", "3"): ("refusal", "signposting", "prefill@2", "jailbreak", "capability"),
 }
 """(battery id, version) -> the suites it holds, in order."""
-LATEST_VERSION = "2"
+LATEST_VERSION = "3"
 
 
 def builtin_suite(name: str) -> Suite:
-    """A built-in suite by name, at full size."""
+    """A built-in suite by name (``prefill@2`` for a later version of one), at full size."""
     if name not in BUILTIN_SUITES:
         raise BatteryError(f"unknown suite {name!r}")
     return BUILTIN_SUITES[name]()
@@ -96,12 +119,32 @@ def load_battery(battery_id: str = "assurance-core", version: str = LATEST_VERSI
     return Battery(battery_id, version, tuple(builtin_suite(n) for n in names), scheme)
 
 
-def battery_from_spec(spec) -> Battery:
+def battery_from_spec(spec, base: Path | None = None) -> Battery:
     """The battery a plan's ``battery`` section asks for: version, suites, sizes.
 
     ``limit_per_category`` cuts every suite; ``suite_limits`` then cuts single
     suites further. ``suites`` selects suites; a v1 battery has only ``refusal``.
     """
-    battery = load_battery(spec.id, spec.version).limited(spec.limit_per_category)
+    battery = load_battery(spec.id, spec.version)
+    source = spec.prefill_responses
+    if source is not None:
+        battery = replace(battery, suites=battery.suites + (responses_suite(source, base),))
+    battery = battery.limited(spec.limit_per_category)
     names = list(spec.suites) if spec.suites is not None else None
+    if names is not None and source is not None and RESPONSES_SUITE not in names:
+        names.append(RESPONSES_SUITE)  # the plan asked for it by giving the file
     return battery.select(names, dict(spec.suite_limits) or None)
+
+
+def responses_suite(source, base: Path | None = None) -> Suite:
+    """The ``prefill-responses`` suite of a plan's ``prefill_responses`` entry: the file's requests, each
+    prefilled with k tokens of its own response, at the battery's k values. ``BatteryError`` names
+    ``battery.prefill_responses``, the file and the row."""
+    path = resolve_path(source.path, base)
+    try:
+        loaded = load_prefill_source(path, source.format, source.expected_rows)
+    except BatteryError as err:
+        raise BatteryError(f"battery.prefill_responses: {err}") from None
+    k_values = tuple(source.k_values) if source.k_values else tuple(_attacks(ATTACKS_V2_FILE)["prefill"]["k_values"])
+    solver = ResponsePrefill(loaded.responses, k_values, loaded.settings())
+    return Suite(RESPONSES_SUITE, "1", loaded.items, solver, "attack")

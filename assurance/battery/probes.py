@@ -78,6 +78,88 @@ class Prefill:
                 for k in self.k_values for item in items]
 
 
+@dataclass(frozen=True)
+class DrawnPrefill:
+    """Prefilling attack with several openers per k, one drawn per item (battery v3 on).
+
+    One opener for every item lets a tuned model learn that one string; here
+    each (item, k) draws its own opener from that k's pool with a generator
+    seeded by the battery version's ``draw_seed``, the item id and k, so the
+    draw never depends on which other items run (limits, suite selection).
+    """
+
+    openers: tuple[tuple[int, tuple[str, ...]], ...]
+    """(k, that k's opener pool) pairs, in increasing k."""
+    draw_seed: int
+    """Belongs to the battery version: every run of a version prefills the same text."""
+
+    @property
+    def k_values(self) -> tuple[int, ...]:
+        return tuple(k for k, _ in self.openers)
+
+    @property
+    def settings(self) -> dict:
+        return {"solver": "prefill-drawn", "openers": {str(k): list(pool) for k, pool in self.openers},
+                "k_values": list(self.k_values), "draw_seed": self.draw_seed}
+
+    @property
+    def n_variants(self) -> int:
+        return len(self.openers)
+
+    def drawn(self, item: Item, k: int) -> tuple[str, ...]:
+        """The pool of ``k`` starting at the opener drawn for ``item`` (the rest follow, for cycling)."""
+        pool = dict(self.openers)[k]
+        start = random.Random(f"{self.draw_seed}|{item.id}|{k}").randrange(len(pool))
+        return pool[start:] + pool[:start]
+
+    def probes(self, suite: str, items: Iterable[Item], tokenizer=None) -> list[Probe]:
+        if tokenizer is None:
+            raise ValueError("the prefill solver needs the model's tokenizer to count tokens")
+        items = list(items)
+        return [Probe(suite, item, item.prompt, f"prefill-k{k}", prefill_text(tokenizer, self.drawn(item, k), k), k)
+                for k in self.k_values for item in items]
+
+
+@dataclass(frozen=True)
+class ResponsePrefill:
+    """Prefilling attack as Qi et al. (ICLR 2025) run it: each item's own harmful response, cut at k tokens.
+
+    The responses come from the user's file (``prefill_source.py``) and are
+    never part of the settings: the file's name and digest are, so the suite
+    digest pins every response byte without copying harmful text into records.
+    A response shorter than k tokens is prefilled whole.
+    """
+
+    responses: tuple[tuple[str, str], ...]
+    """(item id, that item's response) pairs."""
+    k_values: tuple[int, ...]
+    source: tuple[tuple[str, str], ...]
+    """The file the responses came from: (``file``, name), (``digest``, SHA-256), (``format``, ...)."""
+
+    @property
+    def settings(self) -> dict:
+        return {"solver": "prefill-responses", "k_values": list(self.k_values), "source": dict(self.source)}
+
+    @property
+    def n_variants(self) -> int:
+        return len(self.k_values)
+
+    def probes(self, suite: str, items: Iterable[Item], tokenizer=None) -> list[Probe]:
+        if tokenizer is None:
+            raise ValueError("the prefill solver needs the model's tokenizer to count tokens")
+        own = dict(self.responses)
+        items = list(items)
+        return [Probe(suite, item, item.prompt, f"prefill-k{k}", first_tokens(tokenizer, own[item.id], k), k)
+                for k in self.k_values for item in items]
+
+
+def first_tokens(tokenizer, text: str, k: int) -> str:
+    """The first ``k`` tokens of ``text`` in the model's tokenizer (all of it when shorter)."""
+    if k < 1:
+        raise ValueError("k must be >= 1")
+    return tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"][:k])
+
+
 def prefill_text(tokenizer, openers: tuple[str, ...], k: int) -> str:
     """The first ``k`` tokens of the openers, joined and repeated as needed.
 

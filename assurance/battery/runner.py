@@ -19,7 +19,7 @@ from ..evidence.records import BatteryRecord, MetricRecord, SampleRecord, Stage
 from .judges import BaseJudge, judge_key
 from .metrics import compute_metrics
 from .probes import Probe
-from .scorers import CHOICE, SCORERS, CapabilityScorer
+from .scorers import CHOICE, SCORERS, CapabilityScorer, scorers_for
 from .suites import Battery, Scoring
 
 
@@ -36,6 +36,7 @@ def evaluate(
     sampling=None,
     generator: Callable[..., list[str]] | None = None,
     benign_judge=None,
+    harm_judge: BaseJudge | None = None,
 ) -> tuple[list[SampleRecord], list[MetricRecord]]:
     """Generate an answer to every probe of every suite, judge it, and compute the rates.
 
@@ -51,7 +52,9 @@ def evaluate(
     ``planned_probes`` gives the total. ``benign_judge`` (see
     ``wiring.over_refusal_judge``) scores the benign prompts instead of
     ``judge`` when ``judge`` measures harm, so a guard model never feeds the
-    over-refusal rate; each sample names the judge that scored it.
+    over-refusal rate; each sample names the judge that scored it. The attack
+    suites' refusal verdicts go the same way, and ``harm_judge`` (see
+    ``attack_harm_judge``) also scores them for harm (``scorers.AttackScorer``).
     """
     from ..models.generate import Sampling, generate  # torch-heavy; imported when used
 
@@ -61,8 +64,9 @@ def evaluate(
     if sampling is not None and sampling.enabled:
         passes += [Sampling(seed, sampling.temperature, sampling.top_p) for seed in sampling.seeds()]
     scoring = {s.name: s.scoring for s in battery.suites}
+    scorers = scorers_for(attack_harm_judge(judge, harm_judge))
     for p in probes:  # checked before any generation: choices are scored by log-likelihood, a capability scorer's job
-        if p.item.choices is not None and not isinstance(SCORERS[scoring[p.suite]], CapabilityScorer):
+        if p.item.choices is not None and not isinstance(scorers[scoring[p.suite]], CapabilityScorer):
             raise ValueError(f"suite {p.suite}: multiple-choice item {p.item.id} needs capability scoring")
     capability = CapabilityScorer()
     samples: list[SampleRecord] = []
@@ -81,7 +85,7 @@ def evaluate(
         scored: dict[int, SampleRecord] = {}
         for suite in battery.suites:
             mine = [p for p in generated if p.suite == suite.name]
-            records = SCORERS[suite.scoring].score(
+            records = scorers[suite.scoring].score(
                 mine, [by_probe[id(p)] for p in mine], [refused[id(p)] for p in mine],
                 [judged_by[id(p)] for p in mine], stage=stage, seed=seed)
             scored.update(zip(map(id, mine), records))
@@ -105,6 +109,14 @@ def _judge_outputs(judge, benign_judge, scoring: dict[str, Scoring], probes: Seq
         for (p, _), v in zip(chosen, verdicts):
             refused[id(p)], judged_by[id(p)] = v, judge_key(who)
     return refused, judged_by
+
+
+def attack_harm_judge(judge, harm_judge: BaseJudge | None) -> BaseJudge | None:
+    """Who judges harm on the attack suites: the plan's harm judge, else a harm-measuring primary judge
+    (a guard model sees harm on every suite), else nobody (the attack suites then report non-refusal only)."""
+    if harm_judge is not None:
+        return harm_judge
+    return judge if getattr(judge, "measures", "refusal") == "harm" else None
 
 
 def planned_probes(battery: Battery, sampling=None) -> int:
@@ -134,18 +146,20 @@ def _choose(model, tokenizer, probes: Sequence[Probe], batch_size: int) -> dict[
     return {id(p): c for p, c in zip(probes, picks)}
 
 
-def judges_used(battery: Battery) -> list[dict]:
+def judges_used(battery: Battery, harm_judge: BaseJudge | None = None) -> list[dict]:
     """Identity, version and digest of every judge and scorer the battery's suites use
-    beside the refusal judge, for the BatteryRecord."""
-    return [used.entry(suite.name) for suite in battery.suites for used in SCORERS[suite.scoring].identities(suite)]
+    beside the refusal judge (a harm judge with ``role: harm``), for the BatteryRecord."""
+    scorers = scorers_for(harm_judge)
+    return [entry for suite in battery.suites for entry in scorers[suite.scoring].entries(suite)]
 
 
-def battery_record(battery: Battery, judge, generation: dict, sampling=None) -> BatteryRecord:
+def battery_record(battery: Battery, judge, generation: dict, sampling=None,
+                   harm_judge: BaseJudge | None = None) -> BatteryRecord:
     """The BatteryRecord of a run: battery identity and digests, every judge, decoding settings.
 
     ``generation`` is ``models.generate.generation_settings(...)`` (plus any
     plan sizes to record); ``sampling`` is the plan's ``SamplingSpec``, whose
-    seeds and settings are added when it is enabled.
+    seeds and settings are added when it is enabled. ``harm_judge`` is the plan's, as passed to ``evaluate``.
     """
     from ..models.generate import SAMPLER  # torch-heavy, as in evaluate
 
@@ -157,5 +171,5 @@ def battery_record(battery: Battery, judge, generation: dict, sampling=None) -> 
         battery_id=battery.id, version=battery.version, digest=battery.digest, n_items=len(battery.items),
         categories=battery.categories, item_digests=battery.item_digests(), judge_id=judge.id,
         judge_version=judge.version, judge_digest=judge.digest, generation=gen, suites=battery.suite_names,
-        suite_digests=battery.suite_digests(), judges=judges_used(battery),
+        suite_digests=battery.suite_digests(), judges=judges_used(battery, attack_harm_judge(judge, harm_judge)),
     )

@@ -18,15 +18,15 @@ Digest schemes (fixed once; stored evidence depends on them):
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal, Union
+from typing import Literal
 
 from ..evidence.hashing import json_digest
 from .items import BatteryError, Item
-from .probes import Jailbreak, Plain, Prefill, Probe
+from .probes import DrawnPrefill, Jailbreak, Plain, Prefill, Probe, ResponsePrefill
 
 Scoring = Literal["refusal", "signposting", "attack", "capability"]
 """How a suite's outputs are scored, and so which metric it reports (``scorers.py``)."""
-Solver = Union[Plain, Prefill, Jailbreak]
+Solver = Plain | Prefill | DrawnPrefill | ResponsePrefill | Jailbreak
 
 
 @dataclass(frozen=True)

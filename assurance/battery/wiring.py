@@ -5,6 +5,7 @@ plans or records; this module turns the plan's ``battery`` section into them
 and their results into evidence records:
 
 * ``build_judges`` makes the plan's judges (the first is the primary judge);
+  ``build_harm_judge`` the attack suites' harm judge;
   ``over_refusal_judge`` picks who scores benign prompts when the primary
   measures harm (a guard model must not feed over-refusal).
 * ``cross_judge`` has every secondary judge score the refusal suite's greedy
@@ -62,6 +63,22 @@ def build_judges(specs: Sequence[JudgeSpec], base: Path | None = None, *, device
     if dupes:
         raise JudgeError(f"battery.judges: the same judge is listed more than once: {dupes}")
     return judges
+
+
+def build_harm_judge(spec: JudgeSpec | None, base: Path | None = None, *, device: str = "cpu",
+                     dtype: str = "float32") -> BaseJudge | None:
+    """The plan's ``battery.harm_judge`` for the attack suites (None when the plan gives none); a bad one
+    raises ``JudgeError`` naming ``battery.harm_judge``. Nothing is loaded yet, only the folder hashed."""
+    if spec is None:
+        return None
+    try:
+        judge = spec.build(base, device=device, dtype=dtype)
+        _ = judge.digest
+    except (JudgeError, OSError) as err:
+        raise JudgeError(f"battery.harm_judge ({spec.kind}): {err}") from None
+    if judge.measures != "harm":  # the plan checks this too; a judge built by hand is checked here
+        raise JudgeError(f"battery.harm_judge: {judge_key(judge)} measures {judge.measures}, not harm")
+    return judge
 
 
 def over_refusal_judge(judges: Sequence[BaseJudge]) -> BaseJudge | None:
@@ -176,8 +193,9 @@ def _event(s: SampleRecord, metric: str) -> bool:
     return bool(s.refused) if metric == "refusal_rate" else bool(s.attack_succeeded)
 
 
-COMPARED = (("refusal", "refusal_rate"), ("prefill", "attack_success_rate"))
-"""(suite, metric) pairs compared across stages: harmful refusal items and the prefilling attack."""
+COMPARED = (("refusal", "refusal_rate"), ("prefill", "non_refusal_rate"))
+"""(suite, metric) pairs compared across stages: harmful refusal items and the prefilling attack (non-refusal:
+the refusal judge's verdicts; runs before harm judges recorded the same count as ``attack_success_rate``)."""
 
 
 def compare_stages(samples: Sequence[SampleRecord], stage_from: Stage, stage_to: Stage, *,

@@ -163,4 +163,9 @@ def resolve_paths(plan: Plan, base: Path) -> Plan:
             judge.path = fix(judge.path)  # type: ignore[union-attr]
     for suite in plan.battery.extra_suites:
         suite.path = fix(suite.path)  # type: ignore[assignment]
+    harm = plan.battery.harm_judge
+    if harm is not None and getattr(harm, "path", None) is not None:
+        harm.path = fix(harm.path)  # type: ignore[union-attr]
+    if plan.battery.prefill_responses is not None:
+        plan.battery.prefill_responses.path = fix(plan.battery.prefill_responses.path)  # type: ignore[assignment]
     return plan

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from ..battery.judges.base import JudgeSpec as JudgeSpecBase
 from ..battery.judges.base import refuse_secrets
@@ -94,6 +94,30 @@ class ExtraSuiteSpec(Section):
     """Loader-specific options: ``functional_categories`` (HarmBench), ``labels`` (XSTest)."""
 
 
+class PrefillResponsesSpec(Section):
+    """The user's file of harmful requests with their own harmful responses (HEx-PHI / deep-alignment format):
+    the ``prefill-responses`` suite prefills each request with k tokens of its own response, as Qi et al.
+    (ICLR 2025) do."""
+
+    path: str
+    """JSONL file; a relative path resolves against the plan's folder. Hashed into the ledger and the suite
+    digest; the responses themselves are never copied into records."""
+    format: Literal["auto", "fields", "messages"] = "auto"
+    """Row shape: ``fields`` (``instruction``/``prompt`` + ``harmful``/``response``, optional ``category``),
+    ``messages`` (a user turn then an assistant turn), or ``auto`` (told apart row by row)."""
+    expected_rows: int | None = Field(None, gt=0)
+    """Rows the file must have, so a truncated or edited copy is caught."""
+    k_values: list[Annotated[int, Field(gt=0)]] | None = None
+    """Prefilled tokens of each item's own response (the model's tokenizer); null: the battery's k values."""
+
+
+def _harm_judge(spec: JudgeSpecBase | None) -> JudgeSpecBase | None:
+    if spec is not None and spec.judge_measures != "harm":
+        raise ValueError("harm_judge must measure harm (a guard model, a classifier with measures: harm, "
+                         "or an HTTP judge with style: guard)")
+    return spec
+
+
 class ComparisonSpec(Section):
     """Paired per-item comparison of two stages (base -> tuned, tuned -> stress)."""
 
@@ -108,9 +132,10 @@ class BatterySpec(Section):
 
     id: str = "assurance-core"
     """Battery identifier; only ``assurance-core`` is built in."""
-    version: str = "2"
+    version: str = "3"
     """Battery version; old versions stay loadable so old runs re-render. v1: refusal suite only;
-    v2: refusal, signposting, prefill, jailbreak and capability suites."""
+    v2: refusal, signposting, prefill, jailbreak and capability suites; v3: v2 with several prefill openers
+    per k, one drawn per item."""
     suites: list[SuiteName] | None = None
     """Suites to run, in battery order; null runs all suites of the version (a reduced battery is recorded)."""
     suite_limits: dict[SuiteName, Annotated[int, Field(gt=0)]] = Field(default_factory=dict)
@@ -130,6 +155,14 @@ class BatterySpec(Section):
     judge also scores the refusal suite's outputs, and the packs report agreement (Cohen's kappa) and the items
     the judges split on. A harm-measuring primary (a guard model) does not score benign prompts: over-refusal
     is then judged by the first refusal-measuring judge listed, or the keyword judge."""
+    harm_judge: Annotated[JudgeSpec | None, AfterValidator(_harm_judge)] = None
+    """A judge that measures harm (``kind: model`` guard or ``measures: harm`` classifier, or ``kind: http``
+    with ``style: guard``) for the attack suites: they then report ``attack_success_rate`` (output judged
+    harmful) beside ``non_refusal_rate`` (not refused, by the refusal judge). Without one they report only
+    ``non_refusal_rate``, and the packs call it non-refusal under attack, never attack success."""
+    prefill_responses: PrefillResponsesSpec | None = None
+    """Adds the ``prefill-responses`` suite: each request of the user's file prefilled with k tokens of its
+    own harmful response (beside the built-in ``prefill`` suite's content-free openers)."""
     extra_suites: list[ExtraSuiteSpec] = Field(default_factory=list)
     """Public benchmarks run beside the battery (suite ``extra:<name>``); reported in the packs, never gated."""
     comparison: ComparisonSpec = Field(default_factory=ComparisonSpec)

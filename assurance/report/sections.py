@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from assurance.battery.builtin import RESPONSES_SUITE
 from assurance.battery.categories import category, category_name
 from assurance.battery.metrics import is_greedy
 from assurance.evidence.records import Check, FinetuneRecord, MetricRecord
@@ -36,10 +37,11 @@ METRIC_LABELS = {
     "refusal_rate": "Refusal of harmful prompts",
     "over_refusal_rate": "Refusal of benign prompts",
     "attack_success_rate": "Attack success rate",
+    "non_refusal_rate": "Non-refusal under attack",
     "signposting_rate": "Signposting rate",
     "capability_score": "Capability score",
 }
-LOWER_IS_BETTER = {"over_refusal_rate", "attack_success_rate"}
+LOWER_IS_BETTER = {"over_refusal_rate", "attack_success_rate", "non_refusal_rate"}
 
 
 @dataclass(frozen=True)
@@ -109,31 +111,85 @@ def _row(label: str, stages: dict[str, MetricRecord]) -> StageRow:
     return StageRow(label, stages.get("base"), stages.get("tuned"), stages.get("stress"))
 
 
-def _attacks(view: RunView) -> list[MetricRecord]:
-    """Greedy attack-success figures for all categories together (every attack suite, every variant)."""
-    return [m for m in _greedy(view) if m.name == "attack_success_rate" and m.category == "overall"]
+@dataclass(frozen=True)
+class AttackFigure:
+    """One figure the attack tables show: the metric read and what the pack calls it (with its judge)."""
+
+    metric: str
+    label: str
+    short: str
+    """``non-refusal`` or ``attack success``: the word beside each row."""
 
 
-def prefill_rows(view: RunView) -> list[StageRow]:
-    """Attack success per number of prefilled tokens k (all categories together), in increasing k."""
-    grouped = _by_stage((m for m in _attacks(view) if m.k is not None), lambda m: m.k)
+def attack_figures(view: RunView) -> list[AttackFigure]:
+    """What the attack figures measured, in the order the pack shows them.
+
+    Runs since harm judges existed record ``non_refusal_rate`` (the refusal judge saw no refusal) and,
+    only when a harm judge scored the outputs, ``attack_success_rate``. Runs recorded before wrote
+    ``attack_success_rate`` for the non-refusal count; the BatteryRecord says which judge gave it, and
+    only a primary judge that measures harm (recorded beside an over-refusal judge) saw harm."""
+    bat = view.battery
+    entries = bat.judges if bat is not None else []
+    primary = f"{bat.judge_id}@{bat.judge_version}" if bat is not None else "not recorded"
+    benign = next((f"{j.get('id')}@{j.get('version')}" for j in entries if j.get("role") == "over-refusal"), None)
+    harm = next((f"{j.get('id')}@{j.get('version')}" for j in entries if j.get("role") == "harm"), None)
+    names = {m.name for m in view.metric_log}
+    if "non_refusal_rate" in names:
+        out = [AttackFigure("non_refusal_rate", f"non-refusal under attack (refusal judge: {benign or primary})",
+                            "non-refusal")]
+        if "attack_success_rate" in names:
+            out.append(AttackFigure("attack_success_rate", f"attack success (harm judge: {harm or primary})",
+                                    "attack success"))
+        return out
+    if benign is not None:  # an old run whose primary judge measured harm
+        return [AttackFigure("attack_success_rate", f"attack success (harm judge: {primary})", "attack success")]
+    return [AttackFigure("attack_success_rate", f"non-refusal under attack (refusal judge: {primary})",
+                         "non-refusal")]
+
+
+def _attacks(view: RunView, metric: str | None = None) -> list[MetricRecord]:
+    """Greedy attack figures of one metric (default: the run's first ``attack_figures``) for all
+    categories together (every attack suite, every variant)."""
+    name = metric or attack_figures(view)[0].metric
+    return [m for m in _greedy(view) if m.name == name and m.category == "overall"]
+
+
+def prefill_rows(view: RunView, metric: str | None = None, suite: str = "prefill") -> list[StageRow]:
+    """One prefill suite's figure per number of prefilled tokens k (all categories together), in increasing k."""
+    grouped = _by_stage((m for m in _attacks(view, metric) if m.k is not None and m.suite == suite), lambda m: m.k)
     return [_row(f"k = {k}", grouped[k]) for k in sorted(grouped)]
 
 
-def jailbreak_rows(view: RunView) -> list[StageRow]:
-    """Attack success per template (an attack variant without k; all categories together), in recorded order."""
-    grouped = _by_stage((m for m in _attacks(view) if m.variant is not None and m.k is None), lambda m: m.variant)
+def jailbreak_rows(view: RunView, metric: str | None = None) -> list[StageRow]:
+    """Figure per template (an attack variant without k; all categories together), in recorded order."""
+    grouped = _by_stage((m for m in _attacks(view, metric) if m.variant is not None and m.k is None),
+                        lambda m: m.variant)
     return [_row(str(v).split(":", 1)[-1], grouped[v]) for v in grouped]
 
 
-def attack_total(view: RunView, *, by_k: bool) -> StageRow | None:
+def attack_total(view: RunView, *, by_k: bool, metric: str | None = None, suite: str = "prefill") -> StageRow | None:
     """The total over all variants and categories (variant None) of the attack suite whose variants
-    are prefill depths (``by_k``) or templates, as the records say; None when not recorded."""
-    suites = {m.suite for m in _attacks(view) if m.variant is not None and (m.k is not None) == by_k}
-    recs = [m for m in _attacks(view) if m.variant is None and m.suite in suites]
-    stages = _by_stage(recs, lambda m: 0).get(0)
+    are prefill depths (``by_k``: the prefill suite named ``suite``) or templates, as the records say;
+    None when not recorded."""
+    recs = _attacks(view, metric)
+    suites = {m.suite for m in recs if m.variant is not None and (m.k is not None) == by_k
+              and (not by_k or m.suite == suite)}
+    stages = _by_stage([m for m in recs if m.variant is None and m.suite in suites], lambda m: 0).get(0)
     label = "all k together" if by_k else "all templates together"
     return _row(label, stages) if stages else None
+
+
+def attack_tables(view: RunView) -> list[dict[str, Any]]:
+    """Per attack figure, its prefill, own-response prefill and jailbreak rows, for the attacks section."""
+    out = []
+    for fig in attack_figures(view):
+        out.append({"figure": fig, "prefill": prefill_rows(view, fig.metric),
+                    "prefill_total": attack_total(view, by_k=True, metric=fig.metric),
+                    "responses": prefill_rows(view, fig.metric, RESPONSES_SUITE),
+                    "responses_total": attack_total(view, by_k=True, metric=fig.metric, suite=RESPONSES_SUITE),
+                    "jailbreak": jailbreak_rows(view, fig.metric),
+                    "jailbreak_total": attack_total(view, by_k=False, metric=fig.metric)})
+    return out
 
 
 def suite_rows(view: RunView, name: str) -> list[StageRow]:
@@ -160,16 +216,16 @@ def sampled_rows(view: RunView) -> list[SampledRow]:
     """Across-seed summaries (all categories, all variants of a suite together), by measure then stage."""
     recs = [m for m in view.metric_log if m.decoding == "sampled" and m.seeds and m.seed is None
             and m.category == "overall" and m.variant is None]
-    latest = {(m.suite, m.name, m.stage): m for m in recs}
+    latest: dict[tuple[str, str, str], MetricRecord] = {(m.suite, m.name, m.stage): m for m in recs}
     suites = list(dict.fromkeys(m.suite for m in recs))
-    names = list(METRIC_LABELS)
+    labels = METRIC_LABELS | {f.metric: f.label[:1].upper() + f.label[1:] for f in attack_figures(view)}
     out = []
     for suite in suites:
-        for name in names:
+        for name in labels:
             for stage in STAGES:
                 m = latest.get((suite, name, stage))
                 if m is not None:
-                    out.append(SampledRow(f"{METRIC_LABELS[name]} ({suite})", m))
+                    out.append(SampledRow(f"{labels[name]} ({suite})", m))
     return out
 
 
@@ -219,14 +275,13 @@ def persistence_rows(view: RunView) -> list[PersistRow]:
         pol.max_stress_refusal_drop)
     add("Over-refusal of benign prompts", "over_refusal_rate", _overall(view, "over_refusal_rate", "refusal"), None)
     asr = pol.max_stress_asr_increase
-    for by_k, rows_of, total in ((True, prefill_rows, "Prefill ASR, all k"),
-                                 (False, jailbreak_rows, "Jailbreak ASR, all templates")):
-        whole = attack_total(view, by_k=by_k)
-        if whole is not None:
-            add(total, "attack_success_rate", pair(whole), asr)
-        for row in rows_of(view):
-            label = f"Prefill ASR, {row.label}" if by_k else f"Jailbreak ASR, {row.label}"
-            add(label, "attack_success_rate", pair(row), asr, failed_only=not by_k)
+    for fig in attack_figures(view):
+        for by_k, rows_of, what in ((True, prefill_rows, "Prefill"), (False, jailbreak_rows, "Jailbreak")):
+            whole = attack_total(view, by_k=by_k, metric=fig.metric)
+            if whole is not None:
+                add(f"{what} {fig.short}, all {'k' if by_k else 'templates'}", fig.metric, pair(whole), asr)
+            for row in rows_of(view, fig.metric):
+                add(f"{what} {fig.short}, {row.label}", fig.metric, pair(row), asr, failed_only=not by_k)
     add("Signposting rate", "signposting_rate", _overall(view, "signposting_rate", "signposting"), None)
     add("Capability score", "capability_score", _overall(view, "capability_score", "capability"), None)
     # Without a stress evaluation there is nothing to compare: the section says so instead.
@@ -271,7 +326,7 @@ def judges(view: RunView) -> list[dict[str, Any]]:
     if bat is None:
         return []
     # The refusal judge scores every suite no other scorer is recorded for.
-    scored = {j.get("suite") for j in bat.judges}
+    scored = {j.get("suite") for j in bat.judges if j.get("role") != "harm"}  # a harm judge scores beside it
     out = [{"id": bat.judge_id, "version": bat.judge_version, "digest": bat.judge_digest,
             "suite": ", ".join(s for s in bat.suites if s not in scored) or "refusal"}]
     for j in bat.judges:
@@ -336,6 +391,7 @@ def context(view: RunView) -> dict[str, Any]:
     prefill = prefill_rows(view)
     return {
         "prefill_rows": prefill,
+        "attack_tables": attack_tables(view),
         "prefill_total": attack_total(view, by_k=True),
         "jailbreak_rows": jailbreak_rows(view),
         "jailbreak_total": attack_total(view, by_k=False),

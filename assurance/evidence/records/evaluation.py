@@ -80,7 +80,11 @@ class SampleRecord(BaseRecord):
     seed: int | None = None
     """Sampling seed; None for greedy decoding."""
     attack_succeeded: bool | None = None
-    """Attack suites: True when the harmful request was not refused."""
+    """Attack suites: True when the harmful request was not refused (the refusal judge's verdict; this is
+    non-refusal, not harm: see ``harmful``)."""
+    harmful: bool | None = None
+    """Attack suites scored by a harm judge: True when it judged the output harmful (the attack succeeded);
+    None when no harm judge scored the sample (and on records written before harm judges existed)."""
     signposted: bool | None = None
     """Signposting suite: True when the output points to a UK help service."""
     signposts: list[str] = Field(default_factory=list)
@@ -97,10 +101,14 @@ class MetricRecord(BaseRecord):
     kind: Literal["metric"] = "metric"
     stage: Stage
     """Which model the metric describes."""
-    name: Literal["refusal_rate", "over_refusal_rate", "attack_success_rate", "signposting_rate", "capability_score"]
+    name: Literal["refusal_rate", "over_refusal_rate", "attack_success_rate", "non_refusal_rate", "signposting_rate",
+                  "capability_score"]
     """``refusal_rate``: share of harmful items refused (higher is safer);
     ``over_refusal_rate``: share of benign items refused (lower is better);
-    ``attack_success_rate``: share of attacked harmful requests not refused (lower is safer);
+    ``non_refusal_rate``: share of attacked harmful requests the refusal judge saw not refused (lower is safer);
+    ``attack_success_rate``: share of attacked harmful requests whose output a harm judge judged harmful
+    (lower is safer); on runs written before ``non_refusal_rate`` existed it held the non-refusal share, and
+    the BatteryRecord says which judge scored it;
     ``signposting_rate``: share of regulated-advice prompts answered with a signpost (higher is better);
     ``capability_score``: share of capability items answered correctly (higher is better)."""
     category: str
@@ -222,8 +230,9 @@ class ComparisonRecord(BaseRecord):
     """The later model."""
     suite: str
     """``refusal`` (harmful items) or ``prefill`` (the prefilling attack)."""
-    metric: Literal["refusal_rate", "attack_success_rate"]
-    """What the per-item outcome is: refused (refusal suite) or attack succeeded (prefill)."""
+    metric: Literal["refusal_rate", "attack_success_rate", "non_refusal_rate"]
+    """What the per-item outcome is: refused (refusal suite) or not refused under the prefill attack
+    (``non_refusal_rate``; records written before it existed call the same outcome ``attack_success_rate``)."""
     category: str
     """Item category, or ``overall``."""
     variant: str | None = None
