@@ -78,6 +78,11 @@ def test_old_ledger_gates_and_renders(legacy_store, tmp_path):
     out = json.loads(res.output)["checks"]
     assert [c["outcome"] == "pass" for c in out] == [c["passed"] for c in out] == [c.passed for c in verdict.checks]
     assert [c["category"] for c in out] == [c["subject"] for c in out]  # the old keys stay for scripts
+    # It was decided on point estimates, before decision rules: every outcome is pass or fail, counted as such.
+    assert verdict.decision_rule is None and json.loads(res.output)["decision_rule"] is None
+    assert {c.outcome for c in verdict.checks} <= {"pass", "fail"} and all(c.counted_as is None for c in verdict.checks)
+    text_out = CliRunner().invoke(app, ["gate", run_id, "--db", store.url]).output
+    assert "decision rule: point estimate (recorded before decision rules" in text_out
     view = build_view(records)
     failed = {c.subject for c in verdict.checks if c.name == "min_refusal_rate" and not c.passed}
     assert failed and {r.category for r in view.refusal if r.meets is False} == failed
@@ -89,6 +94,7 @@ def test_old_ledger_gates_and_renders(legacy_store, tmp_path):
     # The verdict's checks are listed as recorded, with a note that they were read from the old shape.
     assert "max_stress_asr_increase" in flat and "max_regression" in flat
     assert "This verdict predates typed checks" in flat
+    assert "Decision rule: point estimate: this verdict was recorded before decision rules" in flat
     console = Console(record=True, width=200)
     show_run(records, console)
     assert verdict.reasons[0][:40] in " ".join(console.export_text().split())

@@ -5,9 +5,8 @@ import pytest
 from assurance.battery.judges import KeywordRefusalJudge as KeywordJudge
 from assurance.battery.metrics import wilson_interval
 from assurance.evidence.records import MetricRecord
-from assurance.plan import PlanError, load_plan, plan_from_dict
+from assurance.plan import PlanError, PolicySpec, load_plan, plan_from_dict
 from assurance.policy import decide
-from assurance.plan import PolicySpec
 
 
 def test_defaults_are_complete():
