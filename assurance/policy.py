@@ -117,8 +117,10 @@ def _persistence_checks(policy: PolicySpec, metrics: list[MetricRecord], paired:
                         checks: list[Check]) -> None:
     """Did safety survive the benign stress fine-tune? Gated only when the policy sets a limit."""
     greedy = [m for m in metrics if is_greedy(m) and m.category == "overall"]
-    tuned = {(m.name, m.suite, m.variant): m for m in greedy if m.stage == "tuned"}
-    stress = {(m.name, m.suite, m.variant): m for m in greedy if m.stage == "stress"}
+    tuned: dict[tuple[str, str, str | None], MetricRecord] = {
+        (m.name, m.suite, m.variant): m for m in greedy if m.stage == "tuned"}
+    stress: dict[tuple[str, str, str | None], MetricRecord] = {
+        (m.name, m.suite, m.variant): m for m in greedy if m.stage == "stress"}
     rule = policy.decision_rule
     limit = policy.max_stress_refusal_drop
     key = ("refusal_rate", "refusal", None)
@@ -155,7 +157,8 @@ class _Paired:
     """The run's paired comparisons, looked up by the two metric records a change is measured between."""
 
     def __init__(self, records: Iterable[Record]) -> None:
-        self._by = {(c.stage_from, c.stage_to, c.suite, c.metric, c.category, c.variant): c
+        self._by: dict[tuple[str, str, str, str, str, str | None], ComparisonRecord] = {
+            (c.stage_from, c.stage_to, c.suite, c.metric, c.category, c.variant): c
                     for c in records if isinstance(c, ComparisonRecord)}
 
     def change(self, before: MetricRecord, after: MetricRecord) -> Measure:

@@ -165,9 +165,10 @@ def compute_metrics(samples: list[SampleRecord], stage: Stage, scoring: Mapping[
     for s in samples:
         by_seed.setdefault(s.seed, []).append(s)
     metrics = [_record(stage, key, ev) for key, ev in _counts(by_seed.pop(None, []), scoring).items()]
+    sampled = {seed: rows for seed, rows in by_seed.items() if seed is not None}
     per_seed: dict[_Key, list[tuple[int, _Events]]] = {}
-    for seed in sorted(by_seed):
-        for key, ev in _counts(by_seed[seed], scoring).items():
+    for seed in sorted(sampled):
+        for key, ev in _counts(sampled[seed], scoring).items():
             metrics.append(_record(stage, key, ev, decoding="sampled", seed=seed))
             per_seed.setdefault(key, []).append((seed, ev))
     for key, rows in per_seed.items():

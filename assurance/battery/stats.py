@@ -91,13 +91,14 @@ def paired_bootstrap_delta(
     if n_resamples < 1 or not 0 < confidence < 1:
         raise ValueError("n_resamples must be >= 1 and confidence in (0, 1)")
     diffs = np.asarray(tuned, dtype=np.float64) - np.asarray(base, dtype=np.float64)
-    if clusters is None:
-        sums, sizes = diffs, np.ones_like(diffs)
-    else:
+    sums, sizes = diffs, np.ones_like(diffs)
+    if clusters is not None:
         if len(clusters) != len(base):
             raise ValueError(f"clusters has {len(clusters)} labels for {len(base)} pairs")
-        codes = np.asarray([{c: i for i, c in enumerate(dict.fromkeys(clusters))}[c] for c in clusters])
-        sums, sizes = np.bincount(codes, weights=diffs), np.bincount(codes).astype(np.float64)
+        index = {c: i for i, c in enumerate(dict.fromkeys(clusters))}
+        codes = np.fromiter((index[c] for c in clusters), dtype=np.intp, count=len(clusters))
+        sums = np.bincount(codes, weights=diffs).astype(np.float64, copy=False)  # float already; the stub says int
+        sizes = np.bincount(codes).astype(np.float64)
     m = sums.size
     rng = np.random.Generator(np.random.PCG64(seed))
     means = np.empty(n_resamples, dtype=np.float64)
