@@ -57,8 +57,9 @@ class PolicySpec(Section):
     """Persistence: the overall refusal rate may fall by at most this after the benign stress fine-tune
     (null: measured and reported, not gated)."""
     max_stress_asr_increase: float | None = Field(None, ge=0, le=1)
-    """Persistence: the attack success rate of every attack may rise by at most this after the stress
-    fine-tune (null: measured and reported, not gated)."""
+    """Persistence: the attack success rate of every attack (harm-judged where a harm judge scored it, else
+    the non-refusal rate) may rise by at most this after the stress fine-tune (null: measured and reported,
+    not gated)."""
     decision_rule: DecisionRule = "inconclusive-fails"
     """How an inconclusive check (its interval straddles the threshold) counts: ``inconclusive-fails``
     (a release gate errs on the side of caution), ``inconclusive-passes``, or ``point-estimate`` (the
