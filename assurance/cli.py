@@ -19,7 +19,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import typer
 
-from .console import RichProgress, err_console, fail, out_console, show_run, verdict_style
+from .console import RichProgress, decision_rule_text, err_console, fail, out_console, show_run, verdict_style
 from .evidence.store import Store, StoreError
 from .plan import PlanError, load_plan
 from .policy import EXIT_FAIL, EXIT_PASS, EXIT_USAGE
@@ -309,9 +309,11 @@ def gate(
         junit.write_text(junit_xml(records, verdict), encoding="utf-8")
     if as_json:
         print(json.dumps({"run_id": rid, "status": verdict.status, "exit_code": code, "reasons": verdict.reasons,
+                          "decision_rule": verdict.decision_rule,
                           "checks": [_check_json(c) for c in verdict.checks]}, indent=1))
     else:
         print(f"{verdict.status} {rid}")
+        print(f"  decision rule: {decision_rule_text(verdict)}")
         for reason in verdict.reasons:
             print(f"  - {reason}")
     raise typer.Exit(code)

@@ -189,15 +189,28 @@ def show_run(records: list[Record], console: Console = out_console) -> None:
         if attacks is not None:
             console.print(attacks)
     if verdict:
+        console.print(f"[dim]decision rule:[/dim] {decision_rule_text(verdict)}")
         for c in verdict.checks:
             if not c.passed:
-                console.print(f"  [red]✗[/red] {c.reason}")
+                console.print(f"  [red]✗[/red] {c.reason}", highlight=False)
+            elif c.outcome == "inconclusive":
+                console.print(f"  [yellow]?[/yellow] {c.reason}", highlight=False)
         if verdict.status == "PASS":
             console.print(f"  [green]✓[/green] all {len(verdict.checks)} policy checks passed")
     for p in (r for r in records if isinstance(r, PackRecord)):
         console.print(f"[dim]pack:[/dim] {p.regime} {p.pages} pages {'final' if p.final else 'DRAFT'} {p.path}")
     for s in (r for r in records if isinstance(r, SignoffRecord)):
         console.print(f"[dim]sign-off:[/dim] {s.name} ({s.role}) {s.decision} {s.signed_at}")
+
+
+def decision_rule_text(verdict: VerdictRecord) -> str:
+    """The verdict's decision rule and how many checks were inconclusive, in one line."""
+    if not verdict.checks:
+        return f"{verdict.decision_rule or 'none'} (no checks were applied)"
+    if verdict.decision_rule is None:
+        return "point estimate (recorded before decision rules; intervals were not consulted)"
+    n = sum(1 for c in verdict.checks if c.outcome == "inconclusive")
+    return f"{verdict.decision_rule} ({n} of {len(verdict.checks)} checks inconclusive)"
 
 
 def fail(message: str) -> None:

@@ -163,7 +163,7 @@ def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: D
         metrics = base.metrics + tuned.metrics + stress_metrics
         verdict = done.verdict
         if verdict is None:
-            verdict = decide(plan.policy, metrics)
+            verdict = decide(plan.policy, metrics, comparisons=store.records(run_id, kinds=["comparison"]))
             store.append(run_id, [verdict])
         stage = "seal"
         seal_run(store, run_id, complete=True, key_path=sign_key)

@@ -8,7 +8,13 @@ import time
 import pytest
 
 from assurance.battery.stats import (
-    BootstrapDelta, chi2_sf_1df, mcnemar, paired_bootstrap_delta, seed_summary, wilson_interval,
+    BootstrapDelta,
+    chi2_sf_1df,
+    mcnemar,
+    newcombe_difference,
+    paired_bootstrap_delta,
+    seed_summary,
+    wilson_interval,
 )
 
 
@@ -106,7 +112,7 @@ def test_bootstrap_is_deterministic_fast_and_sensible():
     assert r1.delta == pytest.approx(delta)
     assert r1.lo < delta < r1.hi
     # Against the normal approximation of the paired difference: delta +- 1.96 sd / sqrt(n).
-    d = [int(t) - int(b) for b, t in zip(base, tuned)]
+    d = [int(t) - int(b) for b, t in zip(base, tuned, strict=True)]
     sd = math.sqrt(sum((x - delta) ** 2 for x in d) / (len(d) - 1))
     half = 1.959964 * sd / math.sqrt(len(d))
     assert r1.lo == pytest.approx(delta - half, abs=0.01)
@@ -118,3 +124,36 @@ def test_bootstrap_rejects_bad_input():
         paired_bootstrap_delta([True], [True, False])
     with pytest.raises(ValueError):
         paired_bootstrap_delta([], [])
+
+
+def test_clusters_of_one_pair_change_nothing():
+    import random
+
+    rng = random.Random(3)
+    base = [rng.random() < 0.3 for _ in range(200)]
+    tuned = [rng.random() < 0.5 for _ in range(200)]
+    ids = [f"item-{i}" for i in range(200)]
+    assert paired_bootstrap_delta(base, tuned, n_resamples=500, clusters=ids) == \
+        paired_bootstrap_delta(base, tuned, n_resamples=500)
+    assert mcnemar(base, tuned, clusters=ids) == mcnemar(base, tuned)
+    with pytest.raises(ValueError):
+        paired_bootstrap_delta(base, tuned, clusters=ids[:-1])
+
+
+def test_clustered_mcnemar_hand_computed():
+    # 30 items of two pairs each; 20 items moved both pairs to the event, 10 moved one pair away from it.
+    base = [False, False] * 20 + [True, False] * 10
+    tuned = [True, True] * 20 + [False, False] * 10
+    items = [i // 2 for i in range(60)]
+    t = mcnemar(base, tuned, clusters=items)
+    # Per item d = b_i - c_i: -2 for twenty items, +1 for ten. Durkalski: (sum d)^2 / sum d^2 = 900 / 90.
+    assert (t["b"], t["c"], t["method"]) == (10, 40, "clustered-chi-square")
+    assert t["statistic"] == pytest.approx(10.0) and t["p_value"] == pytest.approx(chi2_sf_1df(10.0))
+
+
+def test_newcombe_difference_hand_computed():
+    # Newcombe (1998), example (a) of the unpaired table: 56/70 against 48/80, method 10: [0.0524, 0.3339].
+    a, b = wilson_interval(48, 80), wilson_interval(56, 70)
+    d = newcombe_difference((48 / 80, *a), (56 / 70, *b))
+    assert d.delta == pytest.approx(0.2) and d.lo == pytest.approx(0.0524, abs=1e-4)
+    assert d.hi == pytest.approx(0.3339, abs=1e-4)

@@ -175,11 +175,12 @@ def test_gate_ignores_extra_suite_metrics(wired_run):
     metrics = [r for r in records if r.kind == "metric"]
     plan = plan_from_dict(records[0].plan)
     verdict = next(r for r in records if r.kind == "verdict")
-    assert decide(plan.policy, metrics).checks == verdict.checks
+    assert decide(plan.policy, metrics, comparisons=records).checks == verdict.checks
     flipped = [m.model_copy(update={"value": 1.0 - m.value, "successes": m.n - m.successes})
                if m.suite.startswith("extra:") else m for m in metrics]
     without = [m for m in metrics if not m.suite.startswith("extra:")]
-    assert decide(plan.policy, flipped).checks == decide(plan.policy, without).checks == verdict.checks
+    assert (decide(plan.policy, flipped, comparisons=records).checks
+            == decide(plan.policy, without, comparisons=records).checks == verdict.checks)
     assert not any("advbench" in c.subject for c in verdict.checks)
 
 

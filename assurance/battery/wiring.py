@@ -14,7 +14,7 @@ and their results into evidence records:
   feed a metric or the gate.
 * ``compare_stages`` pairs two stages item by item (harmful refusal items and
   the prefilling attack) into ``ComparisonRecord``s: the difference with a
-  paired bootstrap interval, and McNemar's test.
+  paired bootstrap interval, and McNemar's test, both clustered by item.
 * ``load_extra_suites`` reads the public benchmark files into suites named
   ``extra:<name>``, run beside the battery but outside its digest and gate.
 """
@@ -218,8 +218,9 @@ def compare_stages(samples: Sequence[SampleRecord], stage_from: Stage, stage_to:
             groups.append((category, None, None, [p for p in pairs if p.category == category]))
         for category, variant, k, group in groups:
             a, b = [p.before for p in group], [p.after for p in group]
-            boot = paired_bootstrap_delta(a, b, n_resamples=n_resamples, seed=seed)
-            test = mcnemar(a, b)
+            items = [p.key[0] for p in group]  # an item's variants resampled together, never as independent
+            boot = paired_bootstrap_delta(a, b, n_resamples=n_resamples, seed=seed, clusters=items)
+            test = mcnemar(a, b, clusters=items)
             judges = sorted({j for p in group for j in p.judges})
             out.append(ComparisonRecord(
                 stage_from=stage_from, stage_to=stage_to, suite=suite, metric=metric, category=category,
@@ -227,7 +228,7 @@ def compare_stages(samples: Sequence[SampleRecord], stage_from: Stage, stage_to:
                 delta=boot.delta, ci_low=boot.lo, ci_high=boot.hi, n_resamples=n_resamples, seed=seed,
                 mcnemar_b=int(test["b"]), mcnemar_c=int(test["c"]), mcnemar_statistic=float(test["statistic"]),
                 mcnemar_p_value=float(test["p_value"]), mcnemar_method=str(test["method"]),
-                judge_id=", ".join(judges)))
+                judge_id=", ".join(judges), clustered_by="item", n_clusters=len(set(items))))
     return out
 
 

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from assurance.battery.categories import category_name
 from assurance.battery.metrics import is_main
+from assurance.battery.stats import detectable_difference
 from assurance.evidence.records import (
     AgreementRecord,
     ArtifactRecord,
@@ -65,6 +66,14 @@ class CategoryRow:
         """Items counted for the tuned model (else the base model)."""
         rec = self.tuned or self.base
         return rec.n if rec else None
+
+    @property
+    def detectable(self) -> float | None:
+        """The smallest distance from the threshold that this row's n can show with 80% power
+        (``stats.detectable_difference``); None without a threshold or when no distance can be shown."""
+        if self.n is None or self.threshold is None:
+            return None
+        return detectable_difference(self.n, self.threshold)
 
     @property
     def delta(self) -> float | None:

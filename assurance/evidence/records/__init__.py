@@ -19,7 +19,7 @@ from typing import Annotated, get_args
 from pydantic import Field
 
 from .base import SCHEMA_VERSION, BaseRecord, Stage
-from .check import Check, Outcome
+from .check import Check, DecisionRule, Outcome
 from .evaluation import (
     AgreementRecord,
     BatteryRecord,
@@ -72,6 +72,7 @@ __all__ = [
     "BatteryRecord",
     "Check",
     "ComparisonRecord",
+    "DecisionRule",
     "EnvironmentRecord",
     "FinetuneRecord",
     "JudgeVerdictsRecord",

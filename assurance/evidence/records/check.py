@@ -7,6 +7,12 @@ Verdicts written before checks were typed (``schema_version`` 1) hold each check
 plain mapping ``{name, category, observed, threshold, passed, reason}``. Those still
 parse: ``Check.from_legacy`` reads them into this shape. Their stored payload (and so
 their digest and the chain) is untouched; only the in-memory reading is typed.
+
+Since verdicts respect their intervals, a check's ``outcome`` is what the 95% interval
+says (``pass``, ``fail`` or ``inconclusive``) and ``counted_as`` is what the verdict made
+of it under the policy's ``decision_rule``. Checks written before that have no
+``counted_as``: they were decided on the point estimate and count as their outcome, which
+is always ``pass`` or ``fail``.
 """
 
 from __future__ import annotations
@@ -17,8 +23,25 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .base import Stage
 
-Outcome = Literal["pass", "fail"]
-"""What a check concluded. A Literal so that new outcomes (``inconclusive``) are one word added."""
+Outcome = Literal["pass", "fail", "inconclusive"]
+"""What a check's interval says: ``pass`` (the whole 95% interval is on the allowed side of the
+threshold), ``fail`` (the whole interval is on the wrong side) or ``inconclusive`` (it straddles
+the threshold). Checks written before decision rules say ``pass`` or ``fail`` of the point estimate."""
+
+Counted = Literal["pass", "fail"]
+"""How a check counted toward the verdict."""
+
+DecisionRule = Literal["inconclusive-fails", "inconclusive-passes", "point-estimate"]
+"""How a verdict turns check outcomes into a decision: ``inconclusive-fails`` (the default; a release
+gate errs on the side of caution), ``inconclusive-passes`` (only a check whose interval lies wholly on
+the wrong side fails), ``point-estimate`` (the observed value alone against the threshold, as verdicts
+did before intervals were respected; kept for comparison)."""
+
+IntervalMethod = Literal["wilson", "cluster-wilson", "paired-bootstrap", "cluster-bootstrap", "newcombe"]
+"""How a check's interval was obtained: the rate's recorded interval (``wilson``, or ``cluster-wilson``
+when probes were clustered by item); for a change between stages, the recorded paired comparison's
+bootstrap interval (``paired-bootstrap``, or ``cluster-bootstrap`` when items were resampled with all
+their variants) or, without one, Newcombe's interval from the two rates' intervals (``newcombe``)."""
 
 Comparison = Literal[">=", "<="]
 """How ``observed`` is held against ``threshold``: at least, or at most."""
@@ -48,23 +71,29 @@ class Check(BaseModel):
     """The value held against the threshold (a rate, or a change between stages); None when the
     battery had no result for the subject."""
     ci_low: float | None = None
-    """Lower end of the observed rate's recorded 95% interval, where the check reads one rate."""
+    """Lower end of the observed value's 95% interval (a rate's, or a change's); None on legacy checks and
+    on checks of changes written before intervals were respected."""
     ci_high: float | None = None
-    """Upper end of the observed rate's recorded 95% interval, where the check reads one rate."""
+    """Upper end of the observed value's 95% interval; None where ``ci_low`` is."""
+    interval_method: IntervalMethod | None = None
+    """How ``ci_low``/``ci_high`` were obtained (see ``IntervalMethod``); None on checks written before."""
     threshold: float | None
     """The limit the policy set for this check."""
     comparison: Comparison | None
     """``>=``: observed must be at least the threshold; ``<=``: at most. None for a legacy check of an
     unknown rule."""
     outcome: Outcome
-    """``pass`` or ``fail``."""
+    """What the interval says: ``pass``, ``fail`` or ``inconclusive`` (see ``Outcome``)."""
+    counted_as: Counted | None = None
+    """How the verdict counted this check under its decision rule; None on checks written before decision
+    rules (they count as their outcome)."""
     reason: str = ""
-    """Why the check failed, in plain words (empty when it passed)."""
+    """Why the check failed or was inconclusive, in plain words (empty when it passed outright)."""
 
     @property
     def passed(self) -> bool:
-        """True when the outcome is ``pass``."""
-        return self.outcome == "pass"
+        """True when the check counted as a pass toward the verdict."""
+        return (self.counted_as or self.outcome) == "pass"
 
     @classmethod
     def from_legacy(cls, value: Any) -> Any:

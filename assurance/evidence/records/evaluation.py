@@ -96,7 +96,8 @@ class SampleRecord(BaseRecord):
 
 
 class MetricRecord(BaseRecord):
-    """A rate with its Wilson 95% interval."""
+    """A rate with its 95% interval (Wilson's, or Wilson's at the effective sample size when probes are
+    clustered by item; see ``interval_method``)."""
 
     kind: Literal["metric"] = "metric"
     stage: Stage
@@ -120,9 +121,9 @@ class MetricRecord(BaseRecord):
     value: float
     """successes / n."""
     ci_low: float
-    """Lower bound of the Wilson 95% interval."""
+    """Lower bound of the 95% interval (see ``interval_method``)."""
     ci_high: float
-    """Upper bound of the Wilson 95% interval."""
+    """Upper bound of the 95% interval (see ``interval_method``)."""
     suite: str = "refusal"
     """Battery suite the metric summarises."""
     variant: str | None = None
@@ -134,14 +135,28 @@ class MetricRecord(BaseRecord):
     seed: int | None = None
     """Sampled decoding: the seed of this pass; None on greedy metrics and on the across-seed summary."""
     seeds: list[int] = Field(default_factory=list)
-    """Across-seed summary: the seeds summarised. Then ``value`` is the mean over seeds,
-    ``successes``/``n`` are pooled and the interval is Wilson's on the pooled counts."""
+    """Across-seed summary: the seeds summarised. Then ``value`` is the mean over seeds and
+    ``successes``/``n`` are totals over seeds, not independent trials: the interval is clustered by
+    item across seeds (``cluster-wilson``). Summaries written before ``interval_method`` existed took
+    Wilson's interval of the pooled totals, which is too narrow."""
     seed_sd: float | None = None
     """Across-seed summary: sample standard deviation of the per-seed values (0 for one seed)."""
     seed_min: float | None = None
     """Across-seed summary: lowest per-seed value."""
     seed_max: float | None = None
     """Across-seed summary: highest per-seed value."""
+    interval_method: Literal["wilson", "cluster-wilson"] = "wilson"
+    """``wilson``: Wilson's score interval of ``successes``/``n``, each probe an independent trial (right
+    when every item is counted once; every record written before this field). ``cluster-wilson``: the
+    probes come in clusters of one item (an item at several prefill k or jailbreak templates, or over
+    several seeds), so Wilson's interval is taken at the effective sample size ``n_effective`` =
+    ``n`` / design effect, the design effect estimated from the spread of per-item counts and never
+    below 1 (``metrics.clustered_interval``)."""
+    n_clusters: int | None = None
+    """``cluster-wilson``: the items (clusters) behind the ``n`` probes; None for ``wilson``."""
+    n_effective: float | None = None
+    """``cluster-wilson``: the number of independent trials the clustered probes are worth; None for
+    ``wilson``."""
 
 
 class JudgeVerdictsRecord(BaseRecord):
@@ -248,7 +263,7 @@ class ComparisonRecord(BaseRecord):
     delta: float
     """value_to - value_from."""
     ci_low: float
-    """Lower bound of the paired percentile bootstrap interval of ``delta``."""
+    """Lower bound of the paired percentile bootstrap interval of ``delta`` (see ``clustered_by``)."""
     ci_high: float
     """Upper bound of that interval."""
     confidence: float = 0.95
@@ -266,6 +281,14 @@ class ComparisonRecord(BaseRecord):
     mcnemar_p_value: float
     """Two-sided p-value for a change in the outcome."""
     mcnemar_method: str
-    """``exact-binomial`` (b + c < 25) or ``chi-square-continuity-corrected``."""
+    """``exact-binomial`` (b + c < 25) or ``chi-square-continuity-corrected``; with pairs clustered by item,
+    ``clustered-exact-sign`` (fewer than 25 discordant items) or ``clustered-chi-square`` (Durkalski)."""
     judge_id: str = ""
     """The judge(s) whose verdicts were compared, ``<id>@<version>`` (comma-separated if several)."""
+    clustered_by: Literal["pair", "item"] = "pair"
+    """``pair``: every (item, variant) pair resampled on its own and McNemar's test on pairs (every record
+    written before this field). ``item``: all pairs of one item (its variants) resampled together (a cluster
+    bootstrap), and McNemar's test on per-item discordance when an item has several pairs
+    (``stats.mcnemar``); the same as ``pair`` when every item has one pair."""
+    n_clusters: int | None = None
+    """``item``: the distinct items behind the ``n`` pairs; None for ``pair``."""

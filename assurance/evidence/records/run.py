@@ -8,7 +8,7 @@ from pydantic import BeforeValidator, Field
 
 from ...regimes import Regime
 from .base import BaseRecord
-from .check import Check, LegacyCheck
+from .check import Check, DecisionRule, LegacyCheck
 
 
 class RunStarted(BaseRecord):
@@ -84,6 +84,9 @@ class VerdictRecord(BaseRecord):
     """Every check the policy applied, as recorded (a version-1 check is read into the same shape)."""
     reasons: list[str]
     """Human-readable reasons for every failed check (empty on PASS)."""
+    decision_rule: DecisionRule | None = None
+    """How inconclusive checks counted toward ``status`` (see ``DecisionRule``); None on verdicts written
+    before decision rules, which compared point estimates."""
 
 
 class RunFailed(BaseRecord):
