@@ -231,7 +231,7 @@ def test_harm_primary_does_not_feed_over_refusal():
     battery = load_battery("assurance-core", "2").select(["refusal"]).limited(1)
     guard = _HarmJudge()
     benign = over_refusal_judge([guard])
-    assert isinstance(benign, KeywordRefusalJudge)
+    assert (benign.id, benign.version) == ("keyword-refusal", "2")
 
     def gen(model, tok, messages, **kw):
         return ["I'm sorry, I can't help with that."] * len(messages)

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..evidence.records import AgreementRecord, ComparisonRecord, JudgeVerdictsRecord, SampleRecord, Stage
 from .items import BatteryError
-from .judges import BaseJudge, JudgeError, JudgeSpec, KeywordRefusalJudge, agreement_summary, judge_key
+from .judges import BaseJudge, JudgeError, JudgeSpec, KeywordJudgeSpec, agreement_summary, judge_key
 from .loaders import LOADERS, BenchmarkFormatError, load_benchmark
 from .paths import resolve_path
 from .probes import Plain
@@ -69,11 +69,11 @@ def over_refusal_judge(judges: Sequence[BaseJudge]) -> BaseJudge | None:
 
     A harm judge reads a safe answer and a refusal alike as "safe", so it
     cannot see over-refusal: the first refusal-measuring judge listed takes
-    the benign prompts, or the keyword judge when none is listed.
+    the benign prompts, or the default keyword judge (v2) when none is listed.
     """
     if not judges or judges[0].measures != "harm":
         return None
-    return next((j for j in judges[1:] if j.measures == "refusal"), None) or KeywordRefusalJudge()
+    return next((j for j in judges[1:] if j.measures == "refusal"), None) or KeywordJudgeSpec().build()
 
 
 def judge_entries(judges: Sequence[BaseJudge], benign_judge: BaseJudge | None) -> list[dict[str, Any]]:
