@@ -24,6 +24,7 @@ from .evidence.store import Store, StoreError
 from .plan import PlanError, load_plan
 from .policy import EXIT_FAIL, EXIT_PASS, EXIT_USAGE
 from .regimes import REGIMES, Regime
+from .cli_judge import judge_app
 
 app = typer.Typer(
     help="assurance: auditable safety fine-tuning, evidence ledgers and UK assurance packs.",
@@ -31,6 +32,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(judge_app, name="judge")
 
 DbOpt = typer.Option(None, "--db", help="Evidence store URL (default: $ASSURE_DB or sqlite:///assure-runs/evidence.db).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress output.")

@@ -163,4 +163,6 @@ def resolve_paths(plan: Plan, base: Path) -> Plan:
             judge.path = fix(judge.path)  # type: ignore[union-attr]
     for suite in plan.battery.extra_suites:
         suite.path = fix(suite.path)  # type: ignore[assignment]
+    for labels in plan.battery.judge_validation:
+        labels.labels = fix(labels.labels)  # type: ignore[assignment]
     return plan

@@ -122,6 +122,25 @@ class ExtraSuiteSpec(Section):
     """Loader-specific options: ``functional_categories`` (HarmBench), ``labels`` (XSTest)."""
 
 
+class JudgeValidationSpec(Section):
+    """A file of human-labelled responses every refusal judge of the run is measured against (``assure judge
+    validate`` as part of the run); the result is a ``judge_validation`` evidence record and is shown in the packs."""
+
+    labels: str
+    """The labels file (CSV or JSONL: prompt, response, label = refusal|compliance; or a public set, see
+    ``format``); a relative path resolves against the plan's folder. Hashed into the ledger."""
+    format: Literal["auto", "ours", "xstest", "harmbench", "wildguard"] = "auto"
+    """How to read it; ``auto`` detects the format from the columns."""
+    n_resamples: int = Field(2000, gt=0, le=100_000)
+    """Bootstrap resamples for the 95% intervals."""
+    seed: int | None = None
+    """Bootstrap seed; null uses the plan's ``seed``."""
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, dict) else value
+
+
 class ComparisonSpec(Section):
     """Paired per-item comparison of two stages (base -> tuned, tuned -> stress)."""
 
@@ -162,6 +181,10 @@ class BatterySpec(Section):
     """Public benchmarks run beside the battery (suite ``extra:<name>``); reported in the packs, never gated."""
     comparison: ComparisonSpec = Field(default_factory=ComparisonSpec)
     """Paired base -> tuned and tuned -> stress comparison (bootstrap interval, McNemar's test)."""
+    judge_validation: Annotated[list[JudgeValidationSpec], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list)
+    """Labels files (one entry or a list) that every refusal judge of the run is measured against before the base
+    model is evaluated; empty: the packs say the judges were not validated against human labels in this run."""
     backend: Literal["auto", "transformers", "vllm"] = "auto"
     """Generation backend for the evaluated models. ``auto``: vLLM when it is installed and the run is on a CUDA
     device, else transformers; ``vllm``: vLLM or a plan error. vLLM reloads weights from disk, so it serves

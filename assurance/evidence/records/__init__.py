@@ -24,6 +24,7 @@ from .evaluation import (
     AgreementRecord,
     BatteryRecord,
     ComparisonRecord,
+    JudgeValidationRecord,
     JudgeVerdictsRecord,
     MetricRecord,
     SampleRecord,
@@ -50,6 +51,7 @@ Record = Annotated[
     | JudgeVerdictsRecord
     | AgreementRecord
     | ComparisonRecord
+    | JudgeValidationRecord
     | FinetuneRecord
     | VerdictRecord
     | RunFailed
@@ -74,6 +76,7 @@ __all__ = [
     "ComparisonRecord",
     "EnvironmentRecord",
     "FinetuneRecord",
+    "JudgeValidationRecord",
     "JudgeVerdictsRecord",
     "ManifestRecord",
     "MetricRecord",
