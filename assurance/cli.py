@@ -19,12 +19,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import typer
 
+from .cli_judge import judge_app
 from .console import RichProgress, err_console, fail, out_console, show_run, verdict_style
 from .evidence.store import Store, StoreError
 from .plan import PlanError, load_plan
 from .policy import EXIT_FAIL, EXIT_PASS, EXIT_USAGE
 from .regimes import REGIMES, Regime
-from .cli_judge import judge_app
 
 app = typer.Typer(
     help="assurance: auditable safety fine-tuning, evidence ledgers and UK assurance packs.",

@@ -98,12 +98,12 @@ def validate(
         rows = load_labels(labels, None if format == "auto" else format)
     except (JudgeOptionError, LabelFileError, JudgeError, OSError) as err:
         fail(str(err))
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(EXIT_USAGE) from None
     try:
         report = measure(built, rows, n_resamples=n_resamples, seed=seed)
     except (JudgeError, OSError, RuntimeError) as err:
         fail(f"judge {built.key} failed: {err}")
-        raise typer.Exit(EXIT_ERROR)
+        raise typer.Exit(EXIT_ERROR) from None
     if as_json:
         print(json.dumps(report.model_dump(mode="json") | {"labels": str(labels)}))
         return

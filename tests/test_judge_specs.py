@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from assurance.battery.judges import HttpJudgeSpec, KeywordJudgeSpec, KeywordRefusalJudge, ModelJudgeSpec, RefusalJudgeV2
+from assurance.battery.judges import (
+    HttpJudgeSpec,
+    KeywordJudgeSpec,
+    KeywordRefusalJudge,
+    ModelJudgeSpec,
+    RefusalJudgeV2,
+)
 from assurance.evidence.hashing import json_digest
 from assurance.evidence.records import RunStarted
 from assurance.plan import BatterySpec, JudgeSpec, PlanError, plan_from_dict

@@ -122,8 +122,9 @@ def validate_judges(judges: Sequence[BaseJudge], benign_judge: BaseJudge | None,
     for judge, role in roles:
         if judge.measures != "refusal":
             continue
-        for labels, spec in zip(label_sets, specs):
-            report = validate(judge, labels, n_resamples=spec.n_resamples, seed=seed if spec.seed is None else spec.seed)
+        for labels, spec in zip(label_sets, specs, strict=True):
+            seeded = seed if spec.seed is None else spec.seed
+            report = validate(judge, labels, n_resamples=spec.n_resamples, seed=seeded)
             out.append(JudgeValidationRecord(
                 judge_id=judge.id, judge_version=judge.version, judge_digest=judge.digest, role=role,
                 labels_file=Path(labels.path).name, labels_digest=labels.digest, labels_format=labels.format,

@@ -97,7 +97,7 @@ def adopt_recorded_versions(given: BatterySpec, recorded: BatterySpec) -> Batter
     judges = [g.model_copy(update={"version": r.version})
               if isinstance(g, KeywordJudgeSpec) and isinstance(r, KeywordJudgeSpec)
               and "version" not in g.model_fields_set else g
-              for g, r in zip(given.judges, recorded.judges)] + given.judges[len(recorded.judges):]
+              for g, r in zip(given.judges, recorded.judges, strict=False)] + given.judges[len(recorded.judges):]
     return given.model_copy(update={"judges": judges})
 
 

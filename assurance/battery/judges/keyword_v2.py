@@ -125,7 +125,7 @@ class RefusalJudgeV2(BaseJudge):
         self._anti_pivot = _compile(cfg["anti_pivot"])
         self._t = cfg["thresholds"]
         self._disclaimers = set(cfg["disclaimer_groups"])
-        self._quote = re.compile(r'"[^"\n]{1,%d}"' % int(self._t["max_quote_chars"]))
+        self._quote = re.compile(r'"[^"\n]{1,' + str(int(self._t["max_quote_chars"])) + '}"')
 
     def config(self) -> dict[str, Any]:
         return self._config
@@ -224,7 +224,7 @@ class RefusalJudgeV2(BaseJudge):
 
     def verdicts(self, prompts: list[str], outputs: list[str]) -> list[Verdict]:
         check_pairs(prompts, outputs)
-        found = [self.refused(o, p) for p, o in zip(prompts, outputs)]
+        found = [self.refused(o, p) for p, o in zip(prompts, outputs, strict=True)]
         return [Verdict(refused=r, label="refusal" if r else "complied") for r in found]
 
 

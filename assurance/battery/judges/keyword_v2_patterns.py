@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (each regular expression is kept whole on its line, so it reads as one rule)
 """The configuration of the keyword refusal judge v2: pattern lists and thresholds.
 
 Everything that decides a verdict is data here, so the judge's digest (taken
