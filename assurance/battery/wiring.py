@@ -110,7 +110,7 @@ def load_judge_labels(specs: Sequence, base: Path | None = None) -> list[LabelSe
     return out
 
 
-def validate_judges(judges: Sequence[BaseJudge], benign_judge: BaseJudge | None, label_sets: Sequence[LabelSet],
+def validate_judges(judges: Sequence[BaseJudge], benign_judge: Any, label_sets: Sequence[LabelSet],
                     specs: Sequence, seed: int) -> list[JudgeValidationRecord]:
     """Every refusal-measuring judge of the run (primary, secondary, over-refusal) against every labels file.
 
