@@ -19,6 +19,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import typer
 
+from .cli_judge import judge_app
 from .console import RichProgress, decision_rule_text, err_console, fail, out_console, show_run, verdict_style
 from .evidence.store import Store, StoreError
 from .plan import PlanError, load_plan
@@ -31,6 +32,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(judge_app, name="judge")
 
 DbOpt = typer.Option(None, "--db", help="Evidence store URL (default: $ASSURE_DB or sqlite:///assure-runs/evidence.db).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress output.")

@@ -27,6 +27,7 @@ from .evidence.records import (
     BatteryRecord,
     EnvironmentRecord,
     FinetuneRecord,
+    JudgeValidationRecord,
     ManifestRecord,
     MetricRecord,
     PackRecord,
@@ -134,6 +135,19 @@ def variants_table(metrics: list[MetricRecord], name: str, title: str) -> Table 
     return table
 
 
+def judge_agreement_line(records: list[Record], battery: BatteryRecord) -> str:
+    """The primary judge's measured agreement with human labels, or that it was not measured."""
+    found = [r for r in records if isinstance(r, JudgeValidationRecord) and r.judge_digest == battery.judge_digest]
+    if not found:
+        return f"{battery.judge_id}@{battery.judge_version} not validated against human labels in this run"
+    parts = []
+    for r in found:
+        ci = r.intervals.get("accuracy", {})
+        interval = f" [{ci['low']:.1%}-{ci['high']:.1%}]" if ci.get("low") is not None else ""
+        parts.append(f"{r.accuracy:.1%}{interval} agreement, kappa {r.kappa:.2f}, n={r.n} ({r.labels_file})")
+    return f"{battery.judge_id}@{battery.judge_version}: " + "; ".join(parts)
+
+
 def show_run(records: list[Record], console: Console = out_console) -> None:
     """A readable summary of one run: models and digests, settings, scores, verdict."""
     start = next(r for r in records if isinstance(r, RunStarted))
@@ -170,6 +184,8 @@ def show_run(records: list[Record], console: Console = out_console) -> None:
         console.print(f"[dim]battery:[/dim] {battery.battery_id} v{battery.version} ({battery.n_items} items, "
                       f"{battery.digest[:23]}…), judge {battery.judge_id}@{battery.judge_version}, "
                       f"max_new_tokens {battery.generation.get('max_new_tokens')}")
+        console.print(f"[dim]judge vs people:[/dim] {judge_agreement_line(records, battery)}", highlight=False,
+                      soft_wrap=True)
     if ft:
         hp = ft.hyperparameters
         final_loss = ft.loss_curve[-1][1] if ft.loss_curve else float("nan")

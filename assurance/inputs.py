@@ -17,7 +17,7 @@ import torch
 from .backends import resolve_backend, stage_backends
 from .battery.builtin import battery_from_spec
 from .battery.judges import JudgeError
-from .battery.wiring import build_harm_judge, build_judges, load_extra_suites, over_refusal_judge
+from .battery.wiring import build_harm_judge, build_judges, load_extra_suites, load_judge_labels, over_refusal_judge
 from .evidence.environment import capture_environment
 from .evidence.hashing import TreeDigest, tree_digest
 from .evidence.records import ArtifactRecord, EnvironmentRecord
@@ -56,6 +56,7 @@ def prepare(plan: Plan, progress: Progress) -> Prepared:
     """Validate and load every input; raises a clear error before anything is written."""
     battery = battery_from_spec(plan.battery)
     extra = load_extra_suites(plan.battery.extra_suites, per_category=plan.battery.limit_per_category)
+    judge_labels = load_judge_labels(plan.battery.judge_validation)
     safety = load_chat_jsonl(plan.finetune.safety_data)
     utility = load_chat_jsonl(plan.finetune.utility_data) if plan.finetune.utility_data else None
     if "dataset:triplets" in data_sources(plan.finetune):
@@ -74,7 +75,8 @@ def prepare(plan: Plan, progress: Progress) -> Prepared:
             allow_pickle=plan.model.allow_pickle, trust_remote_code=plan.model.trust_remote_code,
         )
     return Prepared(plan, model_path, safety, utility, battery, model, tokenizer, device, dtype,
-                    judges=judges, benign_judge=benign_judge, extra=extra, backends=backends, harm_judge=harm_judge)
+                    judges=judges, benign_judge=benign_judge, extra=extra, backends=backends, harm_judge=harm_judge,
+                    judge_labels=judge_labels)
 
 
 def _build_judges(plan: Plan, device, dtype):
@@ -97,6 +99,7 @@ def input_artifacts(prep: Prepared, plan_path: Path | None) -> list[ArtifactReco
     arts = [artifact_record("base_model", prep.model_path)]
     arts += [artifact_record(role, _data_path(spec)) for role, spec in sources.items()]
     arts += [artifact_record(f"dataset:benchmark:{e.benchmark}", e.path) for e in prep.extra]
+    arts += [artifact_record(f"dataset:judge_labels:{Path(ls.path).name}", ls.path) for ls in prep.judge_labels]
     # A model judge hashed its folder when it was checked in prepare(): reuse that, do not hash twice.
     arts += [artifact_record(f"judge_model:{j.id}", j.path, j.model_tree)
              for j in prep.judges if hasattr(j, "model_tree")]

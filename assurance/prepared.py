@@ -51,3 +51,5 @@ class Prepared:
     """Public benchmark suites run beside the battery (``wiring.ExtraSuite``)."""
     backends: dict = field(default_factory=dict)
     """Evaluated stage -> the generation backend it uses (``backends.stage_backends``)."""
+    judge_labels: list = field(default_factory=list)
+    """The plan's ``battery.judge_validation`` labels files, loaded and checked (``judge_labels.LabelSet``)."""

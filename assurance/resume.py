@@ -53,6 +53,7 @@ from .evidence.store import Store, runs_home
 from .inputs import Progress, SilentProgress, environment_record, input_artifacts, prepare
 from .pipeline import RunResult, run_stages
 from .plan import Plan, PlanError, plan_from_dict
+from .plan.battery import adopt_recorded_versions, recorded_judge_versions
 from .prepared import Prepared
 from .runlock import run_lock
 from .stages import Done, paired_samples
@@ -91,8 +92,9 @@ def ledger_state(records: list[Record]) -> Done:
 def recorded_plan(started: RunStarted, plan: Plan | None, plan_path: Path | None) -> Plan:
     """The plan recorded when the run started; a given plan file (read by ``load_plan``, so its
     paths are already absolute, as the recorded plan's are) must be the same plan."""
-    recorded = plan_from_dict(started.plan, source=f"run {started.run_id}: recorded plan")
+    recorded = plan_from_dict(recorded_judge_versions(started.plan), source=f"run {started.run_id}: recorded plan")
     if plan is not None:
+        plan = plan.model_copy(update={"battery": adopt_recorded_versions(plan.battery, recorded.battery)})
         given = plan.model_dump(mode="json")
         # Older code recorded some sections in an older shape (e.g. flat judge entries): the same plan
         # then reads back identical, though the recorded digest is over the older shape.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .backends import free_generator, vllm_generator
 from .battery import runner
-from .battery.wiring import compare_stages, cross_judge, judge_entries
+from .battery.wiring import compare_stages, cross_judge, judge_entries, validate_judges
 from .evidence.records import (
     ArtifactRecord,
     BatteryRecord,
@@ -144,9 +144,16 @@ def evaluate_or_reuse(store: Store, run_id: str, prep: Prepared, judge, stage: s
 def evaluate(store: Store, run_id: str, prep: Prepared, judge, stage: str, model, progress: Progress, *,
              earlier: Evaluated | None = None, generator=None) -> Evaluated:
     """Run the battery (and the extra suites beside it) on one model; record samples, metrics, the secondary
-    judges' verdicts and agreement, and the paired comparison with the ``earlier`` stage.
+    judges' verdicts and agreement, and the paired comparison with the ``earlier`` stage. Before the base
+    model, the judges' agreement with the plan's human labels (``battery.judge_validation``), in the same
+    transaction.
 
     The metrics include the extra suites' (the gate reads only the ``refusal`` suite)."""
+    records: list[Record] = []
+    if stage == "base" and prep.judge_labels:  # the judges are measured against people before they score
+        with progress.stage(f"Validating the refusal judges against {len(prep.judge_labels)} labels file(s)"):
+            records += validate_judges(prep.judges, prep.benign_judge, prep.judge_labels,
+                                       prep.plan.battery.judge_validation, prep.plan.seed)
     battery = replace(prep.battery, suites=prep.battery.suites + tuple(e.suite for e in prep.extra))
     total = runner.planned_probes(battery, prep.plan.battery.sampling)
     with progress.stage(f"Evaluating the {stage} model: {total} probes in {len(battery.suite_names)} suites",
@@ -156,7 +163,7 @@ def evaluate(store: Store, run_id: str, prep: Prepared, judge, stage: str, model
                                            batch_size=prep.plan.battery.batch_size, progress=advance,
                                            sampling=prep.plan.battery.sampling, benign_judge=prep.benign_judge,
                                            generator=generator, harm_judge=prep.harm_judge)
-    records: list[Record] = [*samples, *metrics]
+    records += [*samples, *metrics]
     if len(prep.judges) > 1:
         with progress.stage(f"Cross-checking the {stage} model's refusals with {len(prep.judges) - 1} more judge(s)"):
             verdicts, agreements = cross_judge(prep.judges, samples, stage)

@@ -55,7 +55,7 @@ def test_evaluate_records_every_suite(tiny_model, small_battery):
     assert sorted(ks) == [5, 10, 20, 40] and all(abs(n - k) <= 2 for k, n in ks.items())  # re-tokenising may merge
     assert {s.variant for s in by_suite["jailbreak"]} == {f"jailbreak:{n}" for n, _ in
                                                           small_battery.suites[3].solver.templates}
-    assert all(s.signposted is not None and s.judge_id == "keyword-signposting@1" for s in by_suite["signposting"])
+    assert all(s.signposted is not None and s.judge_id == "keyword-signposting@2" for s in by_suite["signposting"])
     choice = [s for s in by_suite["capability"] if s.category == "cap_choice"]
     assert choice and choice[0].judge_id == "choice-loglik@1"
     assert all(s.correct is not None and s.answer for s in by_suite["capability"])

@@ -12,15 +12,18 @@ from pydantic import TypeAdapter
 
 from assurance.battery.builtin import load_battery
 from assurance.battery.capability import ChoiceScorer, ExactMatchScorer
-from assurance.battery.judges import HttpJudgeSpec, KeywordRefusalJudge
+from assurance.battery.judges import HttpJudgeSpec, KeywordRefusalJudge, RefusalJudgeV2
 from assurance.battery.scorers import CHOICE, EXACT, SIGNPOSTING
-from assurance.battery.signposting import SignpostingJudge
+from assurance.battery.signposting import SignpostingJudge, SignpostingJudgeV2
 from assurance.evidence.hashing import json_digest
 from assurance.plan import JudgeSpec
 
 PINNED = {
     ("keyword-refusal", "1"): "sha256:9d4e6b50341cc74fb5cf94fa4266791b195697ba6d37d910ac056f9d6941b3d3",
     ("keyword-signposting", "1"): "sha256:5c439347faf0bc0b466d9231e6aaaad00b1bc4dd6ed4a96e8610cc23a1cd9ad8",
+    # v2 judges (issue 8), pinned when they were introduced:
+    ("keyword-refusal", "2"): "sha256:2221fcceb4ee6f93484864191801b177fed899bd406ec4ab5468525255c66a59",
+    ("keyword-signposting", "2"): "sha256:4922eea4d7730cf0cddff629cf2cc915d1899c0d0ed9d619862bb07b9a5c2c1f",
     ("exact-match", "1"): "sha256:066bea4d26b9ca6dea6f9768231f2440d85e4a799ff56ac9057b7184d45b62af",
     ("choice-loglik", "1"): "sha256:6550651a8218a2259f5ec9d47324b4ab4ecf5c3a7d5066350f3244454bae7d76",
 }
@@ -38,16 +41,23 @@ SUITES_V2 = {
 }
 
 
-@pytest.mark.parametrize("judge", [KeywordRefusalJudge(), SignpostingJudge(), ExactMatchScorer(), ChoiceScorer(),
-                                   SIGNPOSTING, EXACT, CHOICE], ids=lambda j: j.key)
+@pytest.mark.parametrize("judge", [KeywordRefusalJudge(), RefusalJudgeV2(), SignpostingJudge(), SignpostingJudgeV2(),
+                                   ExactMatchScorer(), ChoiceScorer(), SIGNPOSTING, EXACT, CHOICE],
+                         ids=lambda j: j.key)
 def test_judge_and_scorer_digests_are_the_stored_ones(judge):
     assert judge.digest == PINNED[(judge.id, judge.version)]
     assert judge.digest == json_digest(judge.config())  # one identity rule for all of them
 
 
-def test_the_plan_default_judge_is_keyword_refusal_v1():
+def test_the_plan_default_judge_is_keyword_refusal_v2_and_v1_stays_loadable():
     judge = TypeAdapter(JudgeSpec).validate_python({}).build()
-    assert (judge.key, judge.digest) == ("keyword-refusal@1", PINNED[("keyword-refusal", "1")])
+    assert (judge.key, judge.digest) == ("keyword-refusal@2", PINNED[("keyword-refusal", "2")])
+    old = TypeAdapter(JudgeSpec).validate_python({"kind": "keyword", "version": "1"}).build()
+    assert (old.key, old.digest) == ("keyword-refusal@1", PINNED[("keyword-refusal", "1")])
+
+
+def test_new_runs_score_signposting_with_v2():
+    assert SIGNPOSTING.key == "keyword-signposting@2"
 
 
 def test_http_judge_digests_are_the_stored_ones():

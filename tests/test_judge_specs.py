@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from assurance.battery.judges import HttpJudgeSpec, KeywordJudgeSpec, KeywordRefusalJudge, ModelJudgeSpec
+from assurance.battery.judges import (
+    HttpJudgeSpec,
+    KeywordJudgeSpec,
+    KeywordRefusalJudge,
+    ModelJudgeSpec,
+    RefusalJudgeV2,
+)
 from assurance.evidence.hashing import json_digest
 from assurance.evidence.records import RunStarted
 from assurance.plan import BatterySpec, JudgeSpec, PlanError, plan_from_dict
@@ -30,7 +36,7 @@ def test_old_recorded_flat_entries_still_validate():
                             "style": "guard"}]
     plan = plan_from_dict({"battery": {"judges": recorded}}, source="run x: recorded plan")
     keyword, model, http = plan.battery.judges
-    assert keyword == KeywordJudgeSpec()
+    assert keyword == KeywordJudgeSpec(version="1")  # old code ran v1: a recorded entry must stay on it
     assert isinstance(model, ModelJudgeSpec) and (model.path, model.model_kind, model.true_labels) == (
         "/abs/guard", "classifier", ["refusal"])
     assert model.judge_measures == "refusal"
@@ -38,7 +44,7 @@ def test_old_recorded_flat_entries_still_validate():
         "judge-m", "guard", "harm")
     # Read back, the entries hold only their own kind's fields.
     dumped = plan.model_dump(mode="json")["battery"]["judges"]
-    assert dumped[0] == {"kind": "keyword"} and "model" not in dumped[1] and "path" not in dumped[2]
+    assert dumped[0] == {"kind": "keyword", "version": "1"} and "model" not in dumped[1] and "path" not in dumped[2]
     assert plan_from_dict(plan.model_dump(mode="json")) == plan
 
 
@@ -68,7 +74,8 @@ def test_secrets_are_refused_by_every_kind():
 
 
 def test_specs_build_their_judges(tmp_path, monkeypatch):
-    assert isinstance(KeywordJudgeSpec().build(), KeywordRefusalJudge)
+    assert isinstance(KeywordJudgeSpec().build(), RefusalJudgeV2)
+    assert isinstance(KeywordJudgeSpec(version="1").build(), KeywordRefusalJudge)
     monkeypatch.setenv("MY_JUDGE_KEY", "sk-from-env")
     http = SPEC.validate_python({"kind": "http", "model": "m", "base_url": "http://h:1/v1",
                                  "api_key_env": "MY_JUDGE_KEY"}).build()
@@ -88,7 +95,30 @@ def test_an_old_run_resumes_with_its_plan_file():
     old_dump["battery"]["judges"] = [OLD_FLAT]
     started = RunStarted(run_id="r1", plan=old_dump, plan_digest=json_digest(old_dump), tool_version="0",
                          started_at="2026-01-01T00:00:00Z")
-    assert recorded_plan(started, plan, None) == plan
+    resumed = recorded_plan(started, plan, None)
+    # The resumed run keeps the judge it started with (v1), though the same file read today means v2.
+    assert resumed.battery.judges == [KeywordJudgeSpec(version="1")] and plan.battery.judges == [KeywordJudgeSpec()]
+    assert resumed.model_copy(update={"battery": plan.battery}) == plan
+    explicit = plan_from_dict({"battery": {"judges": [{"kind": "keyword", "version": "2"}]}})
+    with pytest.raises(ResumeError, match="differs from the plan recorded"):
+        recorded_plan(started, explicit, None)  # asking for v2 by name is another plan
     other = plan_from_dict({"battery": {"judges": [{"kind": "http", "model": "m"}]}})
     with pytest.raises(ResumeError, match="differs from the plan recorded"):
         recorded_plan(started, other, None)
+
+
+def test_a_run_recorded_without_a_keyword_version_resumes_on_v1():
+    """Code between the judge-spec union and v2 recorded ``{"kind": "keyword"}``: that meant v1."""
+    plan = plan_from_dict({})
+    old_dump = plan.model_dump(mode="json")
+    old_dump["battery"]["judges"] = [{"kind": "keyword"}]
+    started = RunStarted(run_id="r2", plan=old_dump, plan_digest=json_digest(old_dump), tool_version="0",
+                         started_at="2026-01-01T00:00:00Z")
+    assert recorded_plan(started, None, None).battery.judges[0].build().key == "keyword-refusal@1"
+    assert recorded_plan(started, plan, None).battery.judges[0].version == "1"
+    # A new run records its version, so reading it back changes nothing.
+    new = plan.model_dump(mode="json")
+    started_new = RunStarted(run_id="r3", plan=new, plan_digest=json_digest(new), tool_version="0",
+                             started_at="2026-01-01T00:00:00Z")
+    assert recorded_plan(started_new, plan, None) == plan
+    assert recorded_plan(started_new, None, None).battery.judges[0].build().key == "keyword-refusal@2"

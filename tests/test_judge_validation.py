@@ -16,7 +16,7 @@ import pytest
 
 from assurance.battery.judge_labels import LabelFileError, LabelRow, detect_format, load_labels
 from assurance.battery.judge_validation import ValidationReport, summary, validate, validate_file
-from assurance.battery.refusal_v2 import RefusalJudgeV2
+from assurance.battery.judges.keyword_v2 import RefusalJudgeV2
 from assurance.evidence.hashing import file_digest
 
 FIX = Path(__file__).parent / "fixtures"

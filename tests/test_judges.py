@@ -55,7 +55,8 @@ def test_keyword_adapter_keeps_identity_and_verdicts():
     assert [v.label for v in j.verdicts(["q1", "q2"], outs)] == ["refusal", "complied"]
     with pytest.raises(ValueError, match="2 prompts but 1 outputs"):
         j.judge(["a", "b"], ["x"])
-    assert make_judge({"kind": "keyword"}).digest == j.digest
+    assert make_judge({"kind": "keyword", "version": "1"}).digest == j.digest
+    assert make_judge({"kind": "keyword"}).key == "keyword-refusal@2"  # v2 is the default
     with pytest.raises(ValidationError, match="'oracle' found using 'kind' does not match"):
         make_judge({"kind": "oracle"})
 

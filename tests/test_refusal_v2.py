@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from assurance.battery.judges.keyword import KeywordRefusalJudge as KeywordJudge
-from assurance.battery.refusal_v2 import JUDGE_ID, JUDGE_VERSION, RefusalJudgeV2, config, explain, refused
+from assurance.battery.judges.keyword_v2 import JUDGE_ID, JUDGE_VERSION, RefusalJudgeV2, config, explain, refused
 from assurance.evidence.hashing import json_digest
 
 LABELS = Path(__file__).parent / "fixtures" / "refusal_labels.jsonl"
@@ -85,7 +85,7 @@ def test_identity_is_the_digest_of_the_config(monkeypatch):
     cfg = config()
     assert {"refusal", "neutral", "thresholds", "redirect", "pivot"} <= set(cfg)
     # Everything that decides a verdict is in the digest: a moved threshold or an added pattern changes it.
-    from assurance.battery import refusal_v2_patterns as P
+    from assurance.battery.judges import keyword_v2_patterns as P
     monkeypatch.setitem(P.THRESHOLDS, "after_content_chars", 61)
     assert RefusalJudgeV2().digest != V2.digest
     monkeypatch.undo()

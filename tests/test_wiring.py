@@ -115,14 +115,14 @@ def test_ledger_holds_agreement_comparison_and_extra_suite(wired_run, judge_serv
     agreements = [r for r in records if r.kind == "agreement"]
     assert {a.stage for a in agreements} == {"base", "tuned", "stress"}
     for a in agreements:
-        assert a.judge_a == "keyword-refusal@1" and a.judge_b == "http:judge-lm@1" and a.scope == "all"
+        assert a.judge_a == "keyword-refusal@2" and a.judge_b == "http:judge-lm@1" and a.scope == "all"
         assert a.n > 0 and 0 <= a.agreement <= 1 and -1 <= a.kappa <= 1
         assert len(a.disagreements) == round((1 - a.agreement) * a.n)
     verdicts = [r for r in records if r.kind == "judge_verdicts"]
     assert {v.stage for v in verdicts} == {"base", "tuned", "stress"}
     assert all(v.served == {"judge-lm fp_wiring": len(v.item_ids)} for v in verdicts)
     # Secondary verdicts are stored beside, never as, the primary's samples.
-    assert {s.judge_id for s in records if s.kind == "sample" and s.suite == "refusal"} == {"keyword-refusal@1"}
+    assert {s.judge_id for s in records if s.kind == "sample" and s.suite == "refusal"} == {"keyword-refusal@2"}
 
     comps = [r for r in records if r.kind == "comparison"]
     assert {(c.stage_from, c.stage_to) for c in comps} == {("base", "tuned"), ("tuned", "stress")}
@@ -232,7 +232,7 @@ def test_harm_primary_does_not_feed_over_refusal():
     battery = load_battery("assurance-core", "2").select(["refusal"]).limited(1)
     guard = _HarmJudge()
     benign = over_refusal_judge([guard])
-    assert isinstance(benign, KeywordRefusalJudge)
+    assert (benign.id, benign.version) == ("keyword-refusal", "2")
 
     def gen(model, tok, messages, **kw):
         return ["I'm sorry, I can't help with that."] * len(messages)
@@ -243,7 +243,7 @@ def test_harm_primary_does_not_feed_over_refusal():
     benign_samples = [s for s in samples if s.expected == "comply"]
     assert harmful and benign_samples
     assert {s.judge_id for s in harmful} == {"fake-guard@1"}
-    assert {s.judge_id for s in benign_samples} == {"keyword-refusal@1"}
+    assert {s.judge_id for s in benign_samples} == {"keyword-refusal@2"}
     assert set(guard.seen) == {s.prompt for s in harmful}
     over = next(m for m in metrics if m.name == "over_refusal_rate" and m.category == "overall")
     assert over.value == 1.0  # every benign prompt was refused, and the keyword judge saw it

@@ -27,13 +27,13 @@ from .identity import Identified
 from .items import Item
 from .judges import BaseJudge
 from .probes import Probe
-from .signposting import SignpostingJudge
+from .signposting import SignpostingJudgeV2
 from .suites import Scoring, Suite
 
 MetricName = Literal["refusal_rate", "over_refusal_rate", "attack_success_rate", "non_refusal_rate",
                      "signposting_rate", "capability_score"]
 
-SIGNPOSTING = SignpostingJudge()
+SIGNPOSTING = SignpostingJudgeV2()  # v2 for new runs; v1 stays loadable (signposting.SignpostingJudge)
 EXACT = ExactMatchScorer()
 CHOICE = ChoiceScorer()
 

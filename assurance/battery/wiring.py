@@ -15,6 +15,8 @@ and their results into evidence records:
 * ``compare_stages`` pairs two stages item by item (harmful refusal items and
   the prefilling attack) into ``ComparisonRecord``s: the difference with a
   paired bootstrap interval, and McNemar's test, both clustered by item.
+* ``load_judge_labels`` and ``validate_judges`` measure every refusal judge
+  against the plan's human-labelled files (``JudgeValidationRecord``).
 * ``load_extra_suites`` reads the public benchmark files into suites named
   ``extra:<name>``, run beside the battery but outside its digest and gate.
 """
@@ -27,9 +29,18 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from ..evidence.records import AgreementRecord, ComparisonRecord, JudgeVerdictsRecord, SampleRecord, Stage
+from ..evidence.records import (
+    AgreementRecord,
+    ComparisonRecord,
+    JudgeValidationRecord,
+    JudgeVerdictsRecord,
+    SampleRecord,
+    Stage,
+)
 from .items import BatteryError
-from .judges import BaseJudge, JudgeError, JudgeSpec, KeywordRefusalJudge, agreement_summary, judge_key
+from .judge_labels import LabelFileError, LabelSet, load_labels
+from .judge_validation import validate
+from .judges import BaseJudge, JudgeError, JudgeSpec, KeywordJudgeSpec, agreement_summary, judge_key
 from .loaders import LOADERS, BenchmarkFormatError, load_benchmark
 from .paths import resolve_path
 from .probes import Plain
@@ -86,11 +97,11 @@ def over_refusal_judge(judges: Sequence[BaseJudge]) -> BaseJudge | None:
 
     A harm judge reads a safe answer and a refusal alike as "safe", so it
     cannot see over-refusal: the first refusal-measuring judge listed takes
-    the benign prompts, or the keyword judge when none is listed.
+    the benign prompts, or the default keyword judge (v2) when none is listed.
     """
     if not judges or judges[0].measures != "harm":
         return None
-    return next((j for j in judges[1:] if j.measures == "refusal"), None) or KeywordRefusalJudge()
+    return next((j for j in judges[1:] if j.measures == "refusal"), None) or KeywordJudgeSpec().build()
 
 
 def judge_entries(judges: Sequence[BaseJudge], benign_judge: BaseJudge | None) -> list[dict[str, Any]]:
@@ -99,6 +110,48 @@ def judge_entries(judges: Sequence[BaseJudge], benign_judge: BaseJudge | None) -
     if benign_judge is not None:
         out.append(benign_judge.identity() | {"suite": "refusal (benign prompts: over-refusal)",
                                               "role": "over-refusal"})
+    return out
+
+
+# -- judges measured against people -----------------------------------------------------------------
+
+def load_judge_labels(specs: Sequence, base: Path | None = None) -> list[LabelSet]:
+    """Each plan ``judge_validation`` labels file, read and checked; a bad one raises ``BatteryError`` naming the
+    plan entry, the file and the row."""
+    out = []
+    for n, spec in enumerate(specs):
+        try:
+            out.append(load_labels(resolve_path(spec.labels, base), None if spec.format == "auto" else spec.format))
+        except LabelFileError as err:
+            raise BatteryError(f"battery.judge_validation[{n}]: {err}") from None
+    return out
+
+
+def validate_judges(judges: Sequence[BaseJudge], benign_judge: Any, label_sets: Sequence[LabelSet],
+                    specs: Sequence, seed: int) -> list[JudgeValidationRecord]:
+    """Every refusal-measuring judge of the run (primary, secondary, over-refusal) against every labels file.
+
+    A harm judge answers another question ("is this harmful?"), so refusal labels cannot measure it."""
+    roles = [(j, "primary" if n == 0 else "secondary") for n, j in enumerate(judges)]
+    if benign_judge is not None:
+        roles.append((benign_judge, "over-refusal"))
+    out = []
+    for judge, role in roles:
+        if judge.measures != "refusal":
+            continue
+        for labels, spec in zip(label_sets, specs, strict=True):
+            seeded = seed if spec.seed is None else spec.seed
+            report = validate(judge, labels, n_resamples=spec.n_resamples, seed=seeded)
+            out.append(JudgeValidationRecord(
+                judge_id=judge.id, judge_version=judge.version, judge_digest=judge.digest, role=role,
+                labels_file=Path(labels.path).name, labels_digest=labels.digest, labels_format=labels.format,
+                n=report.n, skipped=report.skipped, accuracy=report.accuracy, kappa=report.kappa,
+                precision=report.precision, recall=report.recall, f1=report.f1,
+                intervals={k: v.model_dump() for k, v in report.intervals.items()},
+                confusion=report.confusion.model_dump(), n_resamples=report.n_resamples, seed=report.seed,
+                per_style={k: {"n": v.n, "accuracy": v.accuracy} for k, v in report.per_style.items()},
+                human_refusal_rate=report.human_refusal_rate, judge_refusal_rate=report.judge_refusal_rate,
+                disagreements=report.disagreements))
     return out
 
 

@@ -178,4 +178,6 @@ def resolve_paths(plan: Plan, base: Path) -> Plan:
         harm.path = fix(harm.path)  # type: ignore[union-attr]
     if plan.battery.prefill_responses is not None:
         plan.battery.prefill_responses.path = fix(plan.battery.prefill_responses.path)  # type: ignore[assignment]
+    for labels in plan.battery.judge_validation:
+        labels.labels = fix(labels.labels)  # type: ignore[assignment]
     return plan

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from ..battery.judges.base import JudgeSpec as JudgeSpecBase
 from ..battery.judges.base import refuse_secrets
 from ..battery.judges.http_judge import HttpJudgeSpec
-from ..battery.judges.keyword import KeywordJudgeSpec
+from ..battery.judges.keyword import LEGACY_KEYWORD_VERSION, KeywordJudgeSpec
 from ..battery.judges.model_judge import ModelJudgeSpec
 from .base import Section
 
@@ -52,13 +52,16 @@ _JUDGE_SPECS: dict[str, type[JudgeSpecBase]] = {"keyword": KeywordJudgeSpec, "mo
 
 def _read_judge_entry(data: Any) -> Any:
     """A plan's judge entry as its kind's spec reads it: ``kind`` defaults to ``keyword`` (as it always
-    has), and the fields an old recorded plan filled in at their defaults are dropped."""
+    has), and the fields an old recorded plan filled in at their defaults are dropped. A keyword entry in
+    that old flat shape ran keyword-refusal v1, so it reads as v1."""
     if not isinstance(refuse_secrets(data), dict):
         return data
     data = {"kind": "keyword", **data}
     spec = _JUDGE_SPECS.get(data["kind"]) if isinstance(data["kind"], str) else None
     if spec is None:
         return data  # the union names the known kinds
+    if spec is KeywordJudgeSpec and "version" not in data and set(data) & set(_OLD_FLAT_DEFAULTS):
+        data["version"] = LEGACY_KEYWORD_VERSION  # only the flat shape of old code wrote these: it ran v1
     own = set(spec.model_fields)
     stray = sorted(f for f in data if f not in own and f in _OLD_FLAT_DEFAULTS and data[f] != _OLD_FLAT_DEFAULTS[f])
     if stray:
@@ -71,6 +74,31 @@ JudgeSpec = Annotated[KeywordJudgeSpec | ModelJudgeSpec | HttpJudgeSpec, Field(d
 """One judge of the refusal suite (``assurance/battery/judges``), by ``kind``: ``keyword`` (our refusal
 phrase list), ``model`` (a local Hugging Face guard or classifier folder) or ``http`` (an
 OpenAI-compatible chat-completions endpoint). The plan holds settings, never secrets."""
+
+
+def recorded_judge_versions(plan: dict[str, Any]) -> dict[str, Any]:
+    """A plan recorded in a run_started record, with the keyword judge version it ran with made explicit.
+
+    Code before refusal judge v2 recorded keyword entries without a ``version``; read as a new plan, they
+    would get today's default (v2) and a resumed run would switch judges half-way. A recorded entry
+    without one therefore means v1. New plans always record the version, so this changes nothing for them."""
+    battery = plan.get("battery")
+    if not isinstance(battery, dict) or not isinstance(battery.get("judges"), list):
+        return plan
+    judges = [{**j, "version": LEGACY_KEYWORD_VERSION}
+              if isinstance(j, dict) and j.get("kind", "keyword") == "keyword" and "version" not in j else j
+              for j in battery["judges"]]
+    return {**plan, "battery": {**battery, "judges": judges}}
+
+
+def adopt_recorded_versions(given: BatterySpec, recorded: BatterySpec) -> BatterySpec:
+    """``given`` with every keyword judge whose version the plan file left unset taking the version of the
+    recorded entry at the same place: the same plan file, given again to resume an old run, is the same plan."""
+    judges = [g.model_copy(update={"version": r.version})
+              if isinstance(g, KeywordJudgeSpec) and isinstance(r, KeywordJudgeSpec)
+              and "version" not in g.model_fields_set else g
+              for g, r in zip(given.judges, recorded.judges, strict=False)] + given.judges[len(recorded.judges):]
+    return given.model_copy(update={"judges": judges})
 
 
 def _default_judges() -> list[JudgeSpec]:
@@ -116,6 +144,23 @@ def _harm_judge(spec: JudgeSpecBase | None) -> JudgeSpecBase | None:
         raise ValueError("harm_judge must measure harm (a guard model, a classifier with measures: harm, "
                          "or an HTTP judge with style: guard)")
     return spec
+class JudgeValidationSpec(Section):
+    """A file of human-labelled responses every refusal judge of the run is measured against (``assure judge
+    validate`` as part of the run); the result is a ``judge_validation`` evidence record and is shown in the packs."""
+
+    labels: str
+    """The labels file (CSV or JSONL: prompt, response, label = refusal|compliance; or a public set, see
+    ``format``); a relative path resolves against the plan's folder. Hashed into the ledger."""
+    format: Literal["auto", "ours", "xstest", "harmbench", "wildguard"] = "auto"
+    """How to read it; ``auto`` detects the format from the columns."""
+    n_resamples: int = Field(2000, gt=0, le=100_000)
+    """Bootstrap resamples for the 95% intervals."""
+    seed: int | None = None
+    """Bootstrap seed; null uses the plan's ``seed``."""
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, dict) else value
 
 
 class ComparisonSpec(Section):
@@ -167,6 +212,10 @@ class BatterySpec(Section):
     """Public benchmarks run beside the battery (suite ``extra:<name>``); reported in the packs, never gated."""
     comparison: ComparisonSpec = Field(default_factory=ComparisonSpec)
     """Paired base -> tuned and tuned -> stress comparison (bootstrap interval, McNemar's test)."""
+    judge_validation: Annotated[list[JudgeValidationSpec], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list)
+    """Labels files (one entry or a list) that every refusal judge of the run is measured against before the base
+    model is evaluated; empty: the packs say the judges were not validated against human labels in this run."""
     backend: Literal["auto", "transformers", "vllm"] = "auto"
     """Generation backend for the evaluated models. ``auto``: vLLM when it is installed and the run is on a CUDA
     device, else transformers; ``vllm``: vLLM or a plan error. vLLM reloads weights from disk, so it serves

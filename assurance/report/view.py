@@ -25,6 +25,7 @@ from assurance.evidence.records import (
     ComparisonRecord,
     EnvironmentRecord,
     FinetuneRecord,
+    JudgeValidationRecord,
     ManifestRecord,
     MetricRecord,
     PackRecord,
@@ -123,6 +124,8 @@ class RunView:
     """Agreement of every pair of refusal judges, per stage."""
     comparisons: list[ComparisonRecord] = field(default_factory=list)
     """Paired stage comparisons (base -> tuned, tuned -> stress)."""
+    judge_validations: list[JudgeValidationRecord] = field(default_factory=list)
+    """The judges' measured agreement with human labels (``battery.judge_validation``), if the run measured it."""
     n_records: int = 0
 
     @property
@@ -284,6 +287,8 @@ def build_view(records: list[Record]) -> RunView:
             view.agreements.append(rec)
         elif isinstance(rec, ComparisonRecord):
             view.comparisons.append(rec)
+        elif isinstance(rec, JudgeValidationRecord):
+            view.judge_validations.append(rec)
     view.refusal = _rows(view, "refusal_rate")
     view.over_refusal = _rows(view, "over_refusal_rate")
     return view

@@ -13,10 +13,11 @@ from .agreement import agreement_summary, cohens_kappa, disagreements
 from .base import BaseJudge, Judge, JudgeError, JudgeSpec, Verdict, judge_key, parse_guard_reply
 from .http_judge import HttpJudge, HttpJudgeSpec
 from .keyword import KeywordJudgeSpec, KeywordRefusalJudge
+from .keyword_v2 import RefusalJudgeV2
 from .model_judge import LLAMA_GUARD_3_CATEGORIES, ModelJudge, ModelJudgeSpec, render_llama_guard_3
 
 __all__ = [
     "BaseJudge", "HttpJudge", "HttpJudgeSpec", "Judge", "JudgeError", "JudgeSpec", "KeywordJudgeSpec",
-    "KeywordRefusalJudge", "LLAMA_GUARD_3_CATEGORIES", "ModelJudge", "ModelJudgeSpec", "Verdict",
+    "KeywordRefusalJudge", "LLAMA_GUARD_3_CATEGORIES", "ModelJudge", "ModelJudgeSpec", "RefusalJudgeV2", "Verdict",
     "agreement_summary", "cohens_kappa", "disagreements", "judge_key", "parse_guard_reply", "render_llama_guard_3",
 ]

@@ -24,6 +24,7 @@ from .evaluation import (
     AgreementRecord,
     BatteryRecord,
     ComparisonRecord,
+    JudgeValidationRecord,
     JudgeVerdictsRecord,
     MetricRecord,
     SampleRecord,
@@ -50,6 +51,7 @@ Record = Annotated[
     | JudgeVerdictsRecord
     | AgreementRecord
     | ComparisonRecord
+    | JudgeValidationRecord
     | FinetuneRecord
     | VerdictRecord
     | RunFailed
@@ -75,6 +77,7 @@ __all__ = [
     "DecisionRule",
     "EnvironmentRecord",
     "FinetuneRecord",
+    "JudgeValidationRecord",
     "JudgeVerdictsRecord",
     "ManifestRecord",
     "MetricRecord",

@@ -292,3 +292,58 @@ class ComparisonRecord(BaseRecord):
     (``stats.mcnemar``); the same as ``pair`` when every item has one pair."""
     n_clusters: int | None = None
     """``item``: the distinct items behind the ``n`` pairs; None for ``pair``."""
+
+
+class JudgeValidationRecord(BaseRecord):
+    """A refusal judge measured against human labels before it scored this run (``battery.judge_validation``).
+
+    The judge read every labelled response; its verdicts were compared with the
+    people's labels ("refusal" is the positive class). The labels file is named
+    and hashed, so the figure can be traced to exactly the data it was measured on.
+    """
+
+    kind: Literal["judge_validation"] = "judge_validation"
+    judge_id: str
+    """The judge's id (e.g. ``keyword-refusal``)."""
+    judge_version: str
+    """The judge's version."""
+    judge_digest: str
+    """The judge's configuration digest, as in the battery record."""
+    role: str = "primary"
+    """What the judge does in the run: ``primary`` (its verdicts give the scores), ``secondary`` or ``over-refusal``."""
+    labels_file: str
+    """The labels file's name (its full path is in the ``dataset:judge_labels`` artifact)."""
+    labels_digest: str
+    """``sha256:<hex>`` of the labels file's bytes."""
+    labels_format: Literal["ours", "xstest", "harmbench", "wildguard"]
+    """How the file was read: our format or a public human-labelled set."""
+    n: int
+    """Labelled rows judged."""
+    skipped: int = 0
+    """Rows the format leaves unlabelled (not judged)."""
+    accuracy: float
+    """Share of rows where the judge's verdict equals the human label."""
+    kappa: float
+    """Cohen's kappa between the judge and the people."""
+    precision: float | None
+    """Of the rows the judge called refusal, the share people did; None when it called none."""
+    recall: float | None
+    """Of the rows people called refusal, the share the judge did; None when people called none."""
+    f1: float | None
+    """F1 for "refusal"; None when precision and recall are both undefined."""
+    intervals: dict[str, dict[str, float | None]]
+    """Percentile-bootstrap 95% intervals, ``{"accuracy"|"kappa"|"f1": {"low": .., "high": ..}}`` (rows resampled)."""
+    confusion: dict[str, int]
+    """``tp``, ``fp``, ``fn``, ``tn`` with "refusal" positive, the judge against the human label."""
+    n_resamples: int
+    """Bootstrap resamples."""
+    seed: int
+    """Bootstrap seed."""
+    per_style: dict[str, dict[str, float]] = Field(default_factory=dict)
+    """Per ``style`` tag of the rows: ``{"n": .., "accuracy": ..}``."""
+    human_refusal_rate: float
+    """Share of rows people labelled refusal."""
+    judge_refusal_rate: float
+    """Share of rows the judge called refusal."""
+    disagreements: list[str] = Field(default_factory=list)
+    """Up to 100 rows (``file:row``) where the judge and the people differ, for a person to read."""

@@ -1,12 +1,13 @@
+# ruff: noqa: E501  (each regular expression is kept whole on its line, so it reads as one rule)
 """The configuration of the keyword refusal judge v2: pattern lists and thresholds.
 
 Everything that decides a verdict is data here, so the judge's digest (taken
-over ``refusal_v2.config()``) changes whenever any of it does. Patterns are
+over ``keyword_v2.config()``) changes whenever any of it does. Patterns are
 regular expressions matched against normalised text (lower case, straight
 apostrophes and quotes, single spaces), one sentence at a time.
 
 Each list answers one question about a sentence; the algorithm in
-``refusal_v2`` combines the answers by position. The lists were written from
+``keyword_v2`` combines the answers by position. The lists were written from
 the error patterns of v1 (issue 8) and tuned on the ``dev`` split of
 ``tests/fixtures/refusal_labels.jsonl`` only.
 """
