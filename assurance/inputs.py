@@ -52,6 +52,8 @@ def prepare(plan: Plan, progress: Progress) -> Prepared:
     extra = load_extra_suites(plan.battery.extra_suites, per_category=plan.battery.limit_per_category)
     safety = load_chat_jsonl(plan.finetune.safety_data)
     utility = load_chat_jsonl(plan.finetune.utility_data) if plan.finetune.utility_data else None
+    if plan.finetune.task_data:
+        load_chat_jsonl(plan.finetune.task_data)
     if "dataset:triplets" in data_sources(plan.finetune):
         load_triplets(plan.finetune.triplet_data)
     if plan.stress.enabled:

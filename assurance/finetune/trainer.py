@@ -169,7 +169,7 @@ def _reference(model, data: Examples, spec, seed: int, world: int, rank: int, pa
             mask = None if b["attention_mask"] is None else b["attention_mask"].to(device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
                 lp = net(b["input_ids"].to(device), mask, b["labels"].to(device)).float()
-            for r, part in zip(rows, lp.split([supervised(r.labels) for r in rows])):
+            for r, part in zip(rows, lp.split([supervised(r.labels) for r in rows]), strict=True):
                 ref[r.key] = part.clone()
     model.train(was_training)
     return ref
@@ -270,7 +270,8 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
     optimizer = adamw(named, spec)
     net = TokenLogProbs(model)
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
 
     start_step, curve, counts, prior_wall = 0, [], Counters(), 0.0
     latest = ckpt.latest(ckpt_dir) if resume else None
