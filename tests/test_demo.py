@@ -34,7 +34,8 @@ def test_summary_is_across_seeds_with_a_t_interval():
 
 def fake_results() -> dict:
     def fig(v):
-        return {"value": v, "successes": round(v * 10), "n": 10, "ci_low": max(0.0, v - 0.2), "ci_high": min(1.0, v + 0.2)}
+        return {"value": v, "successes": round(v * 10), "n": 10, "ci_low": max(0.0, v - 0.2),
+                "ci_high": min(1.0, v + 0.2)}
 
     def arm(recipe, vals):
         per = [{"seed": i, "harmful_refused": fig(v), "benign_refused": fig(0.1), "asr_k5": fig(1 - v)}
@@ -60,7 +61,8 @@ def test_table_says_what_the_seeds_show_and_not_more():
 
 def test_readme_section_is_regenerated_from_the_results_file(tmp_path):
     js, md = write_results(fake_results(), tmp_path / "home")
-    assert json.loads(js.read_text())["comparisons"] and md.read_text() == demo_report.markdown(json.loads(js.read_text()))
+    written = json.loads(js.read_text())
+    assert written["comparisons"] and md.read_text() == demo_report.markdown(written)
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n{demo_report.START}\nold figures\n{demo_report.END}\ntail\n")
     demo_report.main([str(js), "--readme", str(readme)])

@@ -1,14 +1,14 @@
-"""The downstream fine-tune (task data, where the paper puts the constrained objective) and a selectable stress recipe."""
+"""The downstream fine-tune (task data, where the paper puts the constrained objective) and the stress recipe."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from _finetune import CONVS, TRIPLETS, make_model, write
 
 from assurance.finetune.mixing import SAFETY, UTILITY, task_mix
 from assurance.finetune.recipes import build_mix, data_sources, run_recipe, stress_spec
 from assurance.plan import FinetuneSpec, StressSpec, plan_from_dict
-from _finetune import CONVS, TRIPLETS, make_model, write
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
