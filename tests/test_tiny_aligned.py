@@ -8,7 +8,7 @@ import pytest
 
 from assurance.models.loading import ModelLoadError, resolve_model_path
 from assurance.models.tiny import cached_build
-from assurance.models.tiny_aligned import ALIGN_SETTINGS, build_aligned_model
+from assurance.models.tiny_aligned import build_aligned_model
 
 
 def test_aligned_build_is_deterministic_and_says_how_it_was_made(tiny_model_dir, tmp_path):
@@ -17,7 +17,7 @@ def test_aligned_build_is_deterministic_and_says_how_it_was_made(tiny_model_dir,
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
     assert (a / "model.safetensors").read_bytes() != (tiny_model_dir / "model.safetensors").read_bytes()
     build = json.loads((a / "BUILD.json").read_text())
-    assert build["base"] == tiny_model_dir.name and build["safety_tune"]["recipe"] == ALIGN_SETTINGS["recipe"]
+    assert build["base"] == tiny_model_dir.name and build["safety_tune"]["recipe"] == "sft"
     assert build["safety_tune"]["steps"] == 2 and build["safety_tune"]["n_safety_examples"] > 0
 
 

@@ -134,7 +134,7 @@ def build_tokenizer(texts: list[str]):
     )
 
 
-def _chat_rows(data: bytes) -> list[list[dict]]:
+def chat_rows(data: bytes) -> list[list[dict]]:
     """Conversations with at least one assistant turn; malformed rows skipped."""
     rows = []
     for line in data.decode("utf-8", errors="replace").splitlines():
@@ -246,7 +246,7 @@ def build_tiny_model(out_dir: Path, *, train_steps: int | None = None, data_dirs
     tokenizer = build_tokenizer(corpus(snapshot))
     with deterministic(SEED):
         model = init_model(tokenizer)
-        chats = _chat_rows(snapshot[_UTILITY_KEY]) if _UTILITY_KEY in snapshot else []
+        chats = chat_rows(snapshot[_UTILITY_KEY]) if _UTILITY_KEY in snapshot else []
         losses = train_base(model, tokenizer, chats, steps=steps, seed=SEED)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
