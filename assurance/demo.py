@@ -22,6 +22,7 @@ import copy
 import json
 import platform
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markdown import Markdown
@@ -56,7 +57,7 @@ RESULTS_NAME = "demo-results"
 
 def demo_plan(recipe: str = "constrained") -> Plan:
     """The demo's pipeline run; ``recipe`` is the downstream fine-tune's recipe."""
-    data = copy.deepcopy(DEMO_PLAN)
+    data: dict[str, Any] = copy.deepcopy(DEMO_PLAN)
     data["finetune"]["recipe"] = recipe
     return plan_from_dict(data, source="built-in demo plan")
 

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -36,6 +37,7 @@ from .finetune.recipes import build_mix, run_recipe
 from .finetune.trainer import train
 from .models.loading import load_model, resolve_model_path
 from .plan import BatterySpec, FinetuneSpec
+from .plan.training import Recipe
 
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 """Student's t, two-sided 95%, by degrees of freedom (seeds - 1)."""
@@ -89,7 +91,7 @@ class Experiment:
         self.s, self.note = settings, note
         torch.set_num_threads(1)  # the tiny model trains fastest on one thread (see models/tiny.py)
         self.model, self.tokenizer = load_model(resolve_model_path(settings.model), device="cpu", dtype=torch.float32)
-        self.judge = default_judge()
+        self.judge: Any = default_judge()  # not a plan judge spec: the v2 judge itself, named in the results
         spec = BatterySpec(version="2", suites=["refusal", "prefill"], limit_per_category=settings.limit_per_category,
                            max_new_tokens=settings.max_new_tokens)
         self.battery = battery_from_spec(spec)
@@ -110,10 +112,10 @@ class Experiment:
         return out
 
     def ks(self) -> list[int]:
-        return sorted({p.k for s in self.battery.suites if s.name == "prefill" for p in s.probes(self.tokenizer)
-                       if getattr(p, "k", None) is not None})
+        return sorted({int(p.k) for s in self.battery.suites if s.name == "prefill" for p in s.probes(self.tokenizer)
+                       if p.k is not None})
 
-    def safety_arm(self, recipe: str, seed: int, out: Path) -> dict:
+    def safety_arm(self, recipe: Recipe, seed: int, out: Path) -> dict:
         spec = FinetuneSpec(recipe=recipe, method="full", safety_data="builtin:safety", utility_data="builtin:utility",
                             safety_ratio=0.5, max_steps=self.s.safety_steps, lr=self.s.safety_lr,
                             batch_size=self.s.batch_size, warmup_steps=5)
@@ -125,7 +127,7 @@ class Experiment:
         return {"seed": seed, "examples_in_pool": len(mixed.examples), "steps": res.steps,
                 **self.figures(self.evaluate(res.model, self.battery), self.ks())}
 
-    def task_arm(self, recipe: str, seed: int, out: Path) -> dict:
+    def task_arm(self, recipe: Recipe, seed: int, out: Path) -> dict:
         spec = FinetuneSpec(recipe=recipe, method="full", task_data=self.s.task_data, max_steps=self.s.task_steps,
                             lr=self.s.task_lr, batch_size=self.s.batch_size, warmup_steps=3)
         res = run_recipe(copy.deepcopy(self.model), self.tokenizer, spec, seed=seed, device=torch.device("cpu"),
@@ -138,8 +140,10 @@ class Experiment:
         start = self.figures(self.evaluate(self.model, self.battery), self.ks())
         self.note("evaluated the aligned starting model")
         comparisons = {}
-        for name, arm, recipes in (("safety_tune", self.safety_arm, ("sft", "deep-alignment")),
-                                   ("downstream", self.task_arm, ("sft", "constrained"))):
+        plan: list[tuple[str, Callable[[Recipe, int, Path], dict], tuple[Recipe, Recipe]]] = [
+            ("safety_tune", self.safety_arm, ("sft", "deep-alignment")),
+            ("downstream", self.task_arm, ("sft", "constrained"))]
+        for name, arm, recipes in plan:
             arms = []
             for recipe in recipes:
                 a = Arm(recipe)
