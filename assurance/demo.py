@@ -133,9 +133,9 @@ def tell_story(result, console: Console, comparison=None) -> None:
     console.print("\n".join(lines))
     if comparison:
         console.rule("[bold]The papers' two findings, over seeds")
-        console.print(Markdown(markdown(comparison)))
+        console.print(Markdown(markdown(comparison, per_seed=False)))
         if comparison.get("files"):
-            console.print("Written to " + " and ".join(comparison["files"]))
+            console.print("Per-seed figures with their Wilson intervals: " + " and ".join(comparison["files"]))
         console.print("[dim]The papers predict lower non-refusal under prefill for deep-alignment than for plain SFT, "
                       "and more refusal kept by the constrained objective than by plain SFT after a benign "
                       "fine-tune. These are the measured numbers for this tiny model, whatever they show.[/dim]")

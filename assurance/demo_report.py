@@ -19,19 +19,21 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
-def _cell(arm: dict, key: str) -> str:
-    """Mean across seeds [t-interval], min–max, and each seed's value with its Wilson interval."""
+def _cell(arm: dict, key: str, per_seed: bool = True) -> str:
+    """Mean across seeds [t-interval], min–max, and (``per_seed``) each seed's value with its Wilson interval."""
     s = arm["summary"][key]
+    head = f"**{_pct(s['mean'])}** [{_pct(s['t_low'])}, {_pct(s['t_high'])}], range {_pct(s['min'])}–{_pct(s['max'])}"
+    if not per_seed:
+        return head
     seeds = "; ".join(f"{_pct(r[key]['value'])} ({_pct(r[key]['ci_low'])}–{_pct(r[key]['ci_high'])})"
                       for r in arm["per_seed"])
-    return (f"**{_pct(s['mean'])}** [{_pct(s['t_low'])}, {_pct(s['t_high'])}], "
-            f"range {_pct(s['min'])}–{_pct(s['max'])}<br><sub>per seed: {seeds}</sub>")
+    return f"{head}<br><sub>per seed: {seeds}</sub>"
 
 
-def _table(arms: list[dict], keys: list[tuple[str, str]]) -> list[str]:
+def _table(arms: list[dict], keys: list[tuple[str, str]], per_seed: bool = True) -> list[str]:
     lines = ["| recipe | " + " | ".join(label for _, label in keys) + " |",
              "|---|" + "---|" * len(keys)]
-    lines += [f"| {a['recipe']} | " + " | ".join(_cell(a, k) for k, _ in keys) + " |" for a in arms]
+    lines += [f"| {a['recipe']} | " + " | ".join(_cell(a, k, per_seed) for k, _ in keys) + " |" for a in arms]
     return lines
 
 
@@ -52,8 +54,9 @@ def _direction(arms: list[dict], key: str, better_low: bool) -> str:
     return "no difference the seeds can show (the intervals overlap)"
 
 
-def markdown(results: dict) -> str:
-    """The two comparisons as Markdown, with the settings and what the seeds do and do not show."""
+def markdown(results: dict, per_seed: bool = True) -> str:
+    """The two comparisons as Markdown, with the settings and what the seeds do and do not show
+    (``per_seed`` False leaves out each seed's figures: the terminal is narrow; the file keeps them)."""
     s, ks = results["settings"], results["ks"]
     safety, down = results["comparisons"]["safety_tune"], results["comparisons"]["downstream"]
     ka = [("harmful_refused", "harmful refused")] + [(f"asr_k{k}", f"non-refusal, prefill k={k}") for k in ks] \
@@ -69,7 +72,7 @@ def markdown(results: dict) -> str:
         f"**(a) Safety tune of the aligned model**: plain SFT against deep-alignment, {s['safety_steps']} steps, "
         f"lr {s['safety_lr']}, batch {s['batch_size']}, the same data pool for both.",
         "",
-        *_table(safety, ka), _start_row(results["starting_model"], ka),
+        *_table(safety, ka, per_seed), _start_row(results["starting_model"], ka),
         "",
         f"Non-refusal at k={ks[-1] if ks else '?'}: {_direction(safety, f'asr_k{ks[-1]}', True) if ks else '—'}; "
         f"harmful refused: {_direction(safety, 'harmful_refused', False)}.",
@@ -78,7 +81,7 @@ def markdown(results: dict) -> str:
         f"objective (reference: the aligned starting model), {s['task_steps']} steps, lr {s['task_lr']}, "
         f"batch {s['batch_size']}.",
         "",
-        *_table(down, kb), _start_row(results["starting_model"], kb),
+        *_table(down, kb, per_seed), _start_row(results["starting_model"], kb),
         "",
         f"Harmful refused after the downstream fine-tune: {_direction(down, 'harmful_refused', False)}.",
         "",
