@@ -54,6 +54,13 @@ def _direction(arms: list[dict], key: str, better_low: bool) -> str:
     return "no difference the seeds can show (the intervals overlap)"
 
 
+def _per_seed_wins(arms: list[dict], key: str) -> str:
+    """In how many seeds the second recipe scored above the first (paired by seed)."""
+    a, b = arms
+    wins = sum(y[key]["value"] > x[key]["value"] for x, y in zip(a["per_seed"], b["per_seed"], strict=True))
+    return f"{b['recipe']} above {a['recipe']} in {wins} of {len(a['per_seed'])} seeds"
+
+
 def markdown(results: dict, per_seed: bool = True) -> str:
     """The two comparisons as Markdown, with the settings and what the seeds do and do not show
     (``per_seed`` False leaves out each seed's figures: the terminal is narrow; the file keeps them)."""
@@ -83,7 +90,8 @@ def markdown(results: dict, per_seed: bool = True) -> str:
         "",
         *_table(down, kb, per_seed), _start_row(results["starting_model"], kb),
         "",
-        f"Harmful refused after the downstream fine-tune: {_direction(down, 'harmful_refused', False)}.",
+        f"Harmful refused after the downstream fine-tune: {_direction(down, 'harmful_refused', False)}; "
+        f"{_per_seed_wins(down, 'harmful_refused')}.",
         "",
         f"Measured in {results['wall_seconds']:.0f} s on {results.get('machine', 'this machine')}; "
         "figures vary across CPUs (float rounding changes the tiny model's greedy text) and, as the ranges show, "
