@@ -56,7 +56,7 @@ def test_table_says_what_the_seeds_show_and_not_more():
     md = demo_report.markdown(fake_results())
     assert "deep-alignment is better, and the seeds' intervals do not overlap" in md
     assert "Harmful refused after the downstream fine-tune: no difference the seeds can show" in md
-    assert "constrained above sft in 2 of 3 seeds" in md
+    assert "constrained above sft in 1 of 3 seeds" in md
     assert "per seed: 30% (10%–50%)" in md and "vary across CPUs" in md
 
 
