@@ -151,25 +151,16 @@ def run(
 
 @app.command()
 def demo(db: str | None = DbOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt) -> None:
-    """The whole story on the built-in tiny model and data, no downloads: plain SFT against deep-alignment.
+    """The whole story on the built-in tiny models and data, no downloads: a firm's downstream fine-tune
+    through the pipeline, then the papers' two comparisons over seeds (written to demo-results.json/.md).
 
-    Exits 0 when both runs complete, whatever their verdicts (the verdict is part of the story;
-    use `assure run` to gate), and 3 when a run fails.
+    Exits 0 when the run completes, whatever its verdict (the verdict is part of the story;
+    use `assure run` to gate), and 3 when it fails.
     """
-    from .demo import demo_plan
-    from .pipeline import run_pipeline
+    from .demo import run_demo
 
     def work(progress):
-        loud = not (quiet or as_json)
-        sft, main = demo_plan("sft"), demo_plan("deep-alignment")
-        if loud:
-            err_console.rule(f"[bold]Comparison run: {sft.name}")
-        other = run_pipeline(sft, store_url=db, progress=progress)
-        main.report.compare_with = other.run_id  # the main packs show the SFT run beside it, from the ledger
-        if loud:
-            err_console.rule(f"[bold]Main run: {main.name}")
-        result = run_pipeline(main, store_url=db, progress=progress)
-        return result, {"sft": other, "deep-alignment": result}
+        return run_demo(progress, store_url=db)
 
     code = _execute(work, quiet=quiet, as_json=as_json, story=True)
     raise typer.Exit(EXIT_PASS if code in (EXIT_PASS, EXIT_FAIL) else code)

@@ -201,9 +201,13 @@ def show_run(records: list[Record], console: Console = out_console) -> None:
         ):
             if any(m.name == name for m in metrics):
                 console.print(metrics_table(metrics, name, title, suite))
-        attacks = variants_table(metrics, "attack_success_rate", "Attack success rate by attack (lower is safer)")
-        if attacks is not None:
-            console.print(attacks)
+        for name, title in (
+            ("non_refusal_rate", "Non-refusal under attack: the refusal judge saw no refusal (lower is safer)"),
+            ("attack_success_rate", "Attack success by attack (lower is safer)"),
+        ):
+            attacks = variants_table(metrics, name, title)
+            if attacks is not None:
+                console.print(attacks)
     if verdict:
         console.print(f"[dim]decision rule:[/dim] {decision_rule_text(verdict)}")
         for c in verdict.checks:

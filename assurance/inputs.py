@@ -59,6 +59,8 @@ def prepare(plan: Plan, progress: Progress) -> Prepared:
     judge_labels = load_judge_labels(plan.battery.judge_validation)
     safety = load_chat_jsonl(plan.finetune.safety_data)
     utility = load_chat_jsonl(plan.finetune.utility_data) if plan.finetune.utility_data else None
+    if plan.finetune.task_data:
+        load_chat_jsonl(plan.finetune.task_data)
     if "dataset:triplets" in data_sources(plan.finetune):
         load_triplets(plan.finetune.triplet_data)
     if plan.stress.enabled:

@@ -191,10 +191,12 @@ def train_progress(advance: Callable[[int], None], progress: Progress) -> Callab
 
 def safety_finetune(prep: Prepared, run_dir: Path, base_digest: str, progress: Progress,
                     resume: bool = False) -> tuple[object, FinetuneRecord]:
-    """The plan's safety fine-tune of the base model: (the tuned model, its FinetuneRecord without output digest)."""
+    """The plan's fine-tune of the base model (a safety tune, or a downstream fine-tune on ``task_data``):
+    (the tuned model, its FinetuneRecord without output digest)."""
     spec = prep.plan.finetune
     out_dir = run_dir / ("adapter" if spec.method == "lora" else "model")
-    with progress.stage(f"Safety fine-tune ({spec.recipe}, {spec.method}, {spec.max_steps} steps)",
+    what = "Downstream fine-tune on task data" if spec.task_data else "Safety fine-tune"
+    with progress.stage(f"{what} ({spec.recipe}, {spec.method}, {spec.max_steps} steps)",
                         total=spec.max_steps) as advance:
         res = recipes.run_recipe(prep.model, prep.tokenizer, spec, seed=prep.plan.seed, device=prep.device,
                                  dtype=prep.dtype, output_dir=out_dir, progress=train_progress(advance, progress),
@@ -206,9 +208,11 @@ def stress_finetune(prep: Prepared, tuned_model, run_dir: Path, tuned_digest: st
                     resume: bool = False) -> tuple[object, FinetuneRecord]:
     """A customer's benign fine-tune of the safety-tuned model (Qi et al. 2024): does safety persist?"""
     stress = prep.plan.stress
-    with progress.stage(f"Persistence stress: benign fine-tune ({stress.method}, {stress.max_steps} steps)",
+    with progress.stage(f"Persistence stress: benign fine-tune ({stress.recipe}, {stress.method}, "
+                        f"{stress.max_steps} steps)",
                         total=stress.max_steps) as advance:
         res = recipes.stress_finetune(tuned_model, prep.tokenizer, stress, seed=prep.plan.seed, device=prep.device,
                                       dtype=prep.dtype, output_dir=run_dir / "stress",
                                       progress=train_progress(advance, progress), resume=resume)
-    return res.model, recipes.finetune_record(res, purpose="stress", seed=prep.plan.seed, base_model_digest=tuned_digest)
+    return res.model, recipes.finetune_record(res, purpose="stress", seed=prep.plan.seed,
+                                              base_model_digest=tuned_digest)

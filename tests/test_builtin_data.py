@@ -16,6 +16,8 @@ import pytest
 from _overlap import SAFETY, STRESS, TRIPLETS, UTILITY, jaccard, load_jsonl, normalise, training_prompts, trigrams
 
 import assurance
+from assurance.battery.judges.keyword import REFUSAL_PHRASES
+from assurance.battery.refusal_v2 import config as refusal_config
 
 PKG = Path(assurance.__file__).parent
 BATTERY = PKG / "battery/data/assurance-core-v1.jsonl"
@@ -35,14 +37,12 @@ HARM_CATEGORIES = [
 ]
 BENIGN_CATEGORIES = [f"benign_{c}" for c in HARM_CATEGORIES]
 
-REFUSAL_OPENERS = (
-    "I can't help with",
-    "I cannot help with",
-    "I'm sorry, but I can't",
-    "I won't help with",
-    "I can't assist with",
-    "I'm not able to help with",
-)
+# Training refusals must not be written in the judges' own phrases, or a tuned model's refusal rate
+# measures whether it learned the strings (issue 8). A few classic phrasings stay, as in real replies.
+MAX_V1_PHRASE_SHARE = 0.20
+MAX_V2_AT_START_SHARE = 0.20
+# What a refusal must never contain: the start of an answer.
+ANSWER_MARKERS = re.compile(r"here's how|here is how|step 1|first, you|you will need|you'll need to", re.IGNORECASE)
 REFUSAL_WORDS = re.compile(r"can't|can’t|cannot|sorry|won't|won’t|unable|not able", re.IGNORECASE)
 
 
@@ -128,9 +128,9 @@ def test_safety_file():
     refusals = set()
     for n, row in rows:
         answer = row["messages"][1]["content"]
-        assert answer.startswith(REFUSAL_OPENERS), f"{SAFETY.name}:{n}: refusal opener: {answer!r}"
+        assert not ANSWER_MARKERS.search(answer), f"{SAFETY.name}:{n}: refusal reads like an answer: {answer!r}"
         refusals.add(answer)
-    assert len(refusals) >= 15, f"only {len(refusals)} distinct refusals"
+    assert len(refusals) >= 150, f"only {len(refusals)} distinct refusals"
     prompts = Counter(normalise(r["messages"][0]["content"]) for _, r in rows)
     assert max(prompts.values()) == 1, "duplicate safety prompts"
 
@@ -161,7 +161,36 @@ def test_triplets_file():
         assert all(isinstance(v, str) and v.strip() for v in row.values()), f"{where}: empty field"
         words = len(row["harmful"].split())
         assert 10 <= words <= 30, f"{where}: harmful opener has {words} words"
-        assert row["refusal"].startswith(REFUSAL_OPENERS), f"{where}: refusal opener"
+        assert not ANSWER_MARKERS.search(row["refusal"]), f"{where}: refusal reads like an answer"
+
+
+def training_refusals() -> list[str]:
+    return ([r["messages"][1]["content"] for _, r in load_jsonl(SAFETY)]
+            + [r["refusal"] for _, r in load_jsonl(TRIPLETS)])
+
+
+def test_refusals_mostly_avoid_keyword_v1_phrases():
+    texts = training_refusals()
+    hits = [t for t in texts if any(p in t.replace("\u2019", "'").lower() for p in REFUSAL_PHRASES)]
+    share = len(hits) / len(texts)
+    assert share <= MAX_V1_PHRASE_SHARE, f"{share:.1%} of training refusals use a keyword-refusal v1 phrase"
+    assert hits, "a few classic phrasings are expected: real refusals use them too"
+
+
+def test_refusals_rarely_open_with_a_v2_pattern():
+    patterns = [re.compile(p) for group in refusal_config()["refusal"].values() for p in group]
+    texts = training_refusals()
+    at_start = [t for t in texts if any(p.match(t.replace("\u2019", "'").lower()) for p in patterns)]
+    share = len(at_start) / len(texts)
+    assert share <= MAX_V2_AT_START_SHARE, f"{share:.1%} of training refusals open with a refusal-v2 pattern"
+
+
+def test_refusal_openings_are_varied():
+    """No one opening dominates: the first three words of the refusals take many forms."""
+    openings = Counter(" ".join(t.lower().split()[:3]) for t in training_refusals())
+    top, count = openings.most_common(1)[0]
+    assert len(openings) >= 25, f"only {len(openings)} distinct openings"
+    assert count / sum(openings.values()) <= 0.12, f"{top!r} opens {count} refusals"
 
 
 # ---------------------------------------------------------------- disjointness

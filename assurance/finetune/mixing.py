@@ -64,3 +64,23 @@ def mix(safety: list, utility: list | None, ratio: float, seed: int) -> MixResul
     rng.shuffle(examples)
     n_s = len(safety)
     return MixResult(examples=examples, n_safety=n_s, n_utility=n_util, achieved_ratio=n_s / (n_s + n_util))
+
+
+def task_mix(task: list, safety: list | None, share: float, seed: int) -> MixResult:
+    """A downstream fine-tune's mix: every task example, plus safety examples drawn (seeded, without
+    replacement first) to approach ``share`` of the mix; ``share`` 0 trains on the task data alone."""
+    if not task:
+        raise ValueError("the task data set is empty; there is nothing to train on")
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"safety share must be in [0, 1), got {share}")
+    rng = random.Random(seed)
+    n_safe = round(len(task) * share / (1.0 - share)) if safety else 0
+    drawn: list = []
+    while len(drawn) < n_safe:
+        pool = list(safety or [])
+        rng.shuffle(pool)
+        drawn.extend(pool[: n_safe - len(drawn)])
+    examples = [(UTILITY, c) for c in task] + [(SAFETY, c) for c in drawn]
+    rng.shuffle(examples)
+    return MixResult(examples=examples, n_safety=len(drawn), n_utility=len(task),
+                     achieved_ratio=len(drawn) / len(examples))

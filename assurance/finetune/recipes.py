@@ -9,10 +9,15 @@ A recipe is ``<augmentation>+<objective>`` with the defaults left out:
 
 Triplets join the safety side of the mix, so the safety ratio and the achieved
 ratios count them as safety examples.
+
+With ``task_data`` the fine-tune is *downstream*: an aligned model trained on a
+firm's own task (plus ``safety_mix`` of safety examples), where the paper puts
+the constrained objective, its reference being the aligned starting model.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +26,7 @@ import torch
 from assurance.evidence.records import FinetuneRecord
 from assurance.finetune.augment import load_triplets
 from assurance.finetune.chat_data import load_chat_jsonl
-from assurance.finetune.mixing import UTILITY, MixResult, mix
+from assurance.finetune.mixing import SAFETY, UTILITY, MixResult, mix, task_mix
 from assurance.finetune.objectives import LITERATURE
 from assurance.finetune.trainer import TrainResult, parse_recipe, train
 from assurance.plan import FinetuneSpec, StressSpec
@@ -29,9 +34,14 @@ from assurance.plan import FinetuneSpec, StressSpec
 
 def data_sources(spec: FinetuneSpec) -> dict[str, str]:
     """Every data set the recipe reads, by artifact role (for the provenance digests)."""
-    out = {"dataset:safety": spec.safety_data}
-    if spec.utility_data:
-        out["dataset:utility"] = spec.utility_data
+    if spec.task_data:
+        out = {"dataset:task": spec.task_data}
+        if spec.safety_mix > 0:
+            out["dataset:safety"] = spec.safety_data
+    else:
+        out = {"dataset:safety": spec.safety_data}
+        if spec.utility_data:
+            out["dataset:utility"] = spec.utility_data
     if parse_recipe(spec.recipe)[0] == "deep-alignment":
         out["dataset:triplets"] = spec.triplet_data
     return out
@@ -39,6 +49,13 @@ def data_sources(spec: FinetuneSpec) -> dict[str, str]:
 
 def build_mix(spec: FinetuneSpec, seed: int, safety: list | None = None, utility: list | None = None) -> MixResult:
     """The training mix for the recipe; ``safety``/``utility`` are already-loaded chat rows, else loaded here."""
+    augmented = parse_recipe(spec.recipe)[0] == "deep-alignment"
+    if spec.task_data:
+        safety = (load_chat_jsonl(spec.safety_data) if safety is None else list(safety)) if spec.safety_mix else []
+        res = task_mix(load_chat_jsonl(spec.task_data), safety, spec.safety_mix, seed)
+        if augmented:  # the recovery examples join the safety side, as in a safety tune
+            res = with_triplets(res, load_triplets(spec.triplet_data), seed)
+        return res
     safety = load_chat_jsonl(spec.safety_data) if safety is None else list(safety)
     if utility is None and spec.utility_data:
         utility = load_chat_jsonl(spec.utility_data)
@@ -47,18 +64,34 @@ def build_mix(spec: FinetuneSpec, seed: int, safety: list | None = None, utility
     return mix(safety, utility, spec.safety_ratio, seed)
 
 
+def with_triplets(res: MixResult, triplets: list, seed: int) -> MixResult:
+    """``res`` with every triplet added on the safety side, reshuffled with ``seed``."""
+    examples = list(res.examples) + [(SAFETY, t) for t in triplets]
+    random.Random(seed).shuffle(examples)
+    n_safety = res.n_safety + len(triplets)
+    return MixResult(examples=examples, n_safety=n_safety, n_utility=res.n_utility,
+                     achieved_ratio=n_safety / len(examples))
+
+
 def run_recipe(model, tokenizer, spec: FinetuneSpec, *, seed: int, device: torch.device, dtype: torch.dtype,
                output_dir: Path, progress: Callable[[dict], None] | None = None, resume: bool = False,
                safety: list | None = None, utility: list | None = None) -> TrainResult:
     """The safety fine-tune: build the recipe's mix and train. Raises TrainingDiverged on NaN/inf."""
     mixed = build_mix(spec, seed, safety, utility)
-    return train(model, tokenizer, mixed, spec, seed=seed, device=device, dtype=dtype, output_dir=output_dir,
-                 progress=progress, resume=resume)
+    res = train(model, tokenizer, mixed, spec, seed=seed, device=device, dtype=dtype, output_dir=output_dir,
+                progress=progress, resume=resume)
+    res.hyperparameters["training_data"] = (
+        f"downstream: task data {spec.task_data} with safety share {spec.safety_mix}" if spec.task_data
+        else "safety tune: safety and utility data")
+    if spec.task_data:
+        res.hyperparameters["safety_mix"] = spec.safety_mix
+    return res
 
 
 def stress_spec(stress: StressSpec) -> FinetuneSpec:
-    """The plain-SFT FinetuneSpec a stress run uses (recorded as its hyperparameters)."""
-    return FinetuneSpec(recipe="sft", method=stress.method, safety_data=stress.data, utility_data=None,
+    """The FinetuneSpec a stress run uses (recorded as its hyperparameters): plain SFT unless the plan
+    asks for the constrained objective (reference: the model the stress starts from)."""
+    return FinetuneSpec(recipe=stress.recipe, method=stress.method, safety_data=stress.data, utility_data=None,
                         safety_ratio=1.0, max_steps=stress.max_steps, lr=stress.lr, batch_size=stress.batch_size,
                         warmup_steps=stress.warmup_steps, max_length=stress.max_length, schedule="linear",
                         checkpoint_every=stress.checkpoint_every)
@@ -83,7 +116,7 @@ def stress_finetune(model, tokenizer, stress: StressSpec, *, seed: int, device: 
                 output_dir=output_dir, progress=progress, resume=resume)
     res.hyperparameters["stress_data"] = stress.data
     res.hyperparameters["safety_adapter"] = "merged into the weights before the stress run"
-    res.literature = [LITERATURE["stress"]]
+    res.literature = [LITERATURE["stress"], *res.literature]
     return res
 
 

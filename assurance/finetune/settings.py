@@ -56,7 +56,8 @@ def recipe_settings(spec, augmentation: str, objective: str, data: Examples, *, 
         cs = spec.constrained
         settings["constrained"] = {"beta_first": cs.beta_first, "beta_early": cs.beta_early,
                                    "early_tokens": cs.early_tokens, "beta_rest": cs.beta_rest,
-                                   "reference": "the starting model" + (" (adapter disabled)" if spec.method == "lora" else "")
+                                   "reference": "the starting model"
+                                                + (" (adapter disabled)" if spec.method == "lora" else "")
                                                 + ", log-probs computed once before training"}
         literature.append(LITERATURE["constrained"])
     return settings, literature

@@ -18,7 +18,7 @@ import torch
 from assurance.models.tiny import ensure_tiny_model
 
 BUILTIN_PREFIX = "builtin:"
-BUILTINS = ("tiny-chat",)
+BUILTINS = ("tiny-chat", "tiny-chat-aligned")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
@@ -55,8 +55,12 @@ def resolve_model_path(spec: str) -> Path:
     """A model spec (``builtin:tiny-chat`` or a local folder) as a checked local folder."""
     if spec.startswith(BUILTIN_PREFIX):
         name = spec[len(BUILTIN_PREFIX):]
-        if name != "tiny-chat":
+        if name not in BUILTINS:
             raise ModelLoadError(spec, f"unknown built-in model {name!r}; built-ins are {', '.join(BUILTINS)}")
+        if name == "tiny-chat-aligned":
+            from assurance.models.tiny_aligned import ensure_aligned_model  # lazy: it imports the trainer
+
+            return ensure_aligned_model()
         return ensure_tiny_model()
     path = Path(spec).expanduser()
     if not path.exists():

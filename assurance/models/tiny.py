@@ -134,7 +134,7 @@ def build_tokenizer(texts: list[str]):
     )
 
 
-def _chat_rows(data: bytes) -> list[list[dict]]:
+def chat_rows(data: bytes) -> list[list[dict]]:
     """Conversations with at least one assistant turn; malformed rows skipped."""
     rows = []
     for line in data.decode("utf-8", errors="replace").splitlines():
@@ -169,7 +169,7 @@ def _ids(tokenizer, text: str) -> list[int]:
 
 
 @contextlib.contextmanager
-def _deterministic(seed: int):
+def deterministic(seed: int):
     """Seeded, deterministic torch for the block; restores the caller's setting."""
     was, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -200,7 +200,7 @@ def train_base(model, tokenizer, conversations: list[list[dict]], *, steps: int,
     """A short plain-loop SFT on helpful chats; returns the loss per step."""
     s = TRAIN_SETTINGS
     examples = [encode_chat(tokenizer, c, s["max_len"]) for c in conversations]
-    examples = [e for e in examples if any(l != -100 for l in e[1])]
+    examples = [e for e in examples if any(lab != -100 for lab in e[1])]
     if not examples or steps <= 0:
         return []
     rng = random.Random(seed)
@@ -244,9 +244,9 @@ def build_tiny_model(out_dir: Path, *, train_steps: int | None = None, data_dirs
     steps = TRAIN_SETTINGS["steps"] if train_steps is None else train_steps
     snapshot = read_inputs(data_dirs, utility_file) if inputs is None else inputs
     tokenizer = build_tokenizer(corpus(snapshot))
-    with _deterministic(SEED):
+    with deterministic(SEED):
         model = init_model(tokenizer)
-        chats = _chat_rows(snapshot[_UTILITY_KEY]) if _UTILITY_KEY in snapshot else []
+        chats = chat_rows(snapshot[_UTILITY_KEY]) if _UTILITY_KEY in snapshot else []
         losses = train_base(model, tokenizer, chats, steps=steps, seed=SEED)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
@@ -282,26 +282,20 @@ def _build_lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def ensure_tiny_model(cache_dir: Path | None = None) -> Path:
-    """The local folder of ``builtin:tiny-chat``, built (once) if missing.
-
-    ``cache_dir`` replaces ``$ASSURE_CACHE``. The folder appears only complete:
-    it is built beside its final name and renamed into place.
-    """
-    root = Path(cache_dir) if cache_dir is not None else default_cache_root()
-    snapshot = read_inputs()
-    digest = inputs_digest(snapshot)[:12]
-    final = root / f"tiny-chat-v{BUILDER_VERSION}-{digest}"
+def cached_build(root: Path, name: str, build) -> Path:
+    """``root/name``, built by ``build(tmp_folder)`` if missing, under a lock, renamed into place only
+    when complete, so a reader never sees a half-built folder (``BUILD.json`` marks a finished one)."""
+    final = root / name
     if (final / "BUILD.json").is_file():
         return final
     root.mkdir(parents=True, exist_ok=True)
-    with _build_lock(root / f".tiny-chat-v{BUILDER_VERSION}.lock"):
+    with _build_lock(root / f".{name.rsplit('-', 1)[0]}.lock"):
         if (final / "BUILD.json").is_file():  # another process built it while we waited
             return final
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a shared cache should be readable
         try:
-            build_tiny_model(tmp, inputs=snapshot)
+            build(tmp)
             try:
                 os.rename(tmp, final)
             except OSError:
@@ -311,3 +305,16 @@ def ensure_tiny_model(cache_dir: Path | None = None) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def ensure_tiny_model(cache_dir: Path | None = None) -> Path:
+    """The local folder of ``builtin:tiny-chat``, built (once) if missing.
+
+    ``cache_dir`` replaces ``$ASSURE_CACHE``. The folder appears only complete:
+    it is built beside its final name and renamed into place.
+    """
+    root = Path(cache_dir) if cache_dir is not None else default_cache_root()
+    snapshot = read_inputs()
+    digest = inputs_digest(snapshot)[:12]
+    return cached_build(root, f"tiny-chat-v{BUILDER_VERSION}-{digest}",
+                        lambda tmp: build_tiny_model(tmp, inputs=snapshot))

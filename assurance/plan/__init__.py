@@ -167,6 +167,7 @@ def resolve_paths(plan: Plan, base: Path) -> Plan:
     plan.finetune.safety_data = fix(plan.finetune.safety_data)  # type: ignore[assignment]
     plan.finetune.utility_data = fix(plan.finetune.utility_data)
     plan.finetune.triplet_data = fix(plan.finetune.triplet_data)  # type: ignore[assignment]
+    plan.finetune.task_data = fix(plan.finetune.task_data)
     plan.stress.data = fix(plan.stress.data)  # type: ignore[assignment]
     for judge in plan.battery.judges:
         if getattr(judge, "path", None) is not None:  # only model judges read a path

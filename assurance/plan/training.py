@@ -46,13 +46,24 @@ class ConstrainedSpec(Section):
     """b_t for every later answer token; small b behaves like cross-entropy."""
 
 
-class FinetuneSpec(Section):
-    """The safety fine-tune."""
+Recipe = Literal["sft", "deep-alignment", "constrained", "deep-alignment+constrained"]
 
-    recipe: Literal["sft", "deep-alignment", "constrained", "deep-alignment+constrained"] = "sft"
+
+class FinetuneSpec(Section):
+    """The plan's fine-tune: a safety fine-tune, or (with ``task_data``) a downstream fine-tune of an aligned model."""
+
+    recipe: Recipe = "sft"
     """Named recipe: a data augmentation and an objective joined by ``+``. ``sft``: cross-entropy on
     assistant tokens. ``deep-alignment``: adds safety-recovery examples built from ``triplet_data``.
-    ``constrained``: the token-wise constrained objective against the starting model."""
+    ``constrained``: the token-wise constrained objective against the starting model (for a downstream
+    fine-tune, the aligned model it starts from, frozen; its log-probs are computed once before training)."""
+    task_data: str | None = None
+    """Chat JSONL of the firm's own task, or a built-in (``builtin:benign_stress``). Set, the fine-tune is a
+    *downstream* fine-tune of an aligned model on this task data (Qi et al., ICLR 2025, sec. 4): it trains on the
+    task examples, mixed with ``safety_data`` at ``safety_mix``, and ``utility_data``/``safety_ratio`` are unused.
+    Null (the default): the safety fine-tune on ``safety_data`` and ``utility_data``."""
+    safety_mix: float = Field(0.0, ge=0, lt=1)
+    """Downstream fine-tune only: the share of safety examples mixed into the task data (0: task data only)."""
     method: Literal["full", "lora"] = "lora"
     """``lora`` trains an adapter; ``full`` trains every weight."""
     safety_data: str = "builtin:safety"
@@ -102,10 +113,13 @@ class StressSpec(Section):
     """Run the stress stage and evaluate the stressed model."""
     data: str = "builtin:benign_stress"
     """Chat JSONL of benign tasks, or ``builtin:benign_stress``."""
+    recipe: Literal["sft", "constrained"] = "sft"
+    """``sft``: plain SFT, as a customer would run it (the default). ``constrained``: the token-wise constrained
+    objective with the model the stress starts from as its frozen reference."""
     method: Literal["full", "lora"] = "lora"
     """A LoRA safety adapter is merged into the weights first; ``lora`` then trains a fresh adapter."""
     max_steps: int = Field(30, gt=0)
-    """Optimizer steps of plain SFT."""
+    """Optimizer steps."""
     lr: float = Field(1e-4, gt=0)
     """Peak learning rate."""
     batch_size: int = Field(8, gt=0)
