@@ -17,7 +17,7 @@ from _overlap import SAFETY, STRESS, TRIPLETS, UTILITY, jaccard, load_jsonl, nor
 
 import assurance
 from assurance.battery.judges.keyword import REFUSAL_PHRASES
-from assurance.battery.refusal_v2 import config as refusal_config
+from assurance.battery.judges.keyword_v2 import config as refusal_config
 
 PKG = Path(assurance.__file__).parent
 BATTERY = PKG / "battery/data/assurance-core-v1.jsonl"

@@ -55,12 +55,13 @@ class ChoiceScorer(Identified):
     def config(self) -> dict[str, Any]:
         return {"scorer": CHOICE_ID, "score": "mean log p(choice tokens | chat prompt)", "ties": "first"}
 
-    def choose(self, model, tokenizer, prompts: list[str], choices: list[tuple[str, ...]], batch_size: int) -> list[int]:
+    def choose(self, model, tokenizer, prompts: list[str], choices: list[tuple[str, ...]],
+               batch_size: int) -> list[int]:
         """Index of the chosen option for each rendered prompt (already chat-templated)."""
         import torch  # torch-heavy: the plan and report layers import this module without it
 
         rows: list[tuple[int, list[int], int]] = []  # (question, ids, n prompt tokens)
-        for q, (prompt, opts) in enumerate(zip(prompts, choices)):
+        for q, (prompt, opts) in enumerate(zip(prompts, choices, strict=True)):
             p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
             for opt in opts:
                 full = tokenizer(prompt + opt, add_special_tokens=False)["input_ids"]

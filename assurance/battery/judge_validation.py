@@ -203,10 +203,10 @@ def validate(verdict_fn: Any, rows: LabelSet | Sequence[LabelRow], n_resamples: 
     tp, fp, fn, tn = _counts(gold, pred)
     s = _stats(tp, fp, fn, tn)
     styles: dict[str, list[bool]] = {}
-    for r, g, p in zip(items, gold, pred):
+    for r, g, p in zip(items, gold, pred, strict=True):
         if r.style:
             styles.setdefault(r.style, []).append(bool(g == p))
-    wrong = [r.source or f"row {i + 1}" for i, (r, g, p) in enumerate(zip(items, gold, pred)) if g != p]
+    wrong = [r.source or f"row {i + 1}" for i, (r, g, p) in enumerate(zip(items, gold, pred, strict=True)) if g != p]
     return ValidationReport(
         n=len(items),
         accuracy=float(s["accuracy"]),

@@ -92,7 +92,7 @@ def read_rows(path: str | Path, columns: Sequence[str], *, nonempty: Sequence[st
                 if len(fields) != len(header):
                     raise BenchmarkFormatError(
                         f"{row.where(path)}: {len(fields)} fields, header has {len(header)}")
-                values = dict(zip(header, fields))
+                values = dict(zip(header, fields, strict=True))
                 empty = [c for c in required if not values[c].strip()]
                 if empty:
                     raise BenchmarkFormatError(f"{row.where(path)}: empty {', '.join(empty)}")

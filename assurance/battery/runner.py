@@ -75,7 +75,7 @@ def evaluate(
         outputs = gen(model, tokenizer, [p.messages for p in generated], max_new_tokens=max_new_tokens,
                       batch_size=batch_size, prefills=[p.prefill or "" for p in generated], progress=progress,
                       sampling=decoding)
-        by_probe = dict(zip(map(id, generated), outputs))
+        by_probe = dict(zip(map(id, generated), outputs, strict=True))
         choice_probes = [p for p in probes if p.item.choices is not None] if decoding is None else []
         chosen = _choose(model, tokenizer, choice_probes, batch_size)
         if choice_probes and progress is not None:
@@ -88,7 +88,7 @@ def evaluate(
             records = scorers[suite.scoring].score(
                 mine, [by_probe[id(p)] for p in mine], [refused[id(p)] for p in mine],
                 [judged_by[id(p)] for p in mine], stage=stage, seed=seed)
-            scored.update(zip(map(id, mine), records))
+            scored.update(zip(map(id, mine), records, strict=True))
         scored.update((id(p), capability.choice_sample(p, chosen[id(p)], stage=stage)) for p in choice_probes)
         samples += [scored[id(p)] for p in probes if id(p) in scored]  # in probe order, suite by suite
     return samples, compute_metrics(samples, stage, scoring)
@@ -102,11 +102,11 @@ def _judge_outputs(judge, benign_judge, scoring: dict[str, Scoring], probes: Seq
     refused: dict[int, bool] = {}
     judged_by: dict[int, str] = {}
     for who, pick in ((judge, False), (benign_judge, True)):
-        chosen = [(p, o) for p, o, b in zip(probes, outputs, benign) if b == pick]
+        chosen = [(p, o) for p, o, b in zip(probes, outputs, benign, strict=True) if b == pick]
         if not chosen:
             continue
         verdicts = refusals(who, [p.item.prompt for p, _ in chosen], [o for _, o in chosen])
-        for (p, _), v in zip(chosen, verdicts):
+        for (p, _), v in zip(chosen, verdicts, strict=True):
             refused[id(p)], judged_by[id(p)] = v, judge_key(who)
     return refused, judged_by
 
@@ -143,7 +143,7 @@ def _choose(model, tokenizer, probes: Sequence[Probe], batch_size: int) -> dict[
 
     prompts = render_prompts(tokenizer, [p.messages for p in probes])
     picks = CHOICE.choose(model, tokenizer, prompts, [p.item.choices or () for p in probes], batch_size)
-    return {id(p): c for p, c in zip(probes, picks)}
+    return {id(p): c for p, c in zip(probes, picks, strict=True)}
 
 
 def judges_used(battery: Battery, harm_judge: BaseJudge | None = None) -> list[dict]:

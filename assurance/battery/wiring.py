@@ -195,7 +195,7 @@ def cross_judge(judges: Sequence[BaseJudge], samples: Sequence[SampleRecord], st
         got = judge.verdicts([s.prompt for s in scored], [s.output for s in scored])
         if len(got) != len(scored):
             raise JudgeError(f"judge {judge_key(judge)} gave {len(got)} verdicts for {len(scored)} outputs")
-        verdicts[n] = {s.item_id: v.refused for s, v in zip(scored, got)}
+        verdicts[n] = {s.item_id: v.refused for s, v in zip(scored, got, strict=True)}
         records.append(JudgeVerdictsRecord(
             stage=stage, judge_id=judge_key(judge), judge_digest=judge.digest, measures=judge.measures,
             item_ids=[s.item_id for s in scored], refused=[v.refused for v in got], labels=[v.label for v in got],

@@ -99,7 +99,8 @@ def _greedy(view: RunView) -> list[MetricRecord]:
     return [m for m in view.metric_log if is_greedy(m)]
 
 
-def _by_stage(records: Iterable[MetricRecord], key: Callable[[MetricRecord], Any]) -> dict[Any, dict[str, MetricRecord]]:
+def _by_stage(records: Iterable[MetricRecord],
+              key: Callable[[MetricRecord], Any]) -> dict[Any, dict[str, MetricRecord]]:
     """key -> stage -> record, keys in first-recorded order, the latest record winning."""
     out: dict[Any, dict[str, MetricRecord]] = {}
     for m in records:
@@ -289,7 +290,9 @@ def persistence_rows(view: RunView) -> list[PersistRow]:
 
 
 def flatten(settings: dict[str, Any], prefix: str = "", skip: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
-    """Nested settings as (dotted key, value) pairs, sorted, for a two-column table; ``skip``: top-level keys left out."""
+    """Nested settings as (dotted key, value) pairs, sorted, for a two-column table.
+
+    ``skip``: top-level keys left out."""
     out: list[tuple[str, Any]] = []
     for key in sorted(k for k in settings if k not in skip):
         value = settings[key]

@@ -29,7 +29,7 @@ def cohens_kappa(a: Sequence[bool], b: Sequence[bool]) -> float:
     """
     _check(a, b)
     n = len(a)
-    p_o = sum(x == y for x, y in zip(a, b)) / n
+    p_o = sum(x == y for x, y in zip(a, b, strict=True)) / n
     pa, pb = sum(map(bool, a)) / n, sum(map(bool, b)) / n
     p_e = pa * pb + (1 - pa) * (1 - pb)
     if p_e == 1.0:
@@ -40,7 +40,7 @@ def cohens_kappa(a: Sequence[bool], b: Sequence[bool]) -> float:
 def disagreements(a: Sequence[bool], b: Sequence[bool]) -> list[int]:
     """Indices of the items the two judges split on, in order."""
     _check(a, b)
-    return [i for i, (x, y) in enumerate(zip(a, b)) if bool(x) != bool(y)]
+    return [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if bool(x) != bool(y)]
 
 
 def agreement_summary(a: Sequence[bool], b: Sequence[bool], item_ids: Sequence[str] | None = None) -> dict[str, Any]:

@@ -136,7 +136,7 @@ class HttpJudge(BaseJudge):
 
     def verdicts(self, prompts: list[str], outputs: list[str]) -> list[Verdict]:
         check_pairs(prompts, outputs)
-        pairs = list(zip(prompts, outputs))
+        pairs = list(zip(prompts, outputs, strict=True))
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             replies = list(pool.map(lambda po: self._ask(*po), pairs))  # map keeps input order
         return [self._parse(raw, n) for n, raw in enumerate(replies)]

@@ -217,7 +217,7 @@ class ModelJudge(BaseJudge):
         import torch  # lazy, as in _loaded
 
         model, tok = self._loaded
-        texts = [self.render(p, o) for p, o in zip(prompts, outputs)]
+        texts = [self.render(p, o) for p, o in zip(prompts, outputs, strict=True)]
         # Our template carries no BOS, so let the tokenizer add it; a chat
         # template renders its own, so add nothing there.
         add_special = self.resolved_format() == "llama-guard-3"
