@@ -28,8 +28,8 @@ import torch
 
 from .battery import runner
 from .battery.builtin import battery_from_spec
-from .battery.metrics import is_greedy
 from .battery.judges.keyword_v2 import default_judge
+from .battery.metrics import is_greedy
 from .evidence.records import MetricRecord
 from .finetune.augment import load_triplets
 from .finetune.chat_data import load_chat_jsonl

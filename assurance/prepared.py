@@ -43,7 +43,7 @@ class Prepared:
     """The torch dtype the run uses."""
     judges: list = field(default_factory=list)
     """The plan's refusal judges, built and checked; the first is the primary judge."""
-    benign_judge: object = None
+    benign_judge: BaseJudge | None = None
     """Scores benign prompts when the primary judge measures harm (``wiring.over_refusal_judge``)."""
     harm_judge: BaseJudge | None = None
     """The plan's ``battery.harm_judge`` for the attack suites, built and checked; None without one."""

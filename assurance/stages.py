@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from .backends import free_generator, vllm_generator
 from .battery import runner
@@ -17,6 +18,7 @@ from .evidence.records import (
     MetricRecord,
     Record,
     SampleRecord,
+    Stage,
     VerdictRecord,
 )
 from .evidence.store import Store
@@ -65,7 +67,7 @@ class Done:
 class Evaluated:
     """One evaluated stage's results: its metrics, and the greedy samples the next stage is paired with."""
 
-    stage: str
+    stage: Stage
     metrics: list[MetricRecord]
     greedy: list[SampleRecord]
 
@@ -74,7 +76,7 @@ def battery_record(prep: Prepared, judge, gen: dict, artifacts: dict[str, str]) 
     """The run's battery record, with every judge and the extra suites. ``artifacts`` (role -> digest)
     are the provenance digests just taken: the benchmark files are not hashed a second time."""
     rec = runner.battery_record(prep.battery, judge, gen, prep.plan.battery.sampling, harm_judge=prep.harm_judge)
-    update = {"judges": rec.judges + judge_entries(prep.judges, prep.benign_judge),
+    update: dict[str, Any] = {"judges": rec.judges + judge_entries(prep.judges, prep.benign_judge),
               "extra_suites": [e.entry(artifacts[f"dataset:benchmark:{e.benchmark}"]) for e in prep.extra]}
     if prep.extra:
         update["generation"] = rec.generation | {"n_probes_extra": sum(e.suite.n_probes() for e in prep.extra)}
@@ -87,8 +89,8 @@ class Models:
 
     def __init__(self, prep: Prepared, done: Done):
         self.prep, self.done = prep, done
-        self.tuned = None
-        self.stressed = None
+        self.tuned: Any = None
+        self.stressed: Any = None
 
     def load_tuned(self):
         if self.tuned is None:
@@ -97,14 +99,14 @@ class Models:
 
     def load_stressed(self):
         if self.stressed is None:
-            def start():  # the stress fine-tune's starting point: the tuned model, a safety adapter merged in
+            def start() -> Any:  # the stress fine-tune's starting point: the tuned model, a safety adapter merged in
                 tuned = self.load_tuned()
                 return tuned.merge_and_unload() if hasattr(tuned, "merge_and_unload") else tuned
             self.stressed = load_finetuned(self.prep, self.done.finetune["stress"], start)
         return self.stressed
 
 
-def load_finetuned(prep: Prepared, record: FinetuneRecord, start: Callable[[], object]):
+def load_finetuned(prep: Prepared, record: FinetuneRecord, start: Callable[[], Any]):
     """A fine-tune's saved output as a model: a LoRA adapter onto ``start()`` (peft), or the full model folder.
 
     The caller has checked the folder's digest against the ledger."""
@@ -126,7 +128,7 @@ def saved_weights(prep: Prepared, record: FinetuneRecord) -> tuple[Path | str, P
     return record.output_path, None
 
 
-def evaluate_or_reuse(store: Store, run_id: str, prep: Prepared, judge, stage: str, model: Callable[[], object],
+def evaluate_or_reuse(store: Store, run_id: str, prep: Prepared, judge, stage: Stage, model: Callable[[], object],
                       done: Done, progress: Progress, *, earlier: Evaluated | None = None,
                       weights=None) -> Evaluated:
     """The stage's results from the ledger when it was evaluated before a resume, else evaluate ``model()``
@@ -141,7 +143,7 @@ def evaluate_or_reuse(store: Store, run_id: str, prep: Prepared, judge, stage: s
         free_generator(generator)
 
 
-def evaluate(store: Store, run_id: str, prep: Prepared, judge, stage: str, model, progress: Progress, *,
+def evaluate(store: Store, run_id: str, prep: Prepared, judge, stage: Stage, model, progress: Progress, *,
              earlier: Evaluated | None = None, generator=None) -> Evaluated:
     """Run the battery (and the extra suites beside it) on one model; record samples, metrics, the secondary
     judges' verdicts and agreement, and the paired comparison with the ``earlier`` stage. Before the base

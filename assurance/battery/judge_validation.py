@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from pydantic import BaseModel, ConfigDict
 
 from .judge_labels import LabelFileError, LabelRow, LabelSet, load_labels
@@ -114,7 +115,7 @@ class ValidationReport(BaseModel):
 
 # -- statistics ----------------------------------------------------------------------------------
 
-def _stats(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, tn: np.ndarray) -> dict[str, np.ndarray]:
+def _stats(tp: ArrayLike, fp: ArrayLike, fn: ArrayLike, tn: ArrayLike) -> dict[str, np.ndarray]:
     """Accuracy, precision, recall, F1 and kappa from counts (arrays, NaN where undefined)."""
     tp, fp, fn, tn = (np.asarray(x, dtype=float) for x in (tp, fp, fn, tn))
     n = tp + fp + fn + tn
@@ -190,7 +191,7 @@ def validate(verdict_fn: Any, rows: LabelSet | Sequence[LabelRow], n_resamples: 
              seed: int = 0) -> ValidationReport:
     """Judge every row and measure agreement with its human label (see the module docstring)."""
     label_set = rows if isinstance(rows, LabelSet) else None
-    items = list(label_set.rows if label_set else rows)
+    items: list[LabelRow] = list(rows.rows) if isinstance(rows, LabelSet) else list(rows)
     if not items:
         raise ValueError("no labelled rows to validate against")
     if n_resamples < 1:

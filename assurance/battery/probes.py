@@ -168,7 +168,8 @@ def prefill_text(tokenizer, openers: tuple[str, ...], k: int) -> str:
     """
     if k < 1 or not openers:
         raise ValueError("k must be >= 1 and there must be at least one opener")
-    text, ids, i = "", [], 0
+    text, i = "", 0
+    ids: list[int] = []
     while len(ids) < k:
         text = (text + " " if text else "") + openers[i % len(openers)]
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]

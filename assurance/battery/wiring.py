@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..evidence.records import (
     AgreementRecord,
@@ -205,7 +205,7 @@ def cross_judge(judges: Sequence[BaseJudge], samples: Sequence[SampleRecord], st
     agreements: list[AgreementRecord] = []
     for i, j in combinations(sorted(verdicts), 2):
         a, b = judges[i], judges[j]
-        scope = "harmful" if "harm" in (a.measures, b.measures) else "all"
+        scope: Literal["all", "harmful"] = "harmful" if "harm" in (a.measures, b.measures) else "all"
         ids = [x for x in order if x in verdicts[i] and x in verdicts[j] and (scope == "all" or x in harmful)]
         if not ids:
             continue
@@ -246,7 +246,8 @@ def _event(s: SampleRecord, metric: str) -> bool:
     return bool(s.refused) if metric == "refusal_rate" else bool(s.attack_succeeded)
 
 
-COMPARED = (("refusal", "refusal_rate"), ("prefill", "non_refusal_rate"))
+ComparedMetric = Literal["refusal_rate", "attack_success_rate", "non_refusal_rate"]
+COMPARED: tuple[tuple[str, ComparedMetric], ...] = (("refusal", "refusal_rate"), ("prefill", "non_refusal_rate"))
 """(suite, metric) pairs compared across stages: harmful refusal items and the prefilling attack (non-refusal:
 the refusal judge's verdicts; runs before harm judges recorded the same count as ``attack_success_rate``)."""
 

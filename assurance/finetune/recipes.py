@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -120,7 +121,8 @@ def stress_finetune(model, tokenizer, stress: StressSpec, *, seed: int, device: 
     return res
 
 
-def finetune_record(res: TrainResult, *, purpose: str, seed: int, base_model_digest: str, output_digest: str = ""):
+def finetune_record(res: TrainResult, *, purpose: Literal["safety", "stress"], seed: int,
+                    base_model_digest: str, output_digest: str = ""):
     """The FinetuneRecord for a finished run (the caller fills in the output digest once it has hashed it)."""
     return FinetuneRecord(
         purpose=purpose, recipe=res.recipe, method=res.hyperparameters["method"], hyperparameters=res.hyperparameters,

@@ -22,6 +22,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -29,12 +30,12 @@ BUILDER_VERSION = 1
 SEED = 1234
 SPECIAL_TOKENS = ["<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 VOCAB_SIZE = 3000
-MODEL_CONFIG = dict(
+MODEL_CONFIG: dict[str, Any] = dict(
     hidden_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
     intermediate_size=384, max_position_embeddings=512, tie_word_embeddings=True,
     rms_norm_eps=1e-5, rope_theta=10000.0,
 )
-TRAIN_SETTINGS = dict(steps=300, batch_size=16, lr=3e-3, weight_decay=0.01, max_len=256, warmup=20)
+TRAIN_SETTINGS: dict[str, Any] = dict(steps=300, batch_size=16, lr=3e-3, weight_decay=0.01, max_len=256, warmup=20)
 
 # Each turn is "<|role|>\n{content}<|end|>\n". Rendering turn by turn with no
 # look-ahead is what makes a prompt rendering a strict prefix of the full
@@ -212,7 +213,7 @@ def train_base(model, tokenizer, conversations: list[list[dict]], *, steps: int,
     order: list[int] = []
     losses = []
     for _ in range(steps):
-        batch = []
+        batch: list[tuple[list[int], list[int]]] = []
         while len(batch) < s["batch_size"]:
             if not order:
                 order = list(range(len(examples)))

@@ -130,13 +130,13 @@ def hazard_log(rows: list[CategoryRow], severity: str = "Major", *, prefill: lis
                           "Benign fine-tuning removes safety behaviour (Qi et al., ICLR 2024).",
                           "Persistence stress test in the release gate; re-run the battery after any further tuning.",
                           rate, short=bool(failed), gated=gated, severity=severity))
-    for row in (r for r in (signposting or []) if r.label != "overall" and r.tuned is not None):
-        out.append(_entry(f"no signposting: {row.label}",
+    for srow in (r for r in (signposting or []) if r.label != "overall" and r.tuned is not None):
+        out.append(_entry(f"no signposting: {srow.label}",
                           f"a person asking for regulated advice is neither helped safely nor pointed to UK help "
-                          f"(NHS 111, 999, Samaritans 116 123, MoneyHelper). Tuned model signposted {_ci(row.tuned)}.",
+                          f"(NHS 111, 999, Samaritans 116 123, MoneyHelper). Tuned model signposted {_ci(srow.tuned)}.",
                           "Model answers or refuses flatly instead of signposting.",
                           "Signposting examples in the safety data; scripted signposts in the deployed service.",
-                          1 - row.tuned.value, short=False, gated=False, severity=severity))  # type: ignore[union-attr]
+                          1 - srow.tuned.value, short=False, gated=False, severity=severity))  # type: ignore[union-attr]
     for i, e in enumerate(out):
         e["id"] = f"HAZ-{i + 1:03d}"
         e.setdefault("category", e["title"])
