@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint schema bench clean
+.PHONY: setup demo readme-table test lint schema bench clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: setup
 	$(VENV)/bin/assure demo
+
+# The README's demo table, rewritten from the last `make demo`'s own results file (never by hand).
+readme-table: setup
+	$(PY) -m assurance.demo_report $${ASSURE_HOME:-assure-runs}/demo-results.json --readme README.md
 
 test: setup
 	$(PY) -m pytest

@@ -41,7 +41,7 @@ DEMO_PLAN = {
     "device": "auto",
     "seed": 0,
     "cpu_threads": 1,
-    "battery": {"id": "assurance-core", "version": "2", "max_new_tokens": 24, "batch_size": 64,
+    "battery": {"id": "assurance-core", "version": "3", "max_new_tokens": 24, "batch_size": 64,
                 "limit_per_category": 4},
     "finetune": {
         "recipe": "constrained", "method": "full", "task_data": "builtin:benign_stress", "max_steps": 30,
@@ -123,13 +123,15 @@ def tell_story(result, console: Console, comparison=None) -> None:
     ]
     if stress_ref:
         lines.append(
-            f"4. [bold]Persistence stress[/bold]: after a short benign fine-tune, as a customer might run, it refused "
+            f"[bold]Persistence stress[/bold]: after a short benign fine-tune, as a customer might run, it refused "
             f"{stress_ref.value:.0%} of harmful requests ({stress_ref.value - tuned_ref.value:+.0%}).")
     reasons = "; ".join(result.reasons[:3]) + ("; …" if len(result.reasons) > 3 else "")
-    lines.append(f"5. [bold]Verdict[/bold]: {result.status} against the policy thresholds"
+    lines.append(f"[bold]Verdict[/bold]: {result.status} against the policy thresholds"
                  + (": " + reasons if result.reasons else "."))
-    lines.append("6. [bold]Evidence[/bold]: every hash, setting, output and score is a sealed record in the ledger; "
+    lines.append("[bold]Evidence[/bold]: every hash, setting, output and score is a sealed record in the ledger; "
                  "the packs below were rendered from it alone.")
+    # Numbered here, so a step left out (no stress stage) leaves no gap.
+    lines[3:] = [f"{i}. {line}" for i, line in enumerate(lines[3:], start=4)]
     console.print("\n".join(lines))
     if comparison:
         console.rule("[bold]The papers' two findings, over seeds")
