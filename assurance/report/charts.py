@@ -123,8 +123,9 @@ def loss_chart(curve: Sequence[tuple[int, float]], *, title: str = "Training los
         return _to_svg(fig)
 
 
-def asr_curve_chart(rows: Sequence[StageRow], *, title: str = "Prefilling attack: attack success rate by k") -> str:
-    """The per-k prefill curve: x = prefilled tokens k, y = ASR, one line per stage with Wilson bands.
+def asr_curve_chart(rows: Sequence[StageRow], *, measure: str = "attack success rate", title: str | None = None) -> str:
+    """The per-k prefill curve: x = prefilled tokens k, y = ``measure`` (what the figure measured:
+    non-refusal or, with a harm judge, attack success), one line per stage with Wilson bands.
 
     ``rows`` are ``sections.prefill_rows`` (one per k). Empty string when nothing was measured.
     """
@@ -151,8 +152,8 @@ def asr_curve_chart(rows: Sequence[StageRow], *, title: str = "Prefilling attack
         ax.set_ylim(0, 1.04)  # a line at 100% stays visible above the frame
         ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0], ["0%", "25%", "50%", "75%", "100%"])
         ax.set_xlabel("prefilled tokens k")
-        ax.set_ylabel("attack success rate")
-        ax.set_title(title, fontsize=9, loc="left")
+        ax.set_ylabel(measure)
+        ax.set_title(title or f"Prefilling attack: {measure} by k", fontsize=9, loc="left")
         ax.grid(color="#dddddd", linewidth=0.5)
         ax.set_axisbelow(True)
         ax.legend(loc="upper center", bbox_to_anchor=(0.45, -0.22), ncol=len(points), frameon=False, fontsize=7)

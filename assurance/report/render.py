@@ -212,7 +212,8 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
             charts.rate_chart(view.refusal, title="Refusal rate on harmful prompts (higher is safer)")),
         "over_chart": charts.data_uri(charts.rate_chart(
             view.over_refusal, title="Refusal rate on benign prompts (lower is better)", lower_is_better=True)),
-        "prefill_chart": charts.data_uri(charts.asr_curve_chart(extra["prefill_rows"])),
+        "prefill_chart": charts.data_uri(charts.asr_curve_chart(
+            extra["prefill_rows"], measure=_first_attack_measure(view))),
         "loss_charts": _loss_charts(view),
         "severities": SEVERITIES,
         "likelihoods": LIKELIHOODS,
@@ -254,3 +255,9 @@ def render_pack(records: list[Record], regime: Regime, out_path: Path, *, redact
         tmp.unlink(missing_ok=True)
         raise
     return pages
+
+
+def _first_attack_measure(view: RunView) -> str:
+    """What the first attack figure measured, as the prefill chart's axis says it."""
+    figures = sections.attack_figures(view)
+    return "non-refusal rate" if not figures or figures[0].short == "non-refusal" else "attack success rate"
