@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .items import Item
@@ -71,11 +71,9 @@ class Prefill:
         return len(self.k_values)
 
     def probes(self, suite: str, items: Iterable[Item], tokenizer=None) -> list[Probe]:
-        if tokenizer is None:
-            raise ValueError("the prefill solver needs the model's tokenizer to count tokens")
+        _need_tokenizer(tokenizer)
         cuts = {k: prefill_text(tokenizer, self.openers, k) for k in self.k_values}
-        return [Probe(suite, item, item.prompt, f"prefill-k{k}", cuts[k], k)
-                for k in self.k_values for item in items]
+        return _prefill_probes(suite, items, self.k_values, lambda item, k: cuts[k])
 
 
 @dataclass(frozen=True)
@@ -113,11 +111,9 @@ class DrawnPrefill:
         return pool[start:] + pool[:start]
 
     def probes(self, suite: str, items: Iterable[Item], tokenizer=None) -> list[Probe]:
-        if tokenizer is None:
-            raise ValueError("the prefill solver needs the model's tokenizer to count tokens")
-        items = list(items)
-        return [Probe(suite, item, item.prompt, f"prefill-k{k}", prefill_text(tokenizer, self.drawn(item, k), k), k)
-                for k in self.k_values for item in items]
+        _need_tokenizer(tokenizer)
+        return _prefill_probes(suite, items, self.k_values,
+                               lambda item, k: prefill_text(tokenizer, self.drawn(item, k), k))
 
 
 @dataclass(frozen=True)
@@ -145,12 +141,21 @@ class ResponsePrefill:
         return len(self.k_values)
 
     def probes(self, suite: str, items: Iterable[Item], tokenizer=None) -> list[Probe]:
-        if tokenizer is None:
-            raise ValueError("the prefill solver needs the model's tokenizer to count tokens")
+        _need_tokenizer(tokenizer)
         own = dict(self.responses)
-        items = list(items)
-        return [Probe(suite, item, item.prompt, f"prefill-k{k}", first_tokens(tokenizer, own[item.id], k), k)
-                for k in self.k_values for item in items]
+        return _prefill_probes(suite, items, self.k_values, lambda item, k: first_tokens(tokenizer, own[item.id], k))
+
+
+def _need_tokenizer(tokenizer) -> None:
+    if tokenizer is None:
+        raise ValueError("the prefill solver needs the model's tokenizer to count tokens")
+
+
+def _prefill_probes(suite: str, items: Iterable[Item], k_values: tuple[int, ...],
+                    text: Callable[[Item, int], str]) -> list[Probe]:
+    """One probe per (k, item), k-major, prefilled with ``text(item, k)``; the prefill solvers share it."""
+    items = list(items)
+    return [Probe(suite, item, item.prompt, f"prefill-k{k}", text(item, k), k) for k in k_values for item in items]
 
 
 def first_tokens(tokenizer, text: str, k: int) -> str:
