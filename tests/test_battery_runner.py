@@ -20,13 +20,7 @@ from assurance.plan import BatterySpec, SamplingSpec
 MAX_NEW = 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: steady on a busy 2-core machine (see tests/test_models.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from assurance.battery.builtin import builtin_suite
 from assurance.battery.judges import KeywordRefusalJudge
@@ -14,13 +13,7 @@ from assurance.battery.scorers import SCORERS
 from assurance.battery.suites import Battery, Suite
 from assurance.evidence.records import SampleRecord
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _harmful(n: int):
