@@ -16,7 +16,7 @@ from _report_records import make_records, pdf_text
 
 from assurance.battery.builtin import DATA_DIR
 from assurance.battery.categories import category, category_name, prettify, registry
-from assurance.evidence.records import BatteryRecord
+from assurance.evidence.records import BatteryRecord, MetricRecord
 from assurance.report import sections
 from assurance.report.hazards import hazard_log
 from assurance.report.measured import wording
@@ -145,3 +145,13 @@ def test_wording_keys_on_a_recorded_harm_judge(entry, expected):
     # The refusal suite was still scored by the refusal judge.
     assert wording(view, attacks=False).harm_judge is None
     assert "the system may help with a harmful request (measured: the refusal judge saw no refusal)" in html
+
+
+def test_wording_of_a_new_run_scored_by_the_refusal_judge_alone_is_non_refusal():
+    # A new run records non_refusal_rate always and attack_success_rate only for a harm judge: the words and
+    # the attack tables' labels agree that nothing measured harm.
+    records = [r.model_copy(update={"name": "non_refusal_rate"})
+               if isinstance(r, MetricRecord) and r.name == "attack_success_rate" else r for r in builtin_records()]
+    view = build_view(records)
+    assert wording(view, attacks=True).harm_judge is None
+    assert [f.metric for f in sections.attack_figures(view)] == ["non_refusal_rate"]

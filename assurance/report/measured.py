@@ -41,23 +41,34 @@ class Measured:
         return "the refusal judge saw no refusal"
 
 
-def _primary_harm_judge(view: RunView) -> str | None:
+def primary_harm_judge(view: RunView) -> str | None:
+    """The primary judge as ``id@version`` where it measures harm (an over-refusal judge is recorded beside
+    it to score the benign prompts); None otherwise."""
     bat = view.battery
     if bat is None or not any(j.get("role") == "over-refusal" for j in bat.judges):
         return None
     return f"{bat.judge_id}@{bat.judge_version}"
 
 
-def _attack_harm_judge(view: RunView) -> str | None:
+def recorded_harm_judge(view: RunView) -> str | None:
+    """The first BatteryRecord judge that measures harm and scores a suite (not a secondary,
+    agreement-only judge), as ``id@version``; None when none is listed."""
     bat = view.battery
     for j in bat.judges if bat else []:
         if j.get("measures") == "harm" and j.get("role") != "secondary":
             return f"{j.get('id', '?')}@{j.get('version', '?')}"
-    if any(str(m.name) == "non_refusal_rate" for m in view.metric_log):
+    return None
+
+
+def _attack_harm_judge(view: RunView) -> str | None:
+    if (judge := recorded_harm_judge(view)) is not None:
+        return judge
+    names = {str(m.name) for m in view.metric_log}
+    if {"non_refusal_rate", "attack_success_rate"} <= names:  # a new run records the latter only for a harm judge
         return "a harm judge"
-    return _primary_harm_judge(view)
+    return primary_harm_judge(view)
 
 
 def wording(view: RunView, *, attacks: bool) -> Measured:
     """The words for the attack suites' figures (``attacks``) or for the refusal suite's harmful items."""
-    return Measured(_attack_harm_judge(view) if attacks else _primary_harm_judge(view))
+    return Measured(_attack_harm_judge(view) if attacks else primary_harm_judge(view))

@@ -23,7 +23,7 @@ from assurance.battery.builtin import RESPONSES_SUITE
 from assurance.battery.categories import category, category_name
 from assurance.battery.metrics import is_greedy
 from assurance.evidence.records import Check, FinetuneRecord, MetricRecord
-from assurance.report.measured import wording
+from assurance.report.measured import primary_harm_judge, recorded_harm_judge, wording
 from assurance.report.view import STAGES, RunView
 
 SUITE_LABELS = {
@@ -121,6 +121,11 @@ class AttackFigure:
     short: str
     """``non-refusal`` or ``attack success``: the word beside each row."""
 
+    @property
+    def title(self) -> str:
+        """The label with its first letter capitalised, as a heading."""
+        return self.label[:1].upper() + self.label[1:]
+
 
 def attack_figures(view: RunView) -> list[AttackFigure]:
     """What the attack figures measured, in the order the pack shows them.
@@ -133,7 +138,7 @@ def attack_figures(view: RunView) -> list[AttackFigure]:
     entries = bat.judges if bat is not None else []
     primary = f"{bat.judge_id}@{bat.judge_version}" if bat is not None else "not recorded"
     benign = next((f"{j.get('id')}@{j.get('version')}" for j in entries if j.get("role") == "over-refusal"), None)
-    harm = next((f"{j.get('id')}@{j.get('version')}" for j in entries if j.get("role") == "harm"), None)
+    harm = recorded_harm_judge(view)
     names = {m.name for m in view.metric_log}
     if "non_refusal_rate" in names:
         out = [AttackFigure("non_refusal_rate", f"non-refusal under attack (refusal judge: {benign or primary})",
@@ -142,7 +147,7 @@ def attack_figures(view: RunView) -> list[AttackFigure]:
             out.append(AttackFigure("attack_success_rate", f"attack success (harm judge: {harm or primary})",
                                     "attack success"))
         return out
-    if benign is not None:  # an old run whose primary judge measured harm
+    if primary_harm_judge(view) is not None:  # an old run whose primary judge measured harm
         return [AttackFigure("attack_success_rate", f"attack success (harm judge: {primary})", "attack success")]
     return [AttackFigure("attack_success_rate", f"non-refusal under attack (refusal judge: {primary})",
                          "non-refusal")]
@@ -219,7 +224,7 @@ def sampled_rows(view: RunView) -> list[SampledRow]:
             and m.category == "overall" and m.variant is None]
     latest: dict[tuple[str, str, str], MetricRecord] = {(m.suite, m.name, m.stage): m for m in recs}
     suites = list(dict.fromkeys(m.suite for m in recs))
-    labels = METRIC_LABELS | {f.metric: f.label[:1].upper() + f.label[1:] for f in attack_figures(view)}
+    labels = METRIC_LABELS | {f.metric: f.title for f in attack_figures(view)}
     out = []
     for suite in suites:
         for name in labels:
