@@ -33,8 +33,7 @@ from .battery.metrics import is_greedy
 from .evidence.records import MetricRecord
 from .finetune.augment import load_triplets
 from .finetune.chat_data import load_chat_jsonl
-from .finetune.recipes import build_mix, run_recipe
-from .finetune.trainer import train
+from .finetune.recipes import run_recipe
 from .models.loading import load_model, resolve_model_path
 from .plan import BatterySpec, FinetuneSpec
 from .plan.training import Recipe
@@ -121,10 +120,9 @@ class Experiment:
                             batch_size=self.s.batch_size, warmup_steps=5)
         extra = self.pairs if recipe == "sft" else []  # the same pool: SFT sees the triplets' plain pairs
         safety = load_chat_jsonl("builtin:safety") + extra
-        mixed = build_mix(spec, seed, safety=safety)
-        res = train(copy.deepcopy(self.model), self.tokenizer, mixed, spec, seed=seed, device=torch.device("cpu"),
-                    dtype=torch.float32, output_dir=out)
-        return {"seed": seed, "examples_in_pool": len(mixed.examples), "steps": res.steps,
+        res = run_recipe(copy.deepcopy(self.model), self.tokenizer, spec, seed=seed, device=torch.device("cpu"),
+                         dtype=torch.float32, output_dir=out, safety=safety)
+        return {"seed": seed, "examples_in_pool": res.n_utility + res.n_safety, "steps": res.steps,
                 **self.figures(self.evaluate(res.model, self.battery), self.ks())}
 
     def task_arm(self, recipe: Recipe, seed: int, out: Path) -> dict:
