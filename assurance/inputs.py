@@ -101,8 +101,9 @@ def input_artifacts(prep: Prepared, plan_path: Path | None) -> list[ArtifactReco
     arts = [artifact_record("base_model", prep.model_path)]
     arts += [artifact_record(role, _data_path(spec)) for role, spec in sources.items()]
     arts += [artifact_record(f"dataset:benchmark:{e.benchmark}", e.path) for e in prep.extra]
-    arts += [artifact_record(f"dataset:judge_labels:{Path(ls.path).name}", ls.path) for ls in prep.judge_labels]
-    # A model judge hashed its folder when it was checked in prepare(): reuse that, do not hash twice.
+    # A labels file and a model judge's folder were hashed when prepare() read them: reuse that, do not hash twice.
+    arts += [artifact_record(f"dataset:judge_labels:{Path(ls.path).name}", ls.path,
+                             TreeDigest(ls.digest, False, Path(ls.path).stat().st_size)) for ls in prep.judge_labels]
     arts += [artifact_record(f"judge_model:{j.id}", j.path, j.model_tree)
              for j in prep.judges if hasattr(j, "model_tree")]
     harm: Any = prep.harm_judge  # a model judge (with a folder) or another kind
