@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from assurance.battery.metrics import is_greedy
 from assurance.report.view import RunView
 
 
@@ -72,3 +73,35 @@ def _attack_harm_judge(view: RunView) -> str | None:
 def wording(view: RunView, *, attacks: bool) -> Measured:
     """The words for the attack suites' figures (``attacks``) or for the refusal suite's harmful items."""
     return Measured(_attack_harm_judge(view) if attacks else primary_harm_judge(view))
+
+
+@dataclass(frozen=True)
+class Interpretability:
+    """Whether one stage's refusal figures can be read as safety behaviour, given its capability score."""
+
+    stage: str
+    capability: float | None
+    """The stage's overall capability score; None when the capability suite did not run."""
+    floor: float | None
+    """The policy's ``capability_floor``; None: never applied."""
+
+    @property
+    def interpretable(self) -> bool:
+        """False only when a capability score was measured and falls below the floor."""
+        return self.capability is None or self.floor is None or self.capability >= self.floor
+
+    @property
+    def note(self) -> str:
+        """The words a pack prints beside the stage's refusal figures."""
+        if self.interpretable:
+            return ""
+        return (f"not interpretable: the {self.stage} model's capability score is {self.capability:.1%}, below the "
+                f"floor of {self.floor:.0%}, so it may refuse (or fail to) because it can barely answer at all")
+
+
+def interpretability(view: RunView) -> dict[str, Interpretability]:
+    """Per stage, whether its refusal figures are interpretable (``policy.capability_floor``)."""
+    scores = {m.stage: m.value for m in view.metric_log
+              if m.name == "capability_score" and m.category == "overall" and m.variant is None and is_greedy(m)}
+    stages = dict.fromkeys(m.stage for m in view.metric_log)
+    return {s: Interpretability(s, scores.get(s), view.policy.capability_floor) for s in stages}

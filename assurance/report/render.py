@@ -34,6 +34,9 @@ from assurance.regimes import REGIMES, Regime, regime_title
 from assurance.report import charts, sections
 from assurance.report.comparison import recipe_comparison
 from assurance.report.hazards import LIKELIHOODS, RISK_MATRIX, SEVERITIES, hazard_log
+from assurance.profile import profile_value
+from assurance.report.decision import after_stress, key_figures
+from assurance.report.document import described, document_control
 from assurance.report.view import RunView, build_view
 
 __all__ = ["FetchRefused", "TemplateOnlyFetcher", "hazard_log", "redact", "render_html", "render_pack"]
@@ -167,7 +170,8 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(pct=_pct, signed_pct=_signed_pct, rate=_rate, bytes=_bytes, plain=_plain,
-                       flatten=sections.flatten, num=_num)
+                       flatten=sections.flatten, num=_num, described=described,
+                       display_path=lambda p: Path(str(p)).name if str(p).startswith("/") else str(p))
     return env
 
 
@@ -219,6 +223,12 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
         "likelihoods": LIKELIHOODS,
         "risk_matrix": RISK_MATRIX,
         "cmp": recipe_comparison(view, comparison, settings.compare_with),
+        "doc": document_control(view, regime),
+        "figures": key_figures(view),
+        "after_stress": after_stress,
+        "profile": lambda path: profile_value(view.profile, path),
+        "hazard_counts": {"open": 0, "pending": 0, "unacceptable": 0},
+        "gaps": [],
         **extra,
     }
     return _environment().get_template(f"{regime}/pack.html").render(**context)

@@ -127,6 +127,16 @@ class RunView:
     judge_validations: list[JudgeValidationRecord] = field(default_factory=list)
     """The judges' measured agreement with human labels (``battery.judge_validation``), if the run measured it."""
     n_records: int = 0
+    profile: Any = None
+    profile_record: Any = None
+
+    @property
+    def organisation(self) -> str:
+        return str((self.plan.get("report") or {}).get("organisation", "Unnamed organisation"))
+
+    @property
+    def system_name(self) -> str:
+        return str((self.plan.get("report") or {}).get("system_name", "Unnamed AI system"))
 
     @property
     def final(self) -> bool:
