@@ -16,6 +16,7 @@ normalises by the global token count, and only rank 0 writes files.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import resource
@@ -383,4 +384,22 @@ def save_output(model, tokenizer, method: str, output_dir: Path) -> None:
     model.save_pretrained(output_dir)
     if method == "full":
         tokenizer.save_pretrained(output_dir)
+    else:
+        deterministic_adapter_config(output_dir / "adapter_config.json")
     shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+
+
+def deterministic_adapter_config(path: Path) -> None:
+    """Rewrite peft's adapter_config.json with its set-valued fields sorted.
+
+    peft keeps ``target_modules`` as a Python set, so the saved list follows string hashing, which
+    changes with every process: the same weights then get a different folder digest on every run and
+    nobody can reproduce a recorded adapter digest. Sorting the lists makes the bytes a function of the
+    configuration alone (peft reads either order back as the same set)."""
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("target_modules", "modules_to_save", "exclude_modules"):
+        if isinstance(config.get(key), list):
+            config[key] = sorted(config[key])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
