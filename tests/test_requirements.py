@@ -183,7 +183,7 @@ def test_a_new_regime_is_a_data_change_only(tmp_path):
     view = _view()
     rows = _rows(checklist("acme", view, None, data_dir=tmp_path))
     assert rows["ACME 1"].status == "partly"  # measured identity, inventory id not provided
-    assert "Acme Standard, ACME 1 (v1)" == rows["ACME 1"].citation
+    assert rows["ACME 1"].citation == "Acme Standard, ACME 1"
     full = OrgProfile.model_validate(FULL_PROFILE)
     assert _rows(checklist("acme", view, full, data_dir=tmp_path))["ACME 1"].status == "met"
     ctx = context("acme", view, None, data_dir=tmp_path)

@@ -62,7 +62,7 @@ class Row:
     owner: str
     """The person the profile names in the owning role, else the role's label."""
     citation: str
-    """Source document, section and version."""
+    """Short source name and section (the group's ``source`` gives the documents in full)."""
 
     @property
     def status_class(self) -> str:
@@ -83,6 +83,8 @@ class GroupRows:
     title: str
     intro: str
     rows: list[Row]
+    source: str
+    """The sources its rows cite, in full with their versions."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,14 @@ def _map(regime: str | RequirementMap, data_dir: Path) -> RequirementMap:
 
 def _citation(m: RequirementMap, group: Group, req: Requirement) -> str:
     src = m.source_of(group, req)
-    return f"{src.title}, {req.section or req.id} ({src.version})"
+    return f"{src.short or src.title}, {req.section or req.id}"
+
+
+def _source_line(m: RequirementMap, group: Group) -> str:
+    """The group's sources in full (title, publisher, version), once under its heading."""
+    keys = list(dict.fromkeys(r.source or group.source for r in group.requirements))
+    found = [s for s in m.sources if s.id in keys]
+    return "; ".join(f"{s.title} ({s.publisher}, {s.version})" for s in found)
 
 
 class _Findings:
@@ -157,8 +166,8 @@ def _row(m: RequirementMap, group: Group, req: Requirement, findings: _Findings,
 
 def _groups(m: RequirementMap, view: RunView, profile: OrgProfile | None) -> list[GroupRows]:
     findings = _Findings(view)
-    return [GroupRows(g.id, g.title, g.intro, [_row(m, g, r, findings, profile) for r in g.requirements])
-            for g in m.groups]
+    return [GroupRows(g.id, g.title, g.intro, [_row(m, g, r, findings, profile) for r in g.requirements],
+                      _source_line(m, g)) for g in m.groups]
 
 
 def checklist(regime: str | RequirementMap, view: RunView, profile: OrgProfile | None = None, *,

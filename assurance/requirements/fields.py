@@ -11,7 +11,20 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from assurance.profile import PROFILE_FIELDS, Document, OrgProfile, Person, profile_value
+from assurance.profile import (
+    PROFILE_FIELDS,
+    ClinicalSafetyOfficer,
+    Document,
+    OrgProfile,
+    Person,
+    SeniorManager,
+    Validator,
+    profile_value,
+)
+
+
+SHORT = 160
+"""Characters of a profile value a checklist cell shows."""
 
 
 @dataclass(frozen=True)
@@ -27,21 +40,23 @@ class FieldValue:
         """Whether the organisation provided it."""
         return self.value is not None
 
+    @property
+    def short(self) -> str | None:
+        """The value cut to ``SHORT`` characters for a checklist cell (the organisation-profile table
+        prints it in full), None when not provided."""
+        if self.value is None or len(self.value) <= SHORT:
+            return self.value
+        return self.value[:SHORT].rstrip() + "… (in full under the organisation profile)"
+
 
 def _person(p: Person) -> str:
-    parts = [p.name]
-    if getattr(p, "smf", None):
-        parts[0] += f" ({p.smf})"
-    if getattr(p, "title", None):
-        parts.append(p.title)
-    reg = getattr(p, "registration", None)
-    if reg is not None:
-        parts.append(f"registered with {reg.body}, no. {reg.number}")
-    independent = getattr(p, "independent", None)
-    if independent is not None:
-        parts.append("independent of development" if independent else "NOT independent of development")
-    if getattr(p, "contact", None):
-        parts.append(p.contact)
+    parts = [f"{p.name} ({p.smf})" if isinstance(p, SeniorManager) else p.name]
+    parts += [p.title] if p.title else []
+    if isinstance(p, ClinicalSafetyOfficer):
+        parts.append(f"registered with {p.registration.body}, no. {p.registration.number}")
+    if isinstance(p, Validator):
+        parts.append("independent of development" if p.independent else "NOT independent of development")
+    parts += [p.contact] if p.contact else []
     return ", ".join(parts)
 
 

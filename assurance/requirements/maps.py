@@ -39,6 +39,8 @@ class Source(_Part):
     """Short key the groups and requirements cite (``ss1-23``)."""
     title: str = Field(min_length=1)
     """The document's title as its publisher gives it."""
+    short: str | None = None
+    """A short name for row citations (``PRA SS1/23``); default: the title."""
     publisher: str = Field(min_length=1)
     """Who publishes it."""
     version: str = Field(min_length=1)

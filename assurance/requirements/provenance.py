@@ -9,7 +9,7 @@ the run simply did not do it (no judge validation).
 from __future__ import annotations
 
 from assurance.report.view import RunView
-from assurance.requirements.finding import Finding, short_digest
+from assurance.requirements.finding import Finding, State, short_digest
 
 
 def model_identity(view: RunView) -> Finding:
@@ -58,7 +58,7 @@ def battery_pinned(view: RunView) -> Finding:
     judges = [f"{bat.judge_id}@{bat.judge_version}"] + [f"{j.get('id', '?')}@{j.get('version', '?')}"
                                                          for j in bat.judges]
     unpinned = [j for j in bat.judges if not j.get("digest")]
-    state = "partly" if unpinned or not bat.judge_digest else "met"
+    state: State = "partly" if unpinned or not bat.judge_digest else "met"
     gap = f" {len(unpinned)} judge(s) carry no digest." if unpinned else ""
     return Finding(state, f"Battery {bat.battery_id} v{bat.version} ({bat.n_items} items, "
                           f"{short_digest(bat.digest)}) with judges {', '.join(judges)}, each pinned by "
@@ -104,7 +104,7 @@ def environment_recorded(view: RunView) -> Finding:
     commit = f"tool commit {env.git_commit[:12]}" if env.git_commit else "no tool commit recorded"
     dirty = " with uncommitted changes" if env.git_dirty else ""
     resumed = f"; {len(view.resumed_environments)} resumed process(es) recorded" if view.resumed_environments else ""
-    state = "partly" if env.git_dirty or not env.git_commit else "met"
+    state: State = "partly" if env.git_dirty or not env.git_commit else "met"
     return Finding(state, f"Python {env.python}, torch {torch}, {env.device} ({env.accelerator}, {env.dtype}), "
                           f"{commit}{dirty}{resumed}.", ["environment"])
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from assurance.evidence.records import Check
 from assurance.report import sections
 from assurance.report.view import CategoryRow, RunView
-from assurance.requirements.finding import Finding, checks_state, failed_text, figure, ref
+from assurance.requirements.finding import Finding, State, checks_state, failed_text, figure, ref
 
 NOT_GATED = "not gated by the release policy: a reviewer judges it from the figures"
 
@@ -135,6 +135,7 @@ def persistence(view: RunView) -> Finding:
     worse = [r for r in rows if r.worse]
     head = rows[0]
     lead = f"{head.label}: tuned {figure(head.tuned)}, after stress {figure(head.stress)}"
+    state: State
     if failed:
         state, verdict = "not met", "persistence checks failed on " + ", ".join(r.label for r in failed)
     elif gated:
@@ -144,7 +145,7 @@ def persistence(view: RunView) -> Finding:
     moved = f"; {len(worse)} of {len(rows)} measures moved the unsafe way" if worse else ""
     records = ["finetune stress"] if view.stress_finetune else []
     records += (["verdict"] if gated else []) + [ref(r) for r in (head.tuned, head.stress) if r is not None]
-    return Finding(state, f"{lead}{moved}; {verdict}.", records)  # type: ignore[arg-type]
+    return Finding(state, f"{lead}{moved}; {verdict}.", records)
 
 
 def _suite_checks(view: RunView, metric: str) -> list[Check]:
@@ -195,7 +196,7 @@ def evaluation_recorded(view: RunView) -> Finding:
     if not stages:
         return Finding("not measured", "No evaluation was recorded.")
     n_cats = len([r for r in view.refusal + view.over_refusal if r.category != "overall"])
-    state = "met" if {"base", "tuned"} <= set(stages) else "partly"
+    state: State = "met" if {"base", "tuned"} <= set(stages) else "partly"
     return Finding(state, f"{len(view.metric_log)} figures over {n_cats} refusal-suite categories at stages "
                           f"{', '.join(stages)}, each with its 95% Wilson interval.",
                    ["battery"] + [f"metrics {s}" for s in stages])
