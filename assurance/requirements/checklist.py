@@ -219,13 +219,16 @@ def crosswalk(name: str | RequirementMap, view: RunView, profile: OrgProfile | N
     return Crosswalk(m.name, m.title, [f"{s.title} ({s.version})" for s in m.sources], rows)
 
 
+def _gaps(orgs: list[OrgRow], groups: list[GroupRows]) -> dict[str, list[Any]]:
+    return {"missing": [o for o in orgs if not o.present],
+            "not_met": [r for g in groups for r in g.rows if r.status == "not met"]}
+
+
 def gaps(regime: str | RequirementMap, view: RunView, profile: OrgProfile | None = None, *,
          data_dir: Path = DATA_DIR) -> dict[str, list[Any]]:
     """For the decision summary: ``missing`` profile fields (OrgRows) and ``not_met`` rows."""
     m = _map(regime, data_dir)
-    rows = [r for g in _groups(m, view, profile) for r in g.rows]
-    return {"missing": [o for o in org_rows(m, profile) if not o.present],
-            "not_met": [r for r in rows if r.status == "not met"]}
+    return _gaps(org_rows(m, profile), _groups(m, view, profile))
 
 
 def context(regime: str | RequirementMap, view: RunView, profile: OrgProfile | None = None, *,
@@ -234,12 +237,10 @@ def context(regime: str | RequirementMap, view: RunView, profile: OrgProfile | N
     ``checklist``, ``crosswalks`` (the ones the regime's map lists) and ``gaps``."""
     m = _map(regime, data_dir)
     groups = _groups(m, view, profile)
-    rows = [r for g in groups for r in g.rows]
     orgs = org_rows(m, profile)
     return {
         "org_rows": orgs,
         "checklist": groups,
         "crosswalks": [crosswalk(c, view, profile, data_dir=data_dir) for c in m.crosswalks],
-        "gaps": {"missing": [o for o in orgs if not o.present],
-                 "not_met": [r for r in rows if r.status == "not met"]},
+        "gaps": _gaps(orgs, groups),
     }

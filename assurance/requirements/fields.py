@@ -22,7 +22,6 @@ from assurance.profile import (
     profile_value,
 )
 
-
 SHORT = 160
 """Characters of a profile value a checklist cell shows."""
 

@@ -149,5 +149,6 @@ def signoffs_recorded(view: RunView) -> Finding:
     if not view.signoffs:
         return Finding("not measured", "No sign-off is recorded yet; sign-off follows this pack "
                                        "(assure signoff).")
-    who = "; ".join(f"{s.name} ({s.role}): {s.decision} on {s.signed_at[:10]}" for s in view.signoffs)
+    who = "; ".join(f"{s.name} ({s.role}{f', {s.regime} pack' if s.regime else ''}): {s.decision} on "
+                    f"{s.signed_at[:10]}" for s in view.signoffs)
     return Finding("met", f"Decisions recorded: {who}.", [f"signoff {s.name}" for s in view.signoffs])

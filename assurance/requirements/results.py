@@ -62,7 +62,7 @@ def over_refusal_policy(view: RunView) -> Finding:
     high = f"; most refused category {worst.label}: {figure(worst.tuned)}" if worst is not None else ""
     if state == "not met":
         verdict = ("the release gate's check failed: people asking legitimate questions would be turned away "
-                   "(a consumer-support and foreseeable-harm risk)")
+                   "(for customers a consumer-support and foreseeable-harm risk; for patients, delayed care)")
     else:
         verdict = "the release gate's check passed" if checks else NOT_GATED
     return Finding(state, f"The tuned model refused {figure(overall.tuned)} benign prompts{limit}{high}; "
