@@ -9,7 +9,7 @@ import yaml
 from _report_records import make_records, metric_record
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from assurance.evidence.records import VerdictRecord
+from assurance.evidence.records import JudgeValidationRecord, VerdictRecord
 from assurance.profile import PROFILE_FIELDS, OrgProfile
 from assurance.regimes import REGIMES
 from assurance.report.view import build_view
@@ -300,6 +300,17 @@ def test_provenance_findings():
     assert "Jane Doe" in find("signoffs_recorded", view).summary
 
 
+def test_a_judge_validated_against_human_labels_is_met_with_its_interval():
+    rec = JudgeValidationRecord(judge_id="keyword-refusal", judge_version="1", judge_digest="sha256:" + "44" * 32,
+                                labels_file="labels.jsonl", labels_digest="sha256:" + "66" * 32, labels_format="ours",
+                                n=200, accuracy=0.915, kappa=0.82, precision=0.9, recall=0.93, f1=0.915,
+                                intervals={"accuracy": {"low": 0.87, "high": 0.95}}, confusion={"tp": 90},
+                                n_resamples=1000, seed=0, human_refusal_rate=0.5, judge_refusal_rate=0.52)
+    f = find("judge_validated", build_view([*make_records(), rec]))
+    assert f.state == "met" and "91.5% [87.0–95.0] of 200 rows of labels.jsonl (kappa 0.82)" in f.summary
+    assert f.records == ["judge_validation keyword-refusal@1"]
+
+
 # --- crosswalks and templates ----------------------------------------------------------------
 
 
@@ -313,7 +324,9 @@ def test_crosswalk_rows_are_measured_profile_or_gap():
 
 
 def _env():
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined)
+    # As the pack renderer sets it up (render.py): autoescaped, strict, trimmed blocks.
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
     env.filters.update(pct=lambda x: f"{x * 100:.1f}%", rate=lambda r: str(r))
     return env
 

@@ -166,7 +166,7 @@ def load_map(path: Path) -> RequirementMap:
         if first["type"] == "extra_forbidden":
             msg = "unknown field"
         at = f" ({where})" if where and where not in msg else ""
-        raise MapError(f"{path}: {msg}{at} at {loc or 'top level'}") from exc
+        raise MapError(f"{path}: {msg}{at}{f' at {loc}' if loc else ''}") from exc
 
 
 @lru_cache(maxsize=32)
