@@ -256,6 +256,21 @@ def test_a_full_profile_and_one_missing_field():
     assert _rows(checklist("fca", view, less))["SS1/23 P1.2"].status == "partly"
 
 
+def test_a_standard_the_organisation_says_does_not_apply_keeps_only_its_applicability_row():
+    full = OrgProfile.model_validate(FULL_PROFILE)  # neither DCB0129 nor DCB0160 applies
+    groups = {g.id: g for g in checklist("nhs", _view(), full)}
+    assert [r.id for r in groups["dcb0129-process"].rows] == ["DCB0129 applicability"]
+    assert groups["dcb0129-process"].rows[0].status == "stated by organisation"
+    assert groups["dcb0129-cscr"].rows == [] and "DCB0129 applies: no" in groups["dcb0129-cscr"].not_applicable
+    assert [r.id for r in groups["dcb0160"].rows] == ["DCB0160 applicability"]
+    cso = next(o for o in org_rows("nhs", full) if o.path == "roles.clinical_safety_officer")
+    assert cso.required_by == ["DTAC C1.2"]  # DTAC still asks; the DCB rows no longer do
+    bare = {g.id: g for g in checklist("nhs", _view(), None)}  # unanswered: every row is listed
+    assert len(bare["dcb0129-cscr"].rows) == 7 and bare["dcb0129-cscr"].not_applicable == ""
+    html = _env().get_template("sections/checklist.html").render(**context("nhs", _view(), full))
+    assert "Not applicable: the organisation states" in html
+
+
 def test_all_five_statuses_are_reached_on_the_shipped_maps():
     seen = set()
     for profile in (None, OrgProfile.model_validate(FULL_PROFILE)):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from assurance.profile import PROFILE_FIELDS, OrgProfile
+from assurance.profile import PROFILE_FIELDS, OrgProfile, profile_value
 from assurance.report.view import RunView
 from assurance.requirements.evidence import find
 from assurance.requirements.fields import FieldValue, field_value, owner_text
@@ -85,6 +85,8 @@ class GroupRows:
     rows: list[Row]
     source: str
     """The sources its rows cite, in full with their versions."""
+    not_applicable: str = ""
+    """Why the group's rows are left out (the profile says the standard does not apply); empty otherwise."""
 
 
 @dataclass(frozen=True)
@@ -164,10 +166,25 @@ def _row(m: RequirementMap, group: Group, req: Requirement, findings: _Findings,
                owner_text(profile, req.owner), _citation(m, group, req))
 
 
+def _applicable(group: Group, profile: OrgProfile | None) -> tuple[list[Requirement], str]:
+    """The group's requirements that apply, and why the rest do not: when the profile answers the
+    group's ``applies_if`` question with no, only the rows asking that question remain."""
+    flag = group.applies_if
+    if flag is None or profile_value(profile, flag) is not False:
+        return list(group.requirements), ""
+    kept = [r for r in group.requirements if flag in r.profile]
+    return kept, (f"Not applicable: the organisation states \u201c{PROFILE_FIELDS[flag]}: no\u201d, so the "
+                  f"{len(group.requirements) - len(kept)} requirements of this standard are not listed.")
+
+
 def _groups(m: RequirementMap, view: RunView, profile: OrgProfile | None) -> list[GroupRows]:
     findings = _Findings(view)
-    return [GroupRows(g.id, g.title, g.intro, [_row(m, g, r, findings, profile) for r in g.requirements],
-                      _source_line(m, g)) for g in m.groups]
+    out = []
+    for g in m.groups:
+        reqs, why = _applicable(g, profile)
+        out.append(GroupRows(g.id, g.title, g.intro, [_row(m, g, r, findings, profile) for r in reqs],
+                             _source_line(m, g), why))
+    return out
 
 
 def checklist(regime: str | RequirementMap, view: RunView, profile: OrgProfile | None = None, *,
@@ -180,10 +197,11 @@ def checklist(regime: str | RequirementMap, view: RunView, profile: OrgProfile |
 def org_rows(regime: str | RequirementMap, profile: OrgProfile | None = None, *,
              data_dir: Path = DATA_DIR) -> list[OrgRow]:
     """Every profile field the regime's map names (as a field or an owning role), in profile order,
-    with its value or missing and the ids of the requirements that need it."""
+    with its value or missing and the ids of the requirements that need it (requirements of a
+    standard the profile says does not apply are left out)."""
     m = _map(regime, data_dir)
     needed: dict[str, list[str]] = {}
-    for req in m.requirements():
+    for req in (r for g in m.groups for r in _applicable(g, profile)[0]):
         for path in [*req.profile, *([req.owner] if req.owner in PROFILE_FIELDS else [])]:
             ids = needed.setdefault(path, [])
             if req.id not in ids:

@@ -83,6 +83,9 @@ class Group(_Part):
     """One or two sentences saying what the group covers and how to read it."""
     source: str | None = None
     """Default source key for its requirements."""
+    applies_if: str | None = None
+    """A yes/no profile field (``clinical.dcb0129_applies``): when the profile answers no, only the
+    rows that ask that question are kept and the group says it does not apply."""
     requirements: list[Requirement] = Field(min_length=1)
     """Its rows, in the source's order."""
 
@@ -106,6 +109,8 @@ class RequirementMap(_Part):
         keys = {s.id for s in self.sources}
         seen: set[str] = set()
         for group in self.groups:
+            if group.applies_if is not None and group.applies_if not in PROFILE_FIELDS:
+                raise ValueError(f"group {group.id!r}: unknown profile field {group.applies_if!r} in applies_if")
             for req in group.requirements:
                 where = f"requirement {req.id!r}"
                 if req.id in seen:
