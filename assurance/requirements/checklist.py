@@ -135,7 +135,8 @@ def _map(regime: str | RequirementMap, data_dir: Path) -> RequirementMap:
 
 def _citation(m: RequirementMap, group: Group, req: Requirement) -> str:
     src = m.source_of(group, req)
-    return f"{src.short or src.title}, {req.section or req.id}"
+    name, where = src.short or src.title, req.section or req.id
+    return where if where.startswith(name) else f"{name}, {where}"
 
 
 def _source_line(m: RequirementMap, group: Group) -> str:
