@@ -212,6 +212,8 @@ class Transparency(_Part):
     """Which ATRS tiers are (to be) published."""
     public_summary: str | None = Field(None, title="Public summary")
     """ATRS tier 1: a short plain-English description for the public."""
+    website: str | None = Field(None, title="More information (web page)")
+    """ATRS tier 1: the web page where the public can find out more about the tool."""
 
 
 class HazardAssessment(_Part):
