@@ -10,10 +10,8 @@ the clock, so the same ledger always gives the same page.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from assurance.evidence.records import PackRecord
-from assurance.profile import Document, Person, Supplier
 from assurance.regimes import Regime
 from assurance.report.view import RunView
 
@@ -47,29 +45,3 @@ def document_control(view: RunView, regime: Regime) -> DocumentControl:
     run = (view.run_id or "unknown")[:8]
     return DocumentControl(f"ASSURE-{regime.upper()}-{run}", len(earlier) + 1, status, earlier, len(decisions))
 
-
-def described(value: Any) -> str:
-    """A profile value in plain words: a person as "name, title (contact)", a document by its reference,
-    a list joined, yes/no for flags."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list):
-        return "; ".join(described(v) for v in value)
-    if isinstance(value, Person):
-        extra = ", ".join(x for x in (value.title, getattr(value, "smf", None)) if x)
-        text = value.name + (f", {extra}" if extra else "")
-        reg = getattr(value, "registration", None)
-        if reg is not None:
-            text += f"; registered with the {reg.body}, number {reg.number}"
-        if getattr(value, "independent", None) is not None:
-            text += "; independent of development" if value.independent else "; NOT independent of development"
-        return text + (f" ({value.contact})" if value.contact else "")
-    if isinstance(value, Document):
-        parts = [value.reference, f"version {value.version}" if value.version else "", value.status,
-                 f"approved {value.approved_on.isoformat()}" if value.approved_on else ""]
-        return ", ".join(p for p in parts if p)
-    if isinstance(value, Supplier):
-        parts = [value.name, value.model or "", f"licence: {value.licence}" if value.licence else "",
-                 f"due diligence: {value.due_diligence}" if value.due_diligence else ""]
-        return "; ".join(p for p in parts if p)
-    return str(value)

@@ -30,14 +30,16 @@ from weasyprint.urls import URLFetcher, URLFetcherResponse
 
 from assurance.evidence.records import Record, SampleRecord
 from assurance.plan import ReportSpec
+from assurance.profile import profile_value
 from assurance.regimes import REGIMES, Regime, regime_title
 from assurance.report import charts, sections
 from assurance.report.comparison import recipe_comparison
-from assurance.report.hazards import LIKELIHOODS, RISK_MATRIX, SEVERITIES, hazard_log
-from assurance.profile import profile_value
 from assurance.report.decision import after_stress, key_figures
-from assurance.report.document import described, document_control
+from assurance.report.document import document_control
+from assurance.report.hazards import LIKELIHOODS, RISK_MATRIX, SEVERITIES, hazard_log
 from assurance.report.view import RunView, build_view
+from assurance.requirements.checklist import context as requirements_context
+from assurance.requirements.fields import describe
 
 __all__ = ["FetchRefused", "TemplateOnlyFetcher", "hazard_log", "redact", "render_html", "render_pack"]
 
@@ -170,7 +172,7 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(pct=_pct, signed_pct=_signed_pct, rate=_rate, bytes=_bytes, plain=_plain,
-                       flatten=sections.flatten, num=_num, described=described,
+                       flatten=sections.flatten, num=_num, described=describe,
                        display_path=lambda p: Path(str(p)).name if str(p).startswith("/") else str(p))
     return env
 
@@ -200,6 +202,7 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
         for s in view.failures("tuned")[:n_samples]
     ]
     extra = sections.context(view)
+    requirements = requirements_context(regime, view, view.profile)
     context = {
         "v": view,
         "regime": regime,
@@ -227,8 +230,9 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
         "figures": key_figures(view),
         "after_stress": after_stress,
         "profile": lambda path: profile_value(view.profile, path),
+        "required_by": lambda path: next((o.required_text for o in requirements["org_rows"] if o.path == path), None),
         "hazard_counts": {"open": 0, "pending": 0, "unacceptable": 0},
-        "gaps": [],
+        **requirements,
         **extra,
     }
     return _environment().get_template(f"{regime}/pack.html").render(**context)
