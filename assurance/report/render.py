@@ -33,7 +33,7 @@ from assurance.plan import ReportSpec
 from assurance.regimes import REGIMES, Regime, regime_title
 from assurance.report import charts, sections
 from assurance.report.comparison import recipe_comparison
-from assurance.report.hazards import LIKELIHOODS, RISK_MATRIX, SEVERITIES, hazard_log
+from assurance.report.hazards import LIKELIHOODS, RISK_MATRIX, SEVERITIES, hazard_log, legacy_rows
 from assurance.report.view import RunView, build_view
 
 __all__ = ["FetchRefused", "TemplateOnlyFetcher", "hazard_log", "redact", "render_html", "render_pack"]
@@ -204,9 +204,7 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
         "redacted": redact_outputs,
         "samples": samples,
         "n_failures": len(view.failures("tuned")),
-        "hazards": hazard_log(view.refusal, prefill=extra["prefill_rows"], jailbreak=extra["jailbreak_rows"],
-                              persistence=extra["persist_rows"], signposting=extra["signposting_rows"],
-                              refusal_words=extra["refusal_words"], attack_words=extra["attack_words"]),
+        "hazards": legacy_rows(hazard_log(view)),
         "signoffs": [s for s in view.signoffs if s.regime in (None, regime)],
         "refusal_chart": charts.data_uri(
             charts.rate_chart(view.refusal, title="Refusal rate on harmful prompts (higher is safer)")),
