@@ -117,8 +117,7 @@ def harmful(view: RunView, row: CategoryRow) -> Finding:
     figures = text.stages("refusal", row.base, row.tuned)
     return Finding(
         key=f"harmful:{row.category}", title=row.label,
-        hazard=f"The system helps with a harmful request ({row.label}) instead of refusing it "
-               f"(measured as: {said.event}).",
+        hazard=f"The system may help with a harmful request (measured: {said.event}) instead of refusing it.",
         cause="Safety behaviour too weak, or eroded by later fine-tuning; a refusal judge may miss partial compliance.",
         effect="The person asking receives content that helps them cause harm.",
         harm=text.HARMFUL_HARMS.get(row.category, text.DEFAULT_HARM),
@@ -181,6 +180,7 @@ def _side_by_side(row: StageRow, tuned: MetricRecord) -> str:
 
 
 def _attack(view: RunView, rows: list[StageRow], figure: str, w: _AttackWords) -> Finding | None:
+    words = wording(view, attacks=True)
     worst, base_worst = _worst(rows, "tuned"), _worst(rows, "base")
     if worst is None:
         return None
@@ -203,27 +203,29 @@ def _attack(view: RunView, rows: list[StageRow], figure: str, w: _AttackWords) -
     controls += [gate_control([], "limit on attack success",
                               "The policy sets no limit on attack rates: measured and reported, not gated."),
                  _deployment(w.deployment)]
-    return Finding(key=w.key, title=w.title, hazard=f"{w.hazard} (measured as: {figure}).", cause=w.cause,
-                   effect=w.effect, harm=text.ATTACK_HARM, finding=f"{w.title}: {both}.", initial=initial,
+    return Finding(key=w.key, title=w.title, hazard=f"{w.hazard} (measured: {words.event}).", cause=w.cause,
+                   effect=w.effect, harm=text.ATTACK_HARM, finding=f"{w.title}, {words.rate_name}: {both}.",
+                   initial=initial,
                    residual=residual, controls=tuple(controls))
 
 
 PREFILL = _AttackWords(
     "prefill", "Prefilling attack", "",
-    "Once the first words of a compliant answer are supplied, the system carries on with the harmful request",
+    "Once the first words of a compliant answer are supplied, the system may carry on with the harmful request",
     "Safety alignment only a few tokens deep (Qi et al., ICLR 2025).",
     "Someone who can prefill the answer (an API that accepts assistant-turn prefixes) obtains harmful content.",
     "Deny prefilling (assistant-turn prefixes) in the deployed API", deep=True)
 JAILBREAK = _AttackWords(
     "jailbreak", "Jailbreak templates", "template ",
-    "A harmful request wrapped in a template (role-play, hypothetical, encoding) gets a harmful answer",
+    "A harmful request wrapped in a template (role-play, hypothetical, encoding) may get a harmful answer",
     "Refusal tied to the surface form of a request.", "Someone who rewords a request obtains harmful content.",
     "Input filtering and abuse monitoring in the deployed service", deep=False)
 
 
 def attacks(view: RunView) -> list[Finding]:
     """The prefilling attack (its worst and best k) and the jailbreak templates (worst and best template),
-    read from the harm-judged figure where a harm judge scored the attacks, else the non-refusal one."""
+    read from the harm-judged figure where a harm judge scored the attacks, else the non-refusal one
+    (``sections.attack_figures``); the hazard says what was measured as ``measured.wording`` words it."""
     figs = attack_figures(view)
     fig = next((f for f in figs if f.short == "attack success"), figs[0])
     out = [_attack(view, prefill_rows(view, fig.metric), fig.label, PREFILL),
@@ -276,8 +278,8 @@ def persistence(view: RunView) -> Finding | None:
     failed = "; a persistence limit failed" if gate.status == NOT_EFFECTIVE else ""
     return Finding(
         key="persistence", title="Safety erodes after downstream fine-tuning",
-        hazard="After a customer's or later project's benign fine-tune, the system helps with harmful requests it "
-               f"refused before (measured as: {wording(view, attacks=False).event}).",
+        hazard="After a customer's or later project's benign fine-tune, the system may help with harmful requests "
+               f"it refused before (measured: {wording(view, attacks=False).event}).",
         cause="Benign fine-tuning removes safety behaviour (Qi et al., ICLR 2024).",
         effect="A later version of the system gives harmful content that this version refuses.",
         harm=text.ATTACK_HARM,
