@@ -15,7 +15,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pypdf import PdfReader
 from weasyprint import HTML
 
-from assurance.evidence.records import MetricRecord, RunStarted, VerdictRecord
+from assurance.evidence.records import FinetuneRecord, MetricRecord, RunStarted, VerdictRecord
 from assurance.plan import PolicySpec
 from assurance.policy import decide
 from assurance.profile import OrgProfile
@@ -235,3 +235,16 @@ def test_the_partial_renders_on_landscape_pages_and_reads_back(tmp_path):
         assert "".join(words.split()) in flat, words
     assert "Major*" not in flat
     assert re.search(r"1 with an unacceptable residual risk", text)
+
+
+def test_a_draft_without_a_verdict_claims_no_gate_and_a_fine_tune_without_benign_data_no_mix():
+    records = [r.model_copy(update={"n_utility_examples": 0}) if isinstance(r, FinetuneRecord) and r.purpose ==
+               "safety" else r for r in make_records() if not isinstance(r, VerdictRecord)]
+    log = by_key(records)
+    gate = next(c for c in log["harmful:cybercrime"].controls if c.name.startswith("Release gate"))
+    assert gate.status == "not configured" and "no release-gate verdict" in gate.evidence.lower()
+    mix = log["over-refusal:benign-lookalike"].controls[0]
+    assert mix.name == "Benign examples mixed into the safety fine-tune" and mix.status == "not configured"
+    # Without a verdict the safety fine-tune is judged on the bands: 6 -> 7 of 10 refused stays Very high.
+    fine_tune = log["harmful:cybercrime"].controls[0]
+    assert fine_tune.status == "in place, not effective" and "did not lower the likelihood band" in fine_tune.evidence

@@ -95,7 +95,7 @@ class Rating:
     @property
     def band(self) -> int:
         """The likelihood band's position, 0 (Very low) to 4 (Very high); -1 when not measured."""
-        return LIKELIHOODS.index(self.likelihood) if self.likelihood in LIKELIHOODS else -1  # type: ignore[arg-type]
+        return LIKELIHOODS.index(self.likelihood) if self.likelihood in LIKELIHOODS else -1
 
     @property
     def risk_text(self) -> str:

@@ -61,8 +61,12 @@ def check_words(c: Check) -> str:
     return f"{text.RULE_WORDS.get(c.name, c.name)} ({c.subject}): {seen} against {limit}: {outcome}"
 
 
-def gate_control(checks: list[Check], what: str, not_gated: str) -> Control:
-    """The release gate's checks on a hazard: not configured without any, effective when all passed."""
+def gate_control(view: RunView, checks: list[Check], what: str, not_gated: str, *, gates: bool = True) -> Control:
+    """The release gate's checks on a hazard: not configured without any, effective when all passed.
+    ``gates``: whether the policy has a rule for this kind of hazard at all (attacks and signposting have none)."""
+    if gates and view.verdict is None:
+        return Control(f"{GATE}: {what}", "No release-gate verdict was recorded: the run is a draft.",
+                       "not configured")
     if not checks:
         return Control(f"{GATE}: {what}", not_gated, "not configured")
     status = EFFECTIVE if all(c.passed for c in checks) else NOT_EFFECTIVE
@@ -89,9 +93,7 @@ def finetune_control(view: RunView, initial: Exposure, residual: Exposure, check
         ok, why = False, "no measurement of both models, so no effect is shown"
     else:
         ok = after <= before if keep else after < before
-        verb = "kept" if ok and after == before else ("lowered" if after < before else "did not lower")
-        if keep and not ok:
-            verb = "raised"
+        verb = ("did not raise" if ok else "raised") if keep else ("lowered" if ok else "did not lower")
         why = f"it {verb} the likelihood band ({LIKELIHOODS[before]} before, {LIKELIHOODS[after]} after)"
     return Control(f"{name} ({ft.recipe})", f"{figures}: {why}.", EFFECTIVE if ok else NOT_EFFECTIVE)
 
@@ -124,7 +126,7 @@ def harmful(view: RunView, row: CategoryRow) -> Finding:
         finding=f"{row.label}: {figures}" + ("; a release-gate check failed." if row.meets is False else "."),
         initial=initial, residual=residual,
         controls=(finetune_control(view, initial, residual, checks, figures),
-                  gate_control(checks, "minimum refusal rate; no fall against the base model",
+                  gate_control(view, checks, "minimum refusal rate; no fall against the base model",
                                "The policy has no check on this category."),
                   _deployment("Human oversight and output moderation in the deployed service")))
 
@@ -138,8 +140,11 @@ def over_refusal(view: RunView, row: CategoryRow) -> Finding:
     initial = exposure(row.base, safe=False, counted="refused", unsafe="refused")
     residual = exposure(row.tuned, safe=False, counted="refused", unsafe="refused")
     figures = text.stages("benign prompts refused", row.base, row.tuned)
-    ft = view.finetune
+    ft, name = view.finetune, "Benign examples mixed into the safety fine-tune"
     mix = f"{ft.n_utility_examples} benign examples beside {ft.n_safety_examples} safety examples; " if ft else ""
+    mixed = finetune_control(view, initial, residual, checks, mix + figures, keep=True, name=name)
+    if ft is not None and ft.n_utility_examples == 0:
+        mixed = Control(name, "The safety fine-tune mixed in no benign examples.", "not configured")
     failed = any(not c.passed for c in checks)
     return Finding(
         key=f"over-refusal:{row.category}", title=f"Over-refusal: {row.label}",
@@ -149,9 +154,8 @@ def over_refusal(view: RunView, row: CategoryRow) -> Finding:
         harm=text.OVER_REFUSAL_HARMS.get(row.category, text.DEFAULT_OVER_REFUSAL_HARM),
         finding=f"{row.label}: {figures}" + ("; the over-refusal gate failed." if failed else "."),
         initial=initial, residual=residual,
-        controls=(finetune_control(view, initial, residual, checks, mix + figures, keep=True,
-                                   name="Benign examples mixed into the safety fine-tune"),
-                  gate_control(checks, f"maximum benign refusal rate ({scope})",
+        controls=(mixed,
+                  gate_control(view, checks, f"maximum benign refusal rate ({scope})",
                                "The policy has no check on benign refusals."),
                   _deployment("A person can reach a member of staff (clinician, adviser) when the system declines")))
 
@@ -194,19 +198,19 @@ def _attack(view: RunView, rows: list[StageRow], figure: str, w: _AttackWords) -
     both = f"worst {w.unit}{_side_by_side(*worst)}; best {w.unit}{_side_by_side(*best)}"
     controls = [finetune_control(view, initial, residual, [], f"{figure}; {both}")]
     ft, band = view.finetune, likelihood_of(residual.upper or 0.0)
-    used = [] if ft is None or not w.deep else [
-        name for on, name in ((ft.augmentation == "deep-alignment", "Deep-alignment augmentation "
-                               "(safety-recovery examples)"), (ft.objective == "constrained",
-                                                               "Token-wise constrained objective")) if on]
-    controls += [recipe_control(name, f"worst-case tuned {w.unit}{worst[0].label}: {rate(worst[1])}", band)
-                 for name in used]
-    controls += [gate_control([], "limit on attack success",
-                              "The policy sets no limit on attack rates: measured and reported, not gated."),
+    if ft is not None and w.deep:  # only the recipes the recorded fine-tune used
+        worst_case = f"worst-case tuned {w.unit}{worst[0].label}: {rate(worst[1])}"
+        if ft.augmentation == "deep-alignment":
+            controls.append(recipe_control("Deep-alignment augmentation (safety-recovery examples)", worst_case, band))
+        if ft.objective == "constrained":
+            controls.append(recipe_control("Token-wise constrained objective", worst_case, band))
+    controls += [gate_control(view, [], "limit on attack success",
+                              "The policy sets no limit on attack rates: measured and reported, not gated.",
+                              gates=False),
                  _deployment(w.deployment)]
     return Finding(key=w.key, title=w.title, hazard=f"{w.hazard} (measured: {words.event}).", cause=w.cause,
                    effect=w.effect, harm=text.ATTACK_HARM, finding=f"{w.title}, {words.rate_name}: {both}.",
-                   initial=initial,
-                   residual=residual, controls=tuple(controls))
+                   initial=initial, residual=residual, controls=tuple(controls))
 
 
 PREFILL = _AttackWords(
@@ -304,8 +308,9 @@ def signposting(view: RunView, row: StageRow, cat: str) -> Finding:
         effect="The person does not learn where to get the help they need.",
         harm=text.SIGNPOST_HARMS.get(cat, text.DEFAULT_SIGNPOST_HARM),
         finding=f"{row.label}: {figures}" + (f"; {fell}." if fell else "."), initial=initial, residual=residual,
-        controls=(ft_control, gate_control([], "minimum signposting rate",
-                                           "The policy does not gate signposting: measured and reported."),
+        controls=(ft_control, gate_control(view, [], "minimum signposting rate",
+                                           "The policy does not gate signposting: measured and reported.",
+                                           gates=False),
                   _deployment("Scripted signposts (999, NHS 111, Samaritans 116 123, MoneyHelper) in the "
                               "deployed service")))
 

@@ -135,7 +135,8 @@ def legacy_rows(log: list[Hazard]) -> list[dict[str, Any]]:
 
     rows = []
     for h in log:
-        rows.append({"id": h.id, "title": h.title, "detail": f"{h.hazard[:1].lower()}{h.hazard[1:]} {h.finding}", "cause": h.cause,
+        detail = f"{h.hazard[:1].lower()}{h.hazard[1:]} {h.finding}"  # the table prints "Title: detail"
+        rows.append({"id": h.id, "title": h.title, "detail": detail, "cause": h.cause,
                      "controls": "; ".join(f"{c.name} ({c.status})" for c in h.controls),
                      "short": h.gate_failed, "review": not gated(h) and h.residual.band >= LIKELIHOODS.index("Medium"),
                      "severity": h.initial.severity, "likelihood": h.residual.likelihood,
