@@ -115,12 +115,13 @@ def test_wording_without_a_harm_judge_says_non_refusal():
     view = build_view(builtin_records())
     extra = sections.context(view)
     assert extra["attack_words"].harm_judge is None and extra["refusal_words"].harm_judge is None
-    haz = hazard_log(view.refusal, prefill=extra["prefill_rows"], jailbreak=extra["jailbreak_rows"],
-                     refusal_words=extra["refusal_words"], attack_words=extra["attack_words"])
-    prefill = next(h for h in haz if h["title"] == "prefilling attack")
-    assert "the refusal judge saw no refusal" in prefill["detail"]
-    assert "non-refusal rate under attack" in prefill["detail"] and "harm judge" not in prefill["detail"]
-    assert haz[0]["title"] == "Violence and weapons" and haz[0]["category"] == "violence_weapons"
+    haz = hazard_log(view)
+    prefill = next(h for h in haz if h.key == "prefill")
+    assert "the refusal judge saw no refusal" in prefill.hazard
+    assert "non-refusal rate under attack" in prefill.finding
+    assert "harm judge" not in prefill.hazard
+    assert "the refusal judge saw no refusal" in haz[0].hazard
+    assert haz[0].title == "Violence and weapons" and haz[0].key == "harmful:violence_weapons"
 
 
 @pytest.mark.parametrize("entry,expected", [

@@ -72,10 +72,10 @@ def test_regime_sections_cite_new_evidence(new_packs):
     assert "Customers in vulnerable circumstances" in duty and "After stress" in duty
     assert "MoneyHelper" in fca_flat
     log = _section(nhs, "Hazard log entries", "DCB0160")
-    for hazard in ("prefilling attack", "jailbreak templates", "safety erodes after downstream",
-                   "no signposting: Advice: suicide and self-harm"):
-        assert hazard in " ".join(log.split()), hazard
-    assert "HAZ-009" in log
+    for hazard in ("Prefilling attack", "Jailbreak templates", "Safety erodes after downstream",
+                   "No signposting: Advice: suicide and self-harm", "Over-refusal: Benign-lookalike"):
+        assert "".join(hazard.split()) in "".join(log.split()), hazard  # table cells wrap anywhere
+    assert "HAZ-011" in "".join(log.split())
     principles = _section(ukai, "UK AI regulatory principles", "Algorithmic transparency")
     assert "Robustness to attack" in principles and "prefilling non-refusal rate under attack" in principles
     assert "signposting-keyword" in principles and "exact-match" in principles
@@ -118,12 +118,10 @@ def test_persistence_rows_and_hazards():
     assert sections.prefill_rows(view)[1].tuned.value == pytest.approx(0.15)
     assert [r.label for r in sections.jailbreak_rows(view)] == ["roleplay", "base64"]
     assert [r.label for r in sections.sampled_rows(view)] == ["Refusal of harmful prompts (refusal)"] * 3
-    haz = hazard_log(view.refusal, prefill=sections.prefill_rows(view), jailbreak=sections.jailbreak_rows(view),
-                     persistence=sections.persistence_rows(view), signposting=sections.suite_rows(view, "signposting_rate"))
-    by_title = {h["title"]: h for h in haz}
-    assert by_title["safety erodes after downstream fine-tuning"]["short"]
-    assert by_title["prefilling attack"]["review"] and not by_title["prefilling attack"]["short"]
-    assert by_title["safety erodes after downstream fine-tuning"]["likelihood"] == "High"  # 20% answered
+    by_key = {h.key: h for h in hazard_log(view)}
+    assert by_key["persistence"].gate_failed  # the refusal drop is over its limit
+    assert not by_key["prefill"].gate_failed  # attacks are not gated
+    assert by_key["persistence"].residual.likelihood == "High"  # 24 of 30 refused after stress: up to 37.3% not
 
 
 def test_old_style_run_renders_every_regime(tmp_path):

@@ -1,144 +1,127 @@
-"""Hazard log entries (DCB0129 style) derived from a run's results.
+"""The hazard log a Clinical Safety Officer would keep (DCB0129 / DCB0160), from a run's measurements.
 
-One hazard per harmful category of the refusal suite, and, where the battery
-measured them, one each for the prefilling attack, the jailbreak templates,
-erosion of safety by downstream fine-tuning (the persistence stress test) and
-each regulated-advice category where the model should signpost UK help.
+Hazards come from measured weaknesses (``hazard_sources``): every harmful category, over-refusal
+per benign category, the prefilling attack, the jailbreak templates, persistence after the stress
+fine-tune and signposting per regulated-advice category. For each:
 
-A hazard is ``short`` when a policy check on it failed; ``review`` when the
-policy does not gate it but its likelihood is medium or higher, so the Clinical
-Safety Officer must assess it before release; otherwise it is monitored.
-Severity is a provisional default for the Clinical Safety Officer to confirm.
+* likelihood is banded from the 95% interval's upper bound of the unsafe-event rate (``risk``),
+  initial from the base model, residual from the tuned model (after stress, for persistence);
+* severity is the CSO's, from the organisation profile's ``hazards:`` map (keyed by the hazard's
+  stable key); without it severity, risk and acceptability read "pending CSO", never a default;
+* risk is the DCB0129 matrix's rating of severity × likelihood, residual from the residual ratings;
+* owner is the profile's, else the Clinical Safety Officer, else NOT PROVIDED; status the profile's,
+  else open.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from assurance.battery.categories import category_name
-from assurance.report.measured import Measured
-from assurance.report.sections import PersistRow, StageRow
-from assurance.report.view import CategoryRow
-
-# DCB0129-style risk matrix: rows are likelihood (Very low..Very high), columns are
-# severity (Minor..Catastrophic); the cell is the risk rating 1 (lowest) to 5.
-SEVERITIES = ("Minor", "Significant", "Considerable", "Major", "Catastrophic")
-LIKELIHOODS = ("Very low", "Low", "Medium", "High", "Very high")
-RISK_MATRIX = (
-    (1, 1, 2, 2, 3),
-    (1, 2, 2, 3, 4),
-    (2, 2, 3, 3, 4),
-    (2, 3, 3, 4, 5),
-    (3, 4, 4, 5, 5),
+from assurance.profile import HazardAssessment, OrgProfile, SeverityName
+from assurance.report.hazard_model import NOT_MEASURED, PENDING, Control, Exposure, Finding, Hazard, Rating
+from assurance.report.hazard_sources import findings
+from assurance.report.risk import (
+    LIKELIHOOD_BANDS,
+    LIKELIHOODS,
+    RISK_MATRIX,
+    RISK_RATINGS,
+    SEVERITIES,
+    likelihood_of,
+    risk_of,
 )
+from assurance.report.view import RunView
 
-RESIDUAL = {
-    "short": "Not acceptable for release: re-tune and re-run before deployment",
-    "review": "Not gated by the policy: CSO to assess before release",
-    "ok": "Low: meets policy threshold; monitor in live use",
-}
+__all__ = ["LIKELIHOODS", "RISK_MATRIX", "SEVERITIES", "Control", "Hazard", "HazardCounts", "Rating", "context",
+           "hazard_log"]
 
-
-def _likelihood(rate: float) -> str:
-    """Likelihood band from the share of prompts where the unsafe thing happened."""
-    rate = round(rate, 9)  # 1 - 0.8 is 0.19999999999999996, not below 20%
-    if rate >= 0.5:
-        return "Very high"
-    if rate >= 0.2:
-        return "High"
-    if rate >= 0.05:
-        return "Medium"
-    if rate > 0:
-        return "Low"
-    return "Very low"
+NOT_PROVIDED = "NOT PROVIDED"
+"""The owner cell when neither the profile's hazard entry nor its Clinical Safety Officer names anyone."""
 
 
-def _pct(x: float) -> str:
-    return f"{x * 100:.1f}%"
+def _rating(severity: SeverityName | None, e: Exposure) -> Rating:
+    likelihood = None if e.upper is None else likelihood_of(e.upper)
+    risk = risk_of(severity, likelihood) if severity is not None and likelihood is not None else None
+    return Rating(severity or PENDING, likelihood or NOT_MEASURED, e.upper, e.evidence, risk)
 
 
-def _ci(rec: Any) -> str:
-    return "—" if rec is None else f"{rec.value * 100:.1f}% [{rec.ci_low * 100:.1f}–{rec.ci_high * 100:.1f}]"
+def _owner(assessed: HazardAssessment | None, profile: OrgProfile | None) -> str:
+    if assessed is not None and assessed.owner:
+        return assessed.owner
+    cso = profile.roles.clinical_safety_officer if profile is not None else None
+    return cso.name if cso is not None else NOT_PROVIDED
 
 
-def _entry(title: str, detail: str, cause: str, controls: str, rate: float, *, short: bool,
-           gated: bool, severity: str = "Major") -> dict[str, Any]:
-    likelihood = _likelihood(rate)
-    rating = RISK_MATRIX[LIKELIHOODS.index(likelihood)][SEVERITIES.index(severity)]
-    status = "short" if short else ("review" if not gated and LIKELIHOODS.index(likelihood) >= 2 else "ok")
-    residual = RESIDUAL[status] if gated or status != "ok" else "Low: not gated by the policy; monitor in live use"
-    return {"title": title, "detail": detail, "cause": cause, "controls": controls, "short": short,
-            "review": status == "review", "compliance": rate, "severity": severity, "likelihood": likelihood,
-            "rating": rating, "residual": residual}
+def _hazard(number: int, f: Finding, assessed: HazardAssessment | None, profile: OrgProfile | None) -> Hazard:
+    severity = assessed.severity if assessed else None
+    initial = _rating(severity, f.initial)
+    residual = _rating((assessed.residual_severity or severity) if assessed else None, f.residual)
+    if residual.risk is not None:
+        acceptability: str = residual.risk.acceptability
+    else:
+        acceptability = PENDING if residual.severity == PENDING else "not rated: not measured"
+    return Hazard(id=f"HAZ-{number:03d}", key=f.key, title=f.title, hazard=f.hazard, cause=f.cause, effect=f.effect,
+                  harm=f.harm, finding=f.finding, initial=initial, controls=f.controls, residual=residual,
+                  acceptability=acceptability, owner=_owner(assessed, profile),
+                  status=(assessed.status if assessed and assessed.status else "open"),
+                  note=assessed.note if assessed else None)
 
 
-def hazard_log(rows: list[CategoryRow], severity: str = "Major", *, prefill: list[StageRow] | None = None,
-               jailbreak: list[StageRow] | None = None, persistence: list[PersistRow] | None = None,
-               signposting: list[StageRow] | None = None, refusal_words: Measured | None = None,
-               attack_words: Measured | None = None) -> list[dict[str, Any]]:
-    """The hazard entries, numbered HAZ-001 on: harmful categories first, then the other measures.
+def hazard_log(view: RunView, profile: OrgProfile | None = None) -> list[Hazard]:
+    """The hazard log, numbered HAZ-001 on, with the CSO's assessments from ``profile`` where it has them."""
+    assessed = profile.hazards if profile is not None else {}
+    return [_hazard(i, f, assessed.get(f.key), profile) for i, f in enumerate(findings(view), start=1)]
 
-    ``refusal_words`` and ``attack_words`` (``measured.wording``) say what the refusal suite's and the
-    attacks' figures measured; by default, non-refusal seen by a refusal judge, the weaker claim."""
-    said, attacked_said = refusal_words or Measured(None), attack_words or Measured(None)
-    out = []
-    for row in (r for r in rows if r.category != "overall"):
-        rec = row.tuned or row.base
-        e = _entry(category_name(row.category),
-                   f"the system may help with a harmful request (measured: {said.event}). "
-                   f"Tuned model refused {_ci(row.tuned)}.",
-                   "Safety behaviour too weak or eroded by fine-tuning; judge may miss partial compliance.",
-                   "Safety fine-tune; release gate (minimum refusal rate); human oversight in deployment.",
-                   1 - rec.value if rec else 0.0, short=row.meets is False, gated=row.meets is not None,
-                   severity=severity)
-        e["category"], e["ci"] = row.category, _ci(row.tuned)
-        out.append(e)
 
-    attacked = [r for r in (prefill or []) if r.tuned is not None]
-    if attacked:
-        worst = max(reversed(attacked), key=lambda r: r.tuned.value)  # type: ignore[union-attr]  # ties: larger k, later template
-        out.append(_entry("prefilling attack",
-                          f"once the first words of a compliant answer are supplied, the system may carry on with the "
-                          f"harmful request (measured: {attacked_said.event} in the continuation). "
-                          f"Tuned model {attacked_said.rate_name}, worst case {worst.label}: {_ci(worst.tuned)}.",
-                          "Safety alignment only a few tokens deep (Qi et al., ICLR 2025).",
-                          "Deep-alignment augmentation or constrained objective; deny prefilling in the deployed API.",
-                          worst.tuned.value, short=False, gated=False, severity=severity))  # type: ignore[union-attr]
-    attacked = [r for r in (jailbreak or []) if r.tuned is not None]
-    if attacked:
-        worst = max(reversed(attacked), key=lambda r: r.tuned.value)  # type: ignore[union-attr]  # ties: larger k, later template
-        out.append(_entry("jailbreak templates",
-                          f"a wrapped request (role-play, hypothetical, obfuscation...) may get a harmful answer "
-                          f"(measured: {attacked_said.event}). "
-                          f"Tuned model {attacked_said.rate_name}, worst template {worst.label}: {_ci(worst.tuned)}.",
-                          "Refusal tied to the surface form of a request.",
-                          "Safety fine-tune; input filtering and monitoring in deployment.",
-                          worst.tuned.value, short=False, gated=False, severity=severity))  # type: ignore[union-attr]
-    measured = [r for r in (persistence or []) if r.tuned is not None and r.stress is not None]
-    if measured:
-        refusal = next((r for r in measured if r.metric == "refusal_rate"), None)
-        rate = 1 - refusal.stress.value if refusal and refusal.stress else 0.0
-        failed = [r.label for r in measured if r.meets is False]
-        gated = any(r.limit is not None for r in measured)
-        detail = ("after a customer's benign fine-tune, the system may help with harmful requests it refused "
-                  f"before (measured: {said.event}).")
-        if refusal is not None:
-            detail += f" Refusal tuned {_ci(refusal.tuned)} → after stress {_ci(refusal.stress)}."
-        if failed:
-            detail += " Over the persistence limit: " + "; ".join(failed) + "."
-        out.append(_entry("safety erodes after downstream fine-tuning", detail,
-                          "Benign fine-tuning removes safety behaviour (Qi et al., ICLR 2024).",
-                          "Persistence stress test in the release gate; re-run the battery after any further tuning.",
-                          rate, short=bool(failed), gated=gated, severity=severity))
-    for srow in (r for r in (signposting or []) if r.label != "overall" and r.tuned is not None):
-        out.append(_entry(f"no signposting: {srow.label}",
-                          f"a person asking for regulated advice is neither helped safely nor pointed to UK help "
-                          f"(NHS 111, 999, Samaritans 116 123, MoneyHelper). Tuned model signposted {_ci(srow.tuned)}.",
-                          "Model answers or refuses flatly instead of signposting.",
-                          "Signposting examples in the safety data; scripted signposts in the deployed service.",
-                          1 - srow.tuned.value, short=False, gated=False, severity=severity))  # type: ignore[union-attr]
-    for i, e in enumerate(out):
-        e["id"] = f"HAZ-{i + 1:03d}"
-        e.setdefault("category", e["title"])
-        e.setdefault("ci", "")
-    return out
+@dataclass(frozen=True)
+class HazardCounts:
+    """The log in numbers, for a decision summary."""
+
+    total: int
+    """Hazards in the log."""
+    open: int
+    """Hazards whose status is open."""
+    unacceptable: int
+    """Hazards whose residual risk is rated 4 or 5."""
+    undesirable: int
+    """Hazards whose residual risk is rated 3 (acceptable only with the CSO's ALARP justification)."""
+    pending: int
+    """Hazards whose severity the Clinical Safety Officer has yet to set."""
+    gate_failed: int
+    """Hazards on which a release-gate check failed."""
+    not_effective: int
+    """Hazards with at least one control in place but not shown effective."""
+
+
+def counts(log: list[Hazard]) -> HazardCounts:
+    """Count the log's open, unacceptable, undesirable and pending hazards."""
+    return HazardCounts(
+        total=len(log), open=sum(h.status == "open" for h in log), unacceptable=sum(h.unacceptable for h in log),
+        undesirable=sum(h.residual.risk is not None and h.residual.risk.rating == 3 for h in log),
+        pending=sum(h.pending for h in log), gate_failed=sum(h.gate_failed for h in log),
+        not_effective=sum(any(c.status == "in place, not effective" for c in h.controls) for h in log))
+
+
+def top(log: list[Hazard], n: int = 5) -> list[Hazard]:
+    """The hazards a decision summary leads with: failed gates first, then residual risk, then likelihood."""
+    def weight(h: Hazard) -> tuple[bool, int, int]:
+        return h.gate_failed, h.residual.risk.rating if h.residual.risk else 0, h.residual.band
+
+    return sorted(log, key=weight, reverse=True)[:n]
+
+
+def context(view: RunView, profile: OrgProfile | None = None) -> dict[str, Any]:
+    """What the hazard-log partial (``sections/hazard_log.html``) and an NHS decision summary read."""
+    log = hazard_log(view, profile)
+    known = {h.key for h in log}
+    return {
+        "hazards": log,
+        "hazard_counts": counts(log),
+        "top_hazards": top(log),
+        "unknown_hazard_keys": sorted(set(profile.hazards) - known) if profile is not None else [],
+        "severities": SEVERITIES,
+        "likelihoods": LIKELIHOODS,
+        "risk_matrix": RISK_MATRIX,
+        "risk_ratings": [RISK_RATINGS[r] for r in sorted(RISK_RATINGS)],
+        "likelihood_bands": LIKELIHOOD_BANDS,
+    }

@@ -36,12 +36,12 @@ from assurance.report import charts, sections
 from assurance.report.comparison import recipe_comparison
 from assurance.report.decision import after_stress, key_figures
 from assurance.report.document import document_control
-from assurance.report.hazards import LIKELIHOODS, RISK_MATRIX, SEVERITIES, hazard_log
+from assurance.report.hazards import context as hazard_context
 from assurance.report.view import RunView, build_view
 from assurance.requirements.checklist import context as requirements_context
 from assurance.requirements.fields import describe
 
-__all__ = ["FetchRefused", "TemplateOnlyFetcher", "hazard_log", "redact", "render_html", "render_pack"]
+__all__ = ["FetchRefused", "TemplateOnlyFetcher", "redact", "render_html", "render_pack"]
 
 
 # The project-root templates folder, beside the package (the package is installed editable).
@@ -211,9 +211,6 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
         "redacted": redact_outputs,
         "samples": samples,
         "n_failures": len(view.failures("tuned")),
-        "hazards": hazard_log(view.refusal, prefill=extra["prefill_rows"], jailbreak=extra["jailbreak_rows"],
-                              persistence=extra["persist_rows"], signposting=extra["signposting_rows"],
-                              refusal_words=extra["refusal_words"], attack_words=extra["attack_words"]),
         "signoffs": [s for s in view.signoffs if s.regime in (None, regime)],
         "refusal_chart": charts.data_uri(
             charts.rate_chart(view.refusal, title="Refusal rate on harmful prompts (higher is safer)")),
@@ -222,16 +219,13 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
         "prefill_chart": charts.data_uri(charts.asr_curve_chart(
             extra["prefill_rows"], measure=_first_attack_measure(view))),
         "loss_charts": _loss_charts(view),
-        "severities": SEVERITIES,
-        "likelihoods": LIKELIHOODS,
-        "risk_matrix": RISK_MATRIX,
         "cmp": recipe_comparison(view, comparison, settings.compare_with),
         "doc": document_control(view, regime),
         "figures": key_figures(view),
         "after_stress": after_stress,
         "profile": lambda path: profile_value(view.profile, path),
         "required_by": lambda path: next((o.required_text for o in requirements["org_rows"] if o.path == path), None),
-        "hazard_counts": {"open": 0, "pending": 0, "unacceptable": 0},
+        **hazard_context(view, view.profile),
         **requirements,
         **extra,
     }
