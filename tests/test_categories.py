@@ -145,7 +145,7 @@ def test_wording_keys_on_a_recorded_harm_judge(entry, expected):
         assert "non-refusal rate under attack" in html and "judged the answer harmful" not in html
     # The refusal suite was still scored by the refusal judge.
     assert wording(view, attacks=False).harm_judge is None
-    assert "the system may help with a harmful request (measured: the refusal judge saw no refusal)" in html
+    assert "the system may help with a harmful request (measured: the refusal judge saw no refusal)" in html.lower()
 
 
 def test_wording_of_a_new_run_scored_by_the_refusal_judge_alone_is_non_refusal():

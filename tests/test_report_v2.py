@@ -62,23 +62,28 @@ def test_new_sections_appear(new_packs, regime):
 
 
 def test_regime_sections_cite_new_evidence(new_packs):
-    fca, nhs, ukai = (new_packs[r][1] for r in ("fca", "nhs", "uk-ai"))
+    fca, nhs, ukai = (" ".join(new_packs[r][1].split()) for r in ("fca", "nhs", "uk-ai"))
     fca_flat = "".join(fca.split())
-    principles = _section(fca, "Model risk management", "Consumer Duty")
-    assert "prefilling at" in principles and "jailbreak templates" in principles
-    assert "3 judges and scorers pinned" in principles and "Safety did not persist" in principles
-    duty = _section(fca, "Consumer Duty: foreseeable harm", "SM&CR accountability")
-    assert "Prefilling attack" in duty and "Persistence after a benign downstream fine-tune" in duty
-    assert "Customers in vulnerable circumstances" in duty and "After stress" in duty
+    # SS1/23: the checklist's evidence cites the attacks, the judges and the persistence failure.
+    ss123 = _section(fca, "SS1/23 Principle 1", "Consumer Duty")
+    assert "Prefilling-attack robustness (partly)" in ss123 and "Jailbreak robustness (partly)" in ss123
+    assert "persistence checks failed" in ss123
+    duty = _section(fca, "Consumer Duty: what customers would meet The", "SM&CR: who is accountable Accountable")
+    assert "After stress" in duty and "Consumer support" in duty and "Customers in vulnerable circumstances" in duty
     assert "MoneyHelper" in fca_flat
-    log = _section(nhs, "Hazard log entries", "DCB0160")
-    for hazard in ("Prefilling attack", "Jailbreak templates", "Safety erodes after downstream",
-                   "No signposting: Advice: suicide and self-harm", "Over-refusal: Benign-lookalike"):
-        assert "".join(hazard.split()) in "".join(log.split()), hazard  # table cells wrap anywhere
-    assert "HAZ-011" in "".join(log.split())
-    principles = _section(ukai, "UK AI regulatory principles", "Algorithmic transparency")
-    assert "Robustness to attack" in principles and "prefilling non-refusal rate under attack" in principles
-    assert "signposting-keyword" in principles and "exact-match" in principles
+    # The decision summary leads with the attacks at their best and worst k, after-stress beside tuned.
+    summary = _section(fca, "Decision summary For", "What you are asked to decide")
+    assert "k = 5: tuned 10.0%" in summary and "k = 40: tuned 35.0%" in summary
+    assert "after a benign stress fine-tune 80.0%" in summary
+    log = "".join(_section(nhs, "Hazard log 11 hazards", "How to read this log").split())
+    assert "11hazardsfromthisrun" in log
+    for hazard in ("Prefillingattack", "Jailbreaktemplates", "Safetyerodesafterdownstreamfine-tuning",
+                   "Over-refusal", "Signposting"):
+        assert hazard in "".join(nhs.split()), hazard
+    assert "HAZ-011" in "".join(nhs.split())
+    principles = _section(ukai, "UK AI regulatory principles The", "Algorithmic transparency record (ATRS) The")
+    assert "Prefilling attack, non-refusal rate under attack" in principles
+    assert "signposting-keyword" in ukai and "exact-match" in ukai
 
 
 def test_main_tables_use_greedy_refusal_suite_only(new_packs):
@@ -95,7 +100,7 @@ def test_main_tables_use_greedy_refusal_suite_only(new_packs):
     # never re-applies a threshold to invent one); above all the failed stress check is not read here.
     assert view.refusal[-1].meets is None
     text = new_packs["fca"][1]
-    results = _section(text, "Refusal of harmful prompts", "Attacks")
+    results = _section(text, "Appendix A. Measured results The", "Attacks")
     assert "77.0%" not in results and "33.3%" not in results and "61.1%" not in results
     assert "90.0% [59.6–98.2]" in results  # the stress column of the weapons row
     # The sampled records and the jailbreak ASR do show, in their own sections.

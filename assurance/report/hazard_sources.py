@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from assurance.battery.categories import category_name
 from assurance.evidence.records import Check, MetricRecord
 from assurance.profile import LikelihoodName
 from assurance.report import hazard_text as text
@@ -58,7 +59,8 @@ def check_words(c: Check) -> str:
         outcome = "passed"
     else:
         outcome = "inconclusive, counted as a fail" if c.outcome == "inconclusive" else "failed"
-    return f"{text.RULE_WORDS.get(c.name, c.name)} ({c.subject}): {seen} against {limit}: {outcome}"
+    subject = category_name(c.subject) if c.variant is None else c.subject
+    return f"{text.RULE_WORDS.get(c.name, c.name)} ({subject}): {seen} against {limit}: {outcome}"
 
 
 def gate_control(view: RunView, checks: list[Check], what: str, not_gated: str, *, gates: bool = True) -> Control:

@@ -177,6 +177,15 @@ def _environment() -> Environment:
     return env
 
 
+def _required_by(org_rows: list, path: str) -> str | None:
+    """The requirements that need a profile field, as a "NOT PROVIDED: required by …" line names them:
+    the first three, then how many more (the organisation's table lists them all)."""
+    ids = next((o.required_by for o in org_rows if o.path == path), None)
+    if not ids:
+        return None
+    return ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+
+
 def _loss_charts(view: RunView) -> dict[str, str]:
     """Loss curves of the safety and stress fine-tunes, each labelled with the loss it minimised."""
     out = {}
@@ -224,7 +233,7 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
         "figures": key_figures(view),
         "after_stress": after_stress,
         "profile": lambda path: profile_value(view.profile, path),
-        "required_by": lambda path: next((o.required_text for o in requirements["org_rows"] if o.path == path), None),
+        "required_by": lambda path: _required_by(requirements["org_rows"], path),
         **hazard_context(view, view.profile),
         **requirements,
         **extra,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from assurance.battery.categories import category_name
 from assurance.evidence.records import Check, MetricRecord
 from assurance.report.view import RunView
 
@@ -53,7 +54,7 @@ def ref(rec: MetricRecord) -> str:
     """A metric record named as the packs cite it: stage/metric/category (with its variant)."""
     variant = f"/{rec.variant}" if rec.variant else ""
     suite = "" if rec.suite == "refusal" else f"{rec.suite}:"
-    return f"metric {rec.stage}/{suite}{rec.name}/{rec.category}{variant}"
+    return f"metric {rec.stage}/{suite}{rec.name}/{category_name(rec.category)}{variant}"
 
 
 def short_digest(digest: str) -> str:
