@@ -20,6 +20,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import typer
 
 from .cli_judge import judge_app
+from .cli_profile import profile_app
 from .console import RichProgress, decision_rule_text, err_console, fail, out_console, show_run, verdict_style
 from .evidence.store import Store, StoreError
 from .plan import PlanError, load_plan
@@ -33,6 +34,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(judge_app, name="judge")
+app.add_typer(profile_app, name="profile")
 
 DbOpt = typer.Option(None, "--db", help="Evidence store URL (default: $ASSURE_DB or sqlite:///assure-runs/evidence.db).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress output.")
@@ -241,12 +243,24 @@ def render(
     out: Path | None = typer.Option(None, "--out", help="Folder for the PDF (default: the run's packs folder)."),
     db: str | None = DbOpt,
     no_redact: bool = typer.Option(False, "--no-redact", help="Show model outputs in full (default: redacted)."),
+    profile: Path | None = typer.Option(
+        None, "--profile", help="Record this organisation profile (YAML) for the run first, so its packs carry the "
+                                "organisation's part without re-running; checked as `assure profile check` does "
+                                "(exit 2, nothing recorded, when it is not valid)."),
 ) -> None:
     """Re-render a pack from the evidence store alone; no model needed."""
     from .evidence.store import runs_home
     from .pipeline import render_packs
+    from .profile_file import ProfileError, load_profile
 
     store, rid = _open_run(db, run_id)
+    if profile is not None:
+        try:
+            loaded = load_profile(profile)
+        except ProfileError as err:
+            fail(str(err))
+            raise typer.Exit(EXIT_USAGE) from None
+        store.append(rid, loaded.records("render"))
     path = render_packs(store, rid, [regime], out or runs_home() / rid / "packs",
                         redact=False if no_redact else None)[regime]
     print(path)
