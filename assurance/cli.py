@@ -156,9 +156,11 @@ def run(
 @app.command()
 def demo(db: str | None = DbOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt) -> None:
     """The whole story on the built-in tiny models and data, no downloads: a firm's downstream fine-tune
-    through the pipeline, then the papers' two comparisons over seeds (written to demo-results.json/.md).
+    through the pipeline three times (a fictional bank's profile and its FCA pack, a fictional NHS trust's and
+    its NHS pack, no profile and all three packs), then the papers' two comparisons over seeds (written to
+    demo-results.json/.md).
 
-    Exits 0 when the run completes, whatever its verdict (the verdict is part of the story;
+    Exits 0 when its runs complete, whatever their verdicts (the verdict is part of the story;
     use `assure run` to gate), and 3 when it fails.
     """
     from .demo import run_demo

@@ -28,7 +28,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markdown import Markdown
@@ -37,6 +37,9 @@ from .battery.metrics import is_greedy, is_main
 from .demo_report import markdown
 from .evidence.records import MetricRecord
 from .plan import Plan, plan_from_dict
+
+if TYPE_CHECKING:  # the pipeline (torch and all) is imported only when the demo runs
+    from .pipeline import RunResult
 
 # A firm's flow on the aligned tiny model, reduced so the whole demo fits in about
 # five minutes on 2 CPU cores: a few items per category and short answers (said in the
@@ -87,8 +90,8 @@ class Finished:
     """A demo run as it ended."""
 
     run: DemoRun
-    result: Any
-    """Its ``pipeline.RunResult``."""
+    result: RunResult
+    """How the pipeline run ended."""
     wall_seconds: float
     """How long the pipeline run took, rendering included."""
 
