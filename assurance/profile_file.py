@@ -96,7 +96,7 @@ def strict_yaml(text: str, source: str) -> Any:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        what = " ".join(str(err.problem or err.context or "invalid").split())
+        what = " ".join(" ".join(str(part) for part in (err.context, err.problem) if part).split()) or "invalid"
         raise ProfileError(f"{source}: not valid YAML: {what}{where}") from None
     except yaml.YAMLError as err:
         raise ProfileError(f"{source}: not valid YAML: {' '.join(str(err).split())}") from None

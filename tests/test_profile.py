@@ -41,6 +41,10 @@ BAD_PROFILES = {
     "CSO without registration": ("roles:\n  clinical_safety_officer:\n    name: Dr A. Example\n",
                                  "roles.clinical_safety_officer.registration: required"),
     "not a mapping": ("- a\n- b\n", "the profile must be a YAML mapping"),
+    "two documents": ("organisation: {}\n---\nsystem: {}\n",
+                      "not valid YAML: expected a single document in the stream but found another document"),
+    "unsafe tag": ("organisation: !!python/object/apply:os.getcwd []\n",
+                   "not valid YAML: could not determine a constructor for the tag"),
 }
 
 
