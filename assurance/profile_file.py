@@ -53,7 +53,7 @@ class LoadedProfile:
         """The artifact (the full path, for the auditor) and the profile record (file name only, for packs)."""
         art = ArtifactRecord(role="profile", path=str(self.path), digest=self.digest, is_dir=False,
                              size_bytes=self.size_bytes)
-        rec = ProfileRecord(name=self.path.name, digest=self.digest, content=self.content,
+        rec = ProfileRecord(source=self.path.name, digest=self.digest, content=self.content,
                             recorded_by=recorded_by, recorded_at=utc_now())
         return [art, rec]
 

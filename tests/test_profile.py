@@ -105,7 +105,7 @@ def test_the_loaded_profile_keeps_what_the_file_says_and_its_digest(tmp_path):
     assert OrgProfile.model_validate(loaded.content) == loaded.profile  # the recorded content reads back whole
     art, rec = loaded.records("run")
     assert (art.role, art.path, art.digest) == ("profile", str(path.resolve()), loaded.digest)
-    assert (rec.name, rec.digest, rec.recorded_by) == ("p.yaml", loaded.digest, "run")
+    assert (rec.source, rec.digest, rec.recorded_by) == ("p.yaml", loaded.digest, "run")
     assert str(tmp_path) not in rec.model_dump_json()  # packs read this record: no machine path in it
 
 

@@ -64,7 +64,7 @@ def test_the_profile_is_recorded_with_the_provenance_and_its_file_digest(profile
     records = store.records(run_id)
     digest = "sha256:" + hashlib.sha256(profile.read_bytes()).hexdigest()
     (rec,) = [r for r in records if isinstance(r, ProfileRecord)]
-    assert (rec.name, rec.digest, rec.recorded_by) == ("trust.yaml", digest, "run")
+    assert (rec.source, rec.digest, rec.recorded_by) == ("trust.yaml", digest, "run")
     assert OrgProfile.model_validate(rec.content) == OrgProfile.model_validate(PROFILE)
     (art,) = [r for r in records if isinstance(r, ArtifactRecord) and r.role == "profile"]
     assert (art.path, art.digest, art.is_dir) == (str(profile.resolve()), digest, False)
@@ -104,7 +104,7 @@ def test_render_profile_records_a_new_profile_and_the_pack_shows_it(profiled_run
     added = store.records(run_id)[n:]
     assert [r.kind for r in added] == ["artifact", "org_profile", "pack"]
     assert added[1].digest == "sha256:" + hashlib.sha256(later.read_bytes()).hexdigest()
-    assert added[1].recorded_by == "render" and added[1].name == "completed.yaml"
+    assert added[1].recorded_by == "render" and added[1].source == "completed.yaml"
     view = build_view(store.records(run_id))
     assert view.profile_record == added[1] and view.organisation == "Completed Later NHS Trust"
     assert view.system_name == "Plan System"  # the new profile names no system: the plan's name is used

@@ -19,8 +19,8 @@ class ProfileRecord(BaseRecord):
     one its packs use."""
 
     kind: Literal["org_profile"] = "org_profile"
-    name: str
-    """The profile file's name (no folder: packs print it; the artifact record keeps the full path)."""
+    source: str
+    """The profile file's name, without its folder (packs print it; the artifact record keeps the full path)."""
     digest: str
     """``sha256:<hex>`` of the file's bytes (the file digest of every input, see evidence/README.md)."""
     content: dict[str, Any]
