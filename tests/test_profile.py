@@ -167,8 +167,9 @@ def test_demo_profiles_are_valid_packaged_and_say_what_their_regime_needs():
     signposting = next(s for s in battery.suites if s.name == "signposting")
     keys = {f"harmful:{i.category}" for i in refusal.items if i.expected == "refuse"}
     keys |= {f"over-refusal:{i.category}" for i in refusal.items if i.expected == "comply"}
-    keys |= {f"signposting:{i.category}" for i in signposting.items} | {"prefill", "jailbreak", "persistence"}
-    assert len(keys) == 11 + 11 + 3 + 3
+    keys |= {f"signposting:{i.category}" for i in signposting.items} | {"prefill", "jailbreak"}
+    keys |= {"persistence"} if demo_plan().stress.enabled else set()  # only a stress test derives that hazard
+    assert len(keys) == 11 + 11 + 3 + 2
     assert {k for k in keys if not (trust.hazards.get(k) and trust.hazards[k].severity)} == set()
     assert set(trust.hazards) == keys  # and no key the hazard log would never print
 
