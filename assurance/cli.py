@@ -20,6 +20,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import typer
 
 from .cli_judge import judge_app
+from .cli_profile import profile_app
 from .console import RichProgress, decision_rule_text, err_console, fail, out_console, show_run, verdict_style
 from .evidence.store import Store, StoreError
 from .plan import PlanError, load_plan
@@ -33,6 +34,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(judge_app, name="judge")
+app.add_typer(profile_app, name="profile")
 
 DbOpt = typer.Option(None, "--db", help="Evidence store URL (default: $ASSURE_DB or sqlite:///assure-runs/evidence.db).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress output.")
@@ -79,13 +81,15 @@ def _execute(work, *, quiet: bool, as_json: bool, story: bool = False, resumed: 
         fail(str(err))
         return EXIT_USAGE
     wall = time.perf_counter() - start
+    runs = (comparison or {}).get("runs") or []  # the demo's several runs
     if as_json:
-        out_console.print_json(json.dumps({
+        out = {
             "run_id": result.run_id, "status": result.status, "exit_code": result.exit_code,
             "reasons": result.reasons, "error": result.error, "store": result.store_url,
             "packs": {k: str(v) for k, v in result.packs.items()}, "wall_seconds": round(wall, 1),
             "resumed": resumed,
-        }))
+        }
+        out_console.print_json(json.dumps({**out, "runs": [f.as_json() for f in runs]} if runs else out))
         return result.exit_code
     if quiet:
         print(f"{result.status} {result.run_id}")
@@ -102,7 +106,7 @@ def _execute(work, *, quiet: bool, as_json: bool, story: bool = False, resumed: 
     out_console.print(f"\n[bold]Verdict:[/bold] [{verdict_style(result.status)}]{result.status}[/]  "
                       f"({code_note}; {wall:.0f}s)")
     out_console.print(f"[bold]Evidence store:[/bold] {result.store_url}")
-    for regime, path in result.packs.items():
+    for regime, path in ({} if runs else result.packs).items():  # the demo's story listed every run's packs
         out_console.print(f"[bold]{regime.upper()} pack:[/bold] {path}")
     out_console.print(f"Check it offline: [cyan]assure verify {result.run_id}[/cyan]")
     return result.exit_code
@@ -152,9 +156,11 @@ def run(
 @app.command()
 def demo(db: str | None = DbOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt) -> None:
     """The whole story on the built-in tiny models and data, no downloads: a firm's downstream fine-tune
-    through the pipeline, then the papers' two comparisons over seeds (written to demo-results.json/.md).
+    through the pipeline three times (a fictional bank's profile and its FCA pack, a fictional NHS trust's and
+    its NHS pack, no profile and all three packs), then the papers' two comparisons over seeds (written to
+    demo-results.json/.md).
 
-    Exits 0 when the run completes, whatever its verdict (the verdict is part of the story;
+    Exits 0 when its runs complete, whatever their verdicts (the verdict is part of the story;
     use `assure run` to gate), and 3 when it fails.
     """
     from .demo import run_demo
@@ -241,12 +247,24 @@ def render(
     out: Path | None = typer.Option(None, "--out", help="Folder for the PDF (default: the run's packs folder)."),
     db: str | None = DbOpt,
     no_redact: bool = typer.Option(False, "--no-redact", help="Show model outputs in full (default: redacted)."),
+    profile: Path | None = typer.Option(
+        None, "--profile", help="Record this organisation profile (YAML) for the run first, so its packs carry the "
+                                "organisation's part without re-running; checked as `assure profile check` does "
+                                "(exit 2, nothing recorded, when it is not valid)."),
 ) -> None:
     """Re-render a pack from the evidence store alone; no model needed."""
     from .evidence.store import runs_home
     from .pipeline import render_packs
+    from .profile_file import ProfileError, load_profile
 
     store, rid = _open_run(db, run_id)
+    if profile is not None:
+        try:
+            loaded = load_profile(profile)
+        except ProfileError as err:
+            fail(str(err))
+            raise typer.Exit(EXIT_USAGE) from None
+        store.append(rid, loaded.records("render"))
     path = render_packs(store, rid, [regime], out or runs_home() / rid / "packs",
                         redact=False if no_redact else None)[regime]
     print(path)

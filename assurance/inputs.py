@@ -27,6 +27,7 @@ from .finetune.recipes import data_sources
 from .models.loading import describe_accelerator, load_model, resolve_device, resolve_model_path
 from .plan import Plan, PlanError
 from .prepared import Prepared
+from .profile_file import load_profile
 
 
 class Progress(Protocol):
@@ -52,8 +53,12 @@ class SilentProgress:
         pass
 
 
-def prepare(plan: Plan, progress: Progress) -> Prepared:
-    """Validate and load every input; raises a clear error before anything is written."""
+def prepare(plan: Plan, progress: Progress, *, read_profile: bool = True) -> Prepared:
+    """Validate and load every input; raises a clear error before anything is written.
+
+    The organisation profile is read first (it is cheap, and a typo in it should not wait for a model to
+    load); ``read_profile=False`` skips it for a resumed run, which has its profile in the ledger already."""
+    profile = load_profile(plan.report.profile) if read_profile and plan.report.profile else None
     battery = battery_from_spec(plan.battery)
     extra = load_extra_suites(plan.battery.extra_suites, per_category=plan.battery.limit_per_category)
     judge_labels = load_judge_labels(plan.battery.judge_validation)
@@ -78,7 +83,7 @@ def prepare(plan: Plan, progress: Progress) -> Prepared:
         )
     return Prepared(plan, model_path, safety, utility, battery, model, tokenizer, device, dtype,
                     judges=judges, benign_judge=benign_judge, extra=extra, backends=backends, harm_judge=harm_judge,
-                    judge_labels=judge_labels)
+                    judge_labels=judge_labels, profile=profile)
 
 
 def _build_judges(plan: Plan, device, dtype):

@@ -113,7 +113,8 @@ def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: D
             base_digest = arts[0].digest
             battery = stages.battery_record(prep, judge, recorded_generation_settings(prep),
                                             {a.role: a.digest for a in arts})
-            store.append(run_id, [env, *arts, battery])
+            profile = prep.profile.records("run") if prep.profile else []
+            store.append(run_id, [env, *arts, *profile, battery])
 
         models = stages.Models(prep, done)
 
@@ -191,8 +192,11 @@ def render_packs(store: Store, run_id: str, regimes, out_dir: Path, *, redact: b
     """
     progress = progress or SilentProgress()
     records: list[Record] = store.records(run_id)
-    final = bool(build_view(records).final)
+    view = build_view(records)
+    final = bool(view.final)
     report = dict(records[0].plan.get("report", {})) if isinstance(records[0], RunStarted) else {}
+    # The names on the pack follow the view's one rule: the recorded profile's, else the plan's.
+    report.update(organisation=view.organisation, system_name=view.system_name)
     if redact is not None:
         report["redact_outputs"] = redact
     comparison = comparison_records(store, report.get("compare_with"))

@@ -14,6 +14,7 @@ import torch
 from .battery.judges import BaseJudge
 from .battery.suites import Battery
 from .plan import Plan
+from .profile_file import LoadedProfile
 
 
 @dataclass(frozen=True)
@@ -53,3 +54,6 @@ class Prepared:
     """Evaluated stage -> the generation backend it uses (``backends.stage_backends``)."""
     judge_labels: list = field(default_factory=list)
     """The plan's ``battery.judge_validation`` labels files, loaded and checked (``judge_labels.LabelSet``)."""
+    profile: LoadedProfile | None = None
+    """The plan's ``report.profile``, read, validated and hashed; None without one (or on a resume, whose
+    profile is already in the ledger)."""

@@ -165,7 +165,8 @@ def resume_pipeline(
     the_plan = recorded_plan(started, plan, plan_path)
     done = ledger_state(records)
 
-    prep = prepare(the_plan, progress)  # raises on bad input; nothing written yet
+    # The profile is recorded with the provenance: a run that has it reuses it and never reads the file again.
+    prep = prepare(the_plan, progress, read_profile=not done.provenance)  # raises on bad input; nothing written yet
     with progress.stage("Resume: re-hashing the run's inputs and saved outputs"):
         check_unchanged(prep, done, records)
 

@@ -1,4 +1,4 @@
-"""JSON Schemas of the plan and of every evidence record (``assure schema``).
+"""JSON Schemas of the plan, the organisation profile and every evidence record (``assure schema``).
 
 The committed copies in ``evidence/schema/`` are what auditors and other tools
 read; a test regenerates them and fails on any drift from the models.
@@ -13,11 +13,13 @@ from pydantic import TypeAdapter
 
 from .evidence.records import RECORD_TYPES, Record
 from .plan import Plan
+from .profile import OrgProfile
 
 
 def all_schemas() -> dict[str, dict]:
-    """File name -> JSON Schema."""
-    out = {"plan.schema.json": Plan.model_json_schema(), "record.schema.json": TypeAdapter(Record).json_schema()}
+    """File name -> JSON Schema: the two input files a person writes (plan, organisation profile), then the records."""
+    out = {"plan.schema.json": Plan.model_json_schema(), "profile.schema.json": OrgProfile.model_json_schema(),
+           "record.schema.json": TypeAdapter(Record).json_schema()}
     for cls in RECORD_TYPES:
         kind = cls.model_fields["kind"].default
         out[f"{kind}.schema.json"] = cls.model_json_schema()

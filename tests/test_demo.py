@@ -91,3 +91,26 @@ def test_experiment_smoke_runs_every_arm_with_the_same_budget(tiny_model_dir, tm
             assert h["ci_low"] <= h["value"] <= h["ci_high"] and h["n"] == 11
     assert res["ks"] and all(f"asr_k{k}" in res["comparisons"]["safety_tune"][0]["summary"] for k in res["ks"])
     demo_report.markdown(res)  # the real results render
+
+
+def test_story_lists_the_three_runs_with_their_profiles_and_packs(tmp_path):
+    from rich.console import Console
+
+    from assurance.demo import DEMO_RUNS, Finished, tell_runs
+    from assurance.pipeline import RunResult
+
+    finished = []
+    for i, run in enumerate(DEMO_RUNS):
+        packs = {r: tmp_path / f"{r}-{i}.pdf" for r in run.regimes}
+        finished.append(Finished(run, RunResult(f"run-{i}", "FAIL", 1, "sqlite://", tmp_path, packs=packs), 20.0 + i))
+    console = Console(record=True, width=400)
+    tell_runs(finished, console)
+    text = console.export_text()
+    assert [line.split(":")[0] for line in text.splitlines() if line[:2] in ("1.", "2.", "3.")] == [
+        "1. A fictional bank, its pack from its profile", "2. A fictional NHS trust, its pack from its profile",
+        "3. No profile, so everything only an organisation can supply is a gap"]
+    assert "profile northbank.yaml" in text and "profile riverside-trust.yaml" in text and "(no profile)" in text
+    assert [line.split(" pack:")[0].strip() for line in text.splitlines() if " pack: " in line] == [
+        "FCA", "NHS", "FCA", "NHS", "UK-AI"]
+    assert "NOT PROVIDED" in text and "--profile" in text
+    assert finished[2].as_json()["packs"] == {r: str(tmp_path / f"{r}-2.pdf") for r in ("fca", "nhs", "uk-ai")}

@@ -23,7 +23,7 @@ from .training import ConstrainedSpec, DeepAlignmentSpec, FinetuneSpec, LoraSpec
 __all__ = [
     "BatterySpec", "ComparisonSpec", "ConstrainedSpec", "DeepAlignmentSpec", "ExtraSuiteSpec", "FinetuneSpec",
     "JudgeSpec", "LoraSpec", "ModelSpec", "Plan", "PlanError", "PolicySpec", "ReportSpec", "SamplingSpec",
-    "StressSpec", "SuiteName", "load_plan", "plan_from_dict", "resolve_paths",
+    "StressSpec", "SuiteName", "field_errors", "load_plan", "plan_from_dict", "resolve_paths",
 ]
 
 
@@ -81,6 +81,12 @@ class ReportSpec(Section):
     """Name of the AI system the model serves."""
     accountable_person: str = ""
     """Accountable senior manager (FCA SM&CR) or Clinical Safety Officer, shown on the packs."""
+    profile: str | None = None
+    """The organisation profile (YAML): legal entity, intended use, named roles, impact assessments, what only
+    the organisation can supply (``evidence/schema/profile.schema.json``; ``assure profile template`` prints a
+    skeleton). Validated before the run starts; its name, digest and content are recorded. Its
+    ``organisation.legal_name`` and ``system.name`` take precedence over ``organisation`` and ``system_name``.
+    Null: none, and the packs show each field a regime needs as NOT PROVIDED."""
     redact_outputs: bool = True
     """Show model outputs masked in packs; the full text stays in the ledger."""
     compare_with: str | None = None
@@ -113,13 +119,16 @@ class Plan(Section):
     """The packs."""
 
 
-def _format_error(err: ValidationError) -> str:
+def field_errors(err: ValidationError) -> str:
+    """Every error of a validation on one line, each as ``dotted.field: message``."""
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(plan)"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
+        elif e["type"] == "missing":
+            msg = "required"
         elif e["type"] == "greater_than":
             msg = f"must be > {e['ctx']['gt']}"
         elif e["type"] == "greater_than_equal":
@@ -141,7 +150,7 @@ def plan_from_dict(data: object, source: str = "plan") -> Plan:
     try:
         return Plan.model_validate(data)
     except ValidationError as err:
-        raise PlanError(f"{source}: {_format_error(err)}") from None
+        raise PlanError(f"{source}: {field_errors(err)}") from None
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -185,4 +194,5 @@ def resolve_paths(plan: Plan, base: Path) -> Plan:
         plan.battery.prefill_responses.path = fix(plan.battery.prefill_responses.path)  # type: ignore[assignment]
     for labels in plan.battery.judge_validation:
         labels.labels = fix(labels.labels)  # type: ignore[assignment]
+    plan.report.profile = fix(plan.report.profile)
     return plan

@@ -29,6 +29,7 @@ from assurance.evidence.records import (
     ManifestRecord,
     MetricRecord,
     PackRecord,
+    ProfileRecord,
     Record,
     RunFailed,
     RunStarted,
@@ -36,7 +37,8 @@ from assurance.evidence.records import (
     SignoffRecord,
     VerdictRecord,
 )
-from assurance.plan import PolicySpec
+from assurance.plan import PolicySpec, ReportSpec
+from assurance.profile import OrgProfile
 
 STAGES = ("base", "tuned", "stress")
 
@@ -127,16 +129,28 @@ class RunView:
     judge_validations: list[JudgeValidationRecord] = field(default_factory=list)
     """The judges' measured agreement with human labels (``battery.judge_validation``), if the run measured it."""
     n_records: int = 0
-    profile: Any = None
-    profile_record: Any = None
+    profile_record: ProfileRecord | None = None
+    """The latest organisation profile recorded for the run (at its start, or by ``assure render --profile``)."""
+    profile: OrgProfile | None = None
+    """``profile_record``'s content, validated; None without a profile (every field a regime needs is then
+    a gap) or when the recorded content no longer validates against today's model."""
 
     @property
     def organisation(self) -> str:
-        return str((self.plan.get("report") or {}).get("organisation", "Unnamed organisation"))
+        """The organisation named on the packs: the profile's legal entity, else the plan's ``report.organisation``."""
+        given = self.profile.organisation.legal_name if self.profile else None
+        return given or self._report_setting("organisation")
 
     @property
     def system_name(self) -> str:
-        return str((self.plan.get("report") or {}).get("system_name", "Unnamed AI system"))
+        """The AI system named on the packs: the profile's system name, else the plan's ``report.system_name``."""
+        given = self.profile.system.name if self.profile else None
+        return given or self._report_setting("system_name")
+
+    def _report_setting(self, name: str) -> str:
+        report = self.plan.get("report")
+        value = report.get(name) if isinstance(report, dict) else None
+        return str(value) if value else str(ReportSpec.model_fields[name].default)
 
     @property
     def final(self) -> bool:
@@ -207,6 +221,14 @@ def _policy(plan: dict[str, Any]) -> PolicySpec:
         return PolicySpec.model_validate(plan.get("policy") or {})
     except ValidationError:
         return PolicySpec()
+
+
+def _profile(rec: ProfileRecord) -> OrgProfile | None:
+    # Validated when recorded; should the model ever stop accepting old content, the pack must still render.
+    try:
+        return OrgProfile.model_validate(rec.content)
+    except ValidationError:
+        return None
 
 
 def row_checks(verdict: VerdictRecord | None, metric: str, category: str) -> list[Check]:
@@ -299,6 +321,10 @@ def build_view(records: list[Record]) -> RunView:
             view.comparisons.append(rec)
         elif isinstance(rec, JudgeValidationRecord):
             view.judge_validations.append(rec)
+        elif isinstance(rec, ProfileRecord):
+            view.profile_record = rec
+    if view.profile_record is not None:
+        view.profile = _profile(view.profile_record)
     view.refusal = _rows(view, "refusal_rate")
     view.over_refusal = _rows(view, "over_refusal_rate")
     return view

@@ -29,6 +29,7 @@ from .evaluation import (
     MetricRecord,
     SampleRecord,
 )
+from .org_profile import ProfileRecord, ProfileSource
 from .run import (
     ArtifactRecord,
     EnvironmentRecord,
@@ -57,7 +58,8 @@ Record = Annotated[
     | RunFailed
     | ManifestRecord
     | PackRecord
-    | SignoffRecord,
+    | SignoffRecord
+    | ProfileRecord,
     Field(discriminator="kind"),
 ]
 """Any evidence record, discriminated by its ``kind``."""
@@ -83,6 +85,8 @@ __all__ = [
     "MetricRecord",
     "Outcome",
     "PackRecord",
+    "ProfileRecord",
+    "ProfileSource",
     "Record",
     "RunFailed",
     "RunStarted",
