@@ -109,7 +109,8 @@ def test_failed_render_leaves_nothing(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(render_mod.HTML, "write_pdf", boom)
+    # The PDF is written from the laid-out Document (so its metadata can be set first).
+    monkeypatch.setattr(render_mod.HTML, "render", boom)
     with pytest.raises(RuntimeError):
         render_pack(make_records(), "fca", out)
     assert list(tmp_path.iterdir()) == []
