@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 from pypdf import PdfReader
 from weasyprint import HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
@@ -127,10 +128,13 @@ def _signed_pct(x: float | None) -> str:
     return "—" if x is None else f"{x * 100:+.1f} pp"
 
 
-def _rate(rec: Any) -> str:
+def _rate(rec: Any) -> Markup | str:
+    # The interval is its own unbreakable span: a narrow column wraps between value and
+    # interval, never inside "[39.7–89.2]" (a line may break after an en dash).
     if rec is None:
         return "—"
-    return f"{rec.value * 100:.1f}% [{rec.ci_low * 100:.1f}–{rec.ci_high * 100:.1f}]"
+    return Markup('{}% <span class="ci">[{}–{}]</span>').format(
+        f"{rec.value * 100:.1f}", f"{rec.ci_low * 100:.1f}", f"{rec.ci_high * 100:.1f}")
 
 
 def _plain(value: Any) -> str:
