@@ -118,6 +118,13 @@ def test_long_output_line_stays_on_its_pages(hostile_pack):
     assert len({round(w.y0) for w in pieces}) > 10  # wrapped over many lines, not one line off the page
 
 
+@pytest.mark.parametrize("regime", ["nhs", "uk-ai"])
+def test_every_regime_keeps_its_text_inside_the_margins(tmp_path, regime):
+    out = tmp_path / f"{regime}.pdf"
+    render_pack(make_records(), regime, out)
+    assert_words_inside(out)
+
+
 def test_finalize_replaces_invisible_characters_everywhere():
     assert neutralise("a\u202eb\u2067c\u200ed\u200ff\u061cg\u200bh\x07i") == (
         "a⟨U+202E⟩b⟨U+2067⟩c⟨U+200E⟩d⟨U+200F⟩f⟨U+061C⟩g⟨U+200B⟩h⟨U+0007⟩i")
@@ -228,7 +235,8 @@ def test_toc_css_prints_target_page_numbers(tmp_path):
 
     page = "<p>" + "filler text " * 400 + "</p>"
     html = ('<html lang="en-GB"><head><link rel="stylesheet" href="pack.css"></head><body>'
-            '<nav class="toc"><ol><li><a href="#one">First part</a></li><li><a href="#two">Second part</a></li></ol></nav>'
+            '<nav class="toc"><ol><li><a href="#one">First part</a></li>'
+            '<li><a href="#two">Second part</a></li></ol></nav>'
             f'<section class="major" id="one"><h2>First part</h2>{page}</section>'
             f'<section class="major" id="two"><h2>Second part</h2>{page}</section></body></html>')
     out = tmp_path / "toc.pdf"

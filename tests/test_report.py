@@ -78,7 +78,8 @@ def test_unsealed_run_is_draft(tmp_path):
 
 
 def test_bare_failed_run_still_renders(tmp_path):
-    records = [make_records()[0], RunFailed(stage="provenance", error="model folder not found", failed_at="2025-03-14T09:31:00Z")]
+    records = [make_records()[0],
+               RunFailed(stage="provenance", error="model folder not found", failed_at="2025-03-14T09:31:00Z")]
     out = tmp_path / "bare.pdf"
     assert render_pack(records, "nhs", out) >= 1
     text = pdf_text(out)

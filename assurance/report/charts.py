@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import matplotlib
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 from assurance.report.sections import StageRow
 from assurance.report.view import CategoryRow
@@ -59,9 +60,7 @@ def _to_svg(fig: Figure | None) -> str:
 
 def _figure(width: float, height: float) -> Figure:
     # Constrained layout leaves room for tick labels and the outside legend; pads in inches.
-    fig = Figure(figsize=(width, height), dpi=72, layout="constrained")
-    fig.get_layout_engine().set(w_pad=0.06, h_pad=0.06)
-    return fig
+    return Figure(figsize=(width, height), dpi=72, layout=ConstrainedLayoutEngine(w_pad=0.06, h_pad=0.06))
 
 
 def _legend_below(fig: Figure, ax: Any, last: str | None = None) -> None:

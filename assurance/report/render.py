@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import base64
 import mimetypes
-from datetime import datetime
 import os
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
