@@ -119,10 +119,15 @@ def test_long_output_line_stays_on_its_pages(hostile_pack):
 
 
 @pytest.mark.parametrize("regime", ["nhs", "uk-ai"])
-def test_every_regime_keeps_its_text_inside_the_margins(tmp_path, regime):
+def test_every_regime_keeps_long_names_inside_the_margins(tmp_path, regime):
+    recs = make_records()
+    plan = dict(recs[0].plan)
+    plan["report"] = dict(plan["report"], organisation="Example Trust " * 300, system_name="S" * 2000)
+    recs[0] = recs[0].model_copy(update={"plan": plan})
     out = tmp_path / f"{regime}.pdf"
-    render_pack(make_records(), regime, out)
-    assert_words_inside(out)
+    render_pack(recs, regime, out)
+    found = assert_words_inside(out)
+    assert sum(w.text.count("S") for w in found if set(w.text) == {"S"}) >= 2000  # wrapped, not cut
 
 
 def test_finalize_replaces_invisible_characters_everywhere():
