@@ -195,8 +195,6 @@ def render_packs(store: Store, run_id: str, regimes, out_dir: Path, *, redact: b
     view = build_view(records)
     final = bool(view.final)
     report = dict(records[0].plan.get("report", {})) if isinstance(records[0], RunStarted) else {}
-    # The names on the pack follow the view's one rule: the recorded profile's, else the plan's.
-    report.update(organisation=view.organisation, system_name=view.system_name)
     if redact is not None:
         report["redact_outputs"] = redact
     comparison = comparison_records(store, report.get("compare_with"))

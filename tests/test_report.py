@@ -78,7 +78,8 @@ def test_unsealed_run_is_draft(tmp_path):
 
 
 def test_bare_failed_run_still_renders(tmp_path):
-    records = [make_records()[0], RunFailed(stage="provenance", error="model folder not found", failed_at="2025-03-14T09:31:00Z")]
+    records = [make_records()[0],
+               RunFailed(stage="provenance", error="model folder not found", failed_at="2025-03-14T09:31:00Z")]
     out = tmp_path / "bare.pdf"
     assert render_pack(records, "nhs", out) >= 1
     text = pdf_text(out)
@@ -109,7 +110,8 @@ def test_failed_render_leaves_nothing(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(render_mod.HTML, "write_pdf", boom)
+    # The PDF is written from the laid-out Document (so its metadata can be set first).
+    monkeypatch.setattr(render_mod.HTML, "render", boom)
     with pytest.raises(RuntimeError):
         render_pack(make_records(), "fca", out)
     assert list(tmp_path.iterdir()) == []

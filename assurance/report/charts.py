@@ -4,7 +4,12 @@ We use the object-oriented API (``Figure`` with the SVG canvas) rather than
 pyplot, so nothing here touches matplotlib's global backend or figure registry
 and no display is needed (Agg would only matter for raster output). Determinism
 matters because a pack is an artifact with a digest: the same records must give the same
-bytes, so ids are salted with a constant, sizes are fixed and no date is written.
+bytes, so ids are salted with a constant, sizes are fixed and neither a date nor matplotlib's
+version is written.
+
+Legends sit below the plot, outside the axes, and the figures use constrained layout, which
+makes room for them (and for long category names) instead of letting the figure's edge cut
+them off. The ``*_figure`` functions return the Figure itself, so tests can measure that.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import matplotlib
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 from assurance.report.sections import StageRow
 from assurance.report.view import CategoryRow
@@ -42,12 +48,30 @@ _RC: dict[RcKeyType, Any] = {
 }
 
 
-def _to_svg(fig: Figure) -> str:
+def _to_svg(fig: Figure | None) -> str:
+    if fig is None:
+        return ""
     buf = io.StringIO()
     FigureCanvasSVG(fig)
-    # metadata Date=None drops the timestamp matplotlib would otherwise embed.
-    fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches=None)
+    # Date and Creator None: no timestamp and no matplotlib version in the bytes.
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches=None)
     return buf.getvalue()
+
+
+def _figure(width: float, height: float) -> Figure:
+    # Constrained layout leaves room for tick labels and the outside legend; pads in inches.
+    return Figure(figsize=(width, height), dpi=72, layout=ConstrainedLayoutEngine(w_pad=0.06, h_pad=0.06))
+
+
+def _legend_below(fig: Figure, ax: Any, last: str | None = None) -> None:
+    """The legend under the plot, in as many rows as it needs to stay inside the figure,
+    stages in order and ``last`` (the policy mark) at the end."""
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: labels[i] == last)
+    # 7 pt DejaVu: about 0.06 in a character, plus the marker and the gap between entries.
+    per_row = max(1, min(len(labels), int(fig.get_figwidth() // (0.45 + 0.06 * max(map(len, labels))))))
+    fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="outside lower center",
+               ncols=per_row, frameon=False, fontsize=7)
 
 
 def rate_chart(rows: Sequence[CategoryRow], *, title: str, lower_is_better: bool = False) -> str:
@@ -56,21 +80,25 @@ def rate_chart(rows: Sequence[CategoryRow], *, title: str, lower_is_better: bool
     The policy threshold is drawn as a tick mark on each category (categories may
     have different thresholds). Returns SVG text; empty string when there is nothing to draw.
     """
+    with matplotlib.rc_context(_RC):
+        return _to_svg(rate_figure(rows, title=title, lower_is_better=lower_is_better))
+
+
+def rate_figure(rows: Sequence[CategoryRow], *, title: str, lower_is_better: bool = False) -> Figure | None:
+    """The Figure behind ``rate_chart`` (None when there is nothing to draw)."""
     rows = [r for r in rows if r.base or r.tuned or r.stress]
     if not rows:
-        return ""
+        return None
     stages = [s for s in ("base", "tuned", "stress") if any(getattr(r, s) for r in rows)]
     # Thinner bars when there are many categories, so the chart fits on one A4 page
-    # (12 categories x 3 stages would otherwise be 11 inches tall).
-    height = 0.9 + min(0.28 * len(stages), 7.2 / len(rows)) * len(rows)
+    # (12 categories x 3 stages would otherwise be 11 inches tall); 1.1 in for title, axis and legend.
+    height = 1.1 + min(0.28 * len(stages), 7.2 / len(rows)) * len(rows)
     bar_h = 0.8 / len(stages)
-    # Room on the left for the longest category name (8 pt DejaVu: about 0.07 in a character).
-    left = min(0.42, max(0.16, 0.1 + 0.07 * max(len(r.label) for r in rows) / 6.4))
 
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(6.4, height), dpi=72)
-        ax = fig.add_axes((left, 0.9 / height * 0.75, 0.96 - left, 1 - 0.9 / height))
-        labels = [r.label for r in rows]
+        fig = _figure(6.4, height)
+        ax = fig.add_subplot()
+        labels = ["All categories" if r.category == "overall" else r.label for r in rows]
         # Top-to-bottom in table order: matplotlib draws y=0 at the bottom.
         ys = list(range(len(rows)))[::-1]
         for k, stage in enumerate(stages):
@@ -90,8 +118,8 @@ def rate_chart(rows: Sequence[CategoryRow], *, title: str, lower_is_better: bool
             if row.threshold is not None:
                 ax.plot([row.threshold, row.threshold], [y - 0.45, y + 0.45],
                         color=THRESHOLD_COLOUR, linewidth=1.6, linestyle="--")
-        ax.plot([], [], color=THRESHOLD_COLOUR, linewidth=1.6, linestyle="--",
-                label="Policy maximum" if lower_is_better else "Policy minimum")
+        policy = "Policy maximum" if lower_is_better else "Policy minimum"
+        ax.plot([], [], color=THRESHOLD_COLOUR, linewidth=1.6, linestyle="--", label=policy)
         ax.set_yticks(ys, labels)
         ax.set_xlim(0, 1.0)
         ax.set_ylim(-0.6, len(rows) - 0.4)
@@ -99,9 +127,8 @@ def rate_chart(rows: Sequence[CategoryRow], *, title: str, lower_is_better: bool
         ax.set_title(title, fontsize=9, loc="left")
         ax.grid(axis="x", color="#dddddd", linewidth=0.5)
         ax.set_axisbelow(True)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.45, -0.12), ncol=len(stages) + 1,
-                  frameon=False, fontsize=7)
-        return _to_svg(fig)
+        _legend_below(fig, ax, last=policy)
+        return fig
 
 
 def loss_chart(curve: Sequence[tuple[int, float]], *, title: str = "Training loss (safety fine-tune)",
@@ -113,8 +140,8 @@ def loss_chart(curve: Sequence[tuple[int, float]], *, title: str = "Training los
     if not curve:
         return ""
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(4.2, 1.8), dpi=72)
-        ax = fig.add_axes((0.14, 0.24, 0.82, 0.66))
+        fig = _figure(4.2, 1.8)
+        ax = fig.add_subplot()
         ax.plot([p[0] for p in curve], [p[1] for p in curve], color=colour, linewidth=1.2)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(ylabel)
@@ -129,15 +156,22 @@ def asr_curve_chart(rows: Sequence[StageRow], *, measure: str = "attack success 
 
     ``rows`` are ``sections.prefill_rows`` (one per k). Empty string when nothing was measured.
     """
+    with matplotlib.rc_context(_RC):
+        return _to_svg(asr_curve_figure(rows, measure=measure, title=title))
+
+
+def asr_curve_figure(rows: Sequence[StageRow], *, measure: str = "attack success rate",
+                     title: str | None = None) -> Figure | None:
+    """The Figure behind ``asr_curve_chart`` (None when nothing was measured)."""
     points = {stage: [(getattr(r, stage).k, getattr(r, stage)) for r in rows if getattr(r, stage) is not None]
               for stage in ("base", "tuned", "stress")}
     points = {s: sorted(p, key=lambda kv: kv[0]) for s, p in points.items() if p}
     if not points:
-        return ""
+        return None
     ks = sorted({k for p in points.values() for k, _ in p})
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(5.6, 2.5), dpi=72)
-        ax = fig.add_axes((0.1, 0.3, 0.86, 0.6))
+        fig = _figure(5.6, 2.7)
+        ax = fig.add_subplot()
         for stage, pts in points.items():
             name, colour = STAGE_STYLE[stage]
             xs = [k for k, _ in pts]
@@ -156,8 +190,8 @@ def asr_curve_chart(rows: Sequence[StageRow], *, measure: str = "attack success 
         ax.set_title(title or f"Prefilling attack: {measure} by k", fontsize=9, loc="left")
         ax.grid(color="#dddddd", linewidth=0.5)
         ax.set_axisbelow(True)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.45, -0.22), ncol=len(points), frameon=False, fontsize=7)
-        return _to_svg(fig)
+        _legend_below(fig, ax)
+        return fig
 
 
 def data_uri(svg: str) -> str:

@@ -10,6 +10,11 @@ Three rules shape this module:
   and ``data:`` URIs (the charts) and refuses every other URL.
 * A failed render leaves no half-written PDF: we write a temp file beside the
   target and rename it into place.
+
+Every rendered value passes through ``filters.neutralise`` (the environment's ``finalize``),
+so bidirectional overrides and other invisible characters show as markers. The PDF is tagged
+(PDF/UA-1: structure tree, language, title, outline from the headings) and deterministic: its
+dates come from the records, never the clock, so the same ledger state gives the same bytes.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ import base64
 import mimetypes
 import os
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 from pypdf import PdfReader
 from weasyprint import HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
@@ -34,8 +41,10 @@ from assurance.profile import profile_value
 from assurance.regimes import REGIMES, Regime, regime_title
 from assurance.report import charts, sections
 from assurance.report.comparison import recipe_comparison
+from assurance.report.counts import RecordCounts, record_counts
 from assurance.report.decision import after_stress, key_figures
 from assurance.report.document import document_control
+from assurance.report.filters import digest, display_path, neutralise, scrub_paths
 from assurance.report.hazards import context as hazard_context
 from assurance.report.view import RunView, build_view
 from assurance.requirements.checklist import context as requirements_context
@@ -49,6 +58,10 @@ TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 
 REDACT_KEEP = 24
 """Characters of a model output shown before the redaction note."""
+
+PDF_OPTIONS: dict[str, Any] = {"pdf_variant": "pdf/ua-1", "pdf_tags": True}
+"""How WeasyPrint writes a pack: PDF/UA-1, tagged for screen readers. ``pdf_tags`` is kept
+explicitly so that a switch to another variant (PDF/A-3b for embedded evidence) stays tagged."""
 
 
 class FetchRefused(ValueError):
@@ -120,10 +133,13 @@ def _signed_pct(x: float | None) -> str:
     return "—" if x is None else f"{x * 100:+.1f} pp"
 
 
-def _rate(rec: Any) -> str:
+def _rate(rec: Any) -> Markup | str:
+    # The interval is its own unbreakable span: a narrow column wraps between value and
+    # interval, never inside "[39.7–89.2]" (a line may break after an en dash).
     if rec is None:
         return "—"
-    return f"{rec.value * 100:.1f}% [{rec.ci_low * 100:.1f}–{rec.ci_high * 100:.1f}]"
+    return Markup('{}% <span class="ci">[{}–{}]</span>').format(
+        f"{rec.value * 100:.1f}", f"{rec.ci_low * 100:.1f}", f"{rec.ci_high * 100:.1f}")
 
 
 def _plain(value: Any) -> str:
@@ -170,10 +186,11 @@ def _environment() -> Environment:
         undefined=StrictUndefined,  # a template typo fails loudly, not as a blank
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=neutralise,  # one place for every value: no bidi override or invisible character survives
     )
     env.filters.update(pct=_pct, signed_pct=_signed_pct, rate=_rate, bytes=_bytes, plain=_plain,
-                       flatten=sections.flatten, num=_num, described=describe,
-                       display_path=lambda p: Path(str(p)).name if str(p).startswith("/") else str(p))
+                       flatten=sections.flatten, num=_num, digest=digest, display_path=display_path,
+                       scrub_paths=scrub_paths, described=describe)
     return env
 
 
@@ -201,8 +218,12 @@ def _loss_charts(view: RunView) -> dict[str, str]:
 
 def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
                 report: dict[str, Any] | None = None, n_samples: int = 5,
-                comparison: list[Record] | None = None) -> str:
-    """The pack's HTML (exposed for tests and previews); ``comparison`` as for ``render_pack``."""
+                comparison: list[Record] | None = None, counts: RecordCounts | None = None) -> str:
+    """The pack's HTML (exposed for tests and previews); ``comparison`` as for ``render_pack``.
+
+    ``counts`` (``counts.record_counts`` of the records the view was built from) is what the
+    evidence register states; ``render_pack`` always passes it, a preview may leave it None.
+    """
     if regime not in REGIMES:
         raise ValueError(f"unknown regime {regime!r}; expected one of {', '.join(REGIMES)}")
     settings = _report_settings(view, report)
@@ -236,6 +257,8 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
         "required_by": lambda path: _required_by(requirements["org_rows"], path),
         **hazard_context(view, view.profile),
         **requirements,
+        "record_counts": counts,
+        "metric_labels": sections.METRIC_LABELS,
         **extra,
     }
     return _environment().get_template(f"{regime}/pack.html").render(**context)
@@ -255,15 +278,18 @@ def render_pack(records: list[Record], regime: Regime, out_path: Path, *, redact
     the section says the run was not found; when neither is set, the pack is unchanged.
     """
     view = build_view(records)
-    html = render_html(view, regime, redact_outputs=redact_outputs, report=report, comparison=comparison)
+    html = render_html(view, regime, redact_outputs=redact_outputs, report=report, comparison=comparison,
+                       counts=record_counts(records))
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".part", dir=out_path.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
-            HTML(string=html, base_url=str(TEMPLATES_DIR) + os.sep,
-                 url_fetcher=TemplateOnlyFetcher()).write_pdf(fh)
+            document = HTML(string=html, base_url=str(TEMPLATES_DIR) + os.sep,
+                            url_fetcher=TemplateOnlyFetcher()).render()
+            _set_metadata(document.metadata, view, regime)
+            document.write_pdf(fh, **PDF_OPTIONS)
             fh.flush()
             os.fsync(fh.fileno())
         pages = len(PdfReader(str(tmp)).pages)
@@ -272,6 +298,32 @@ def render_pack(records: list[Record], regime: Regime, out_path: Path, *, redact
         tmp.unlink(missing_ok=True)
         raise
     return pages
+
+
+def _set_metadata(metadata: Any, view: RunView, regime: Regime) -> None:
+    """Title, language and dates of the PDF. Dates come from the records (the seal, or the run's
+    start, and the latest pack or sign-off after it), never the clock, so that the same ledger state
+    renders the same bytes; the template's ``<title>`` and ``lang`` win when it sets them."""
+    metadata.title = metadata.title or f"{regime_title(regime)} assurance pack — {view.run_id}"
+    metadata.lang = metadata.lang or "en-GB"
+    created = _w3c(view.manifest.sealed_at if view.manifest else view.started_at)
+    later = [t for t in (*(s.signed_at for s in view.signoffs), *(p.rendered_at for p in view.packs)) if _w3c(t)]
+    metadata.created = created
+    metadata.modified = max([t for t in (created, *later) if t], key=_instant, default=None)
+
+
+def _w3c(stamp: str | None) -> str | None:
+    """``stamp`` when it is an ISO 8601 time with a zone (as the ledger writes them), else None."""
+    if not stamp:
+        return None
+    try:
+        return stamp if datetime.fromisoformat(stamp).tzinfo is not None else None
+    except ValueError:
+        return None
+
+
+def _instant(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)
 
 
 def _first_attack_measure(view: RunView) -> str:
