@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from typer.testing import CliRunner
 
 from assurance.cli import app
+from assurance.evidence.attest import attest_run, load_key
 from assurance.evidence.hashing import tree_digest
 from assurance.evidence.records import ArtifactRecord, ManifestRecord, PackRecord, SignoffRecord, VerdictRecord
 from assurance.evidence.seal import seal_run
@@ -151,6 +152,9 @@ def test_pack_subjects_are_the_latest_pack_record_of_each_file(tmp_path):
     for s, path in zip(subjects[1:], (fca, nhs), strict=True):
         assert "sha256:" + s["digest"]["sha256"] == tree_digest(path).digest
     assert subjects[1]["annotations"] == {"role": "pack:fca", "path": str(fca)}
+    # The attestation a pack embeds cannot name that pack's own digest: packs=False leaves them out.
+    inner = payload(attest_run(store, RUN_ID, load_key(key), packs=False))["subject"]
+    assert [s["name"] for s in inner] == ["adapter"]
 
 
 def test_the_predicate_carries_battery_judges_metrics_policy_checks_and_verdict(signed_run):

@@ -73,9 +73,9 @@ def load_key(path: str | Path) -> Ed25519PrivateKey:
         return load_private_key(path)
     except OSError as err:
         raise AttestError(f"--key {path}: cannot read it ({err.strerror or err})") from None
-    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
-        why = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise AttestError(f"--key {path}: not an unencrypted Ed25519 private key in PEM ({why})") from None
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise AttestError(f"--key {path}: not an unencrypted Ed25519 private key in PEM (as `assure keygen` writes)"
+                          ) from None
 
 
 def pae(payload_type: str, body: bytes) -> bytes:
@@ -96,8 +96,9 @@ def envelope(statement: dict, key: Ed25519PrivateKey) -> dict:
     }
 
 
-def attest_run(store: Store, run_id: str, key: Ed25519PrivateKey) -> dict:
-    """The signed envelope of a sealed run whose ledger verifies; AttestError otherwise."""
+def attest_run(store: Store, run_id: str, key: Ed25519PrivateKey, *, packs: bool = True) -> dict:
+    """The signed envelope of a sealed run whose ledger verifies; AttestError otherwise. ``packs=False``
+    leaves the packs out of the subjects, for an attestation that a pack itself embeds."""
     report = verify_run(store, run_id, check_files=False)
     if not report.sealed:
         raise AttestError(f"run {run_id}: never sealed; there is no verdict to attest (resume it first)")
@@ -105,7 +106,7 @@ def attest_run(store: Store, run_id: str, key: Ed25519PrivateKey) -> dict:
         n = sum(1 for f in report.findings if f.severity == "error")
         raise AttestError(f"run {run_id}: the ledger does not verify ({n} findings; see `assure verify {run_id}`); "
                           "not attested", exit_code=1)
-    statement = build_statement(store, run_id)
+    statement = build_statement(store, run_id, packs=packs)
     signer = public_key_b64(key.public_key())
     sealed_by = statement["predicate"]["safetyEvaluation"]["ledger"]["publicKey"]
     if sealed_by is not None and sealed_by != signer:
@@ -114,7 +115,7 @@ def attest_run(store: Store, run_id: str, key: Ed25519PrivateKey) -> dict:
     return envelope(statement, key)
 
 
-def build_statement(store: Store, run_id: str) -> dict:
+def build_statement(store: Store, run_id: str, *, packs: bool = True) -> dict:
     """The in-toto Statement v1 of a sealed run, as JSON-ready data (the envelope's payload)."""
     entries = store.entries(run_id)
     manifest_row = next((e for e in reversed(entries) if e.kind == "manifest"), None)
@@ -124,7 +125,7 @@ def build_statement(store: Store, run_id: str) -> dict:
     assert isinstance(manifest, ManifestRecord), "a manifest row holds a manifest record"
     records = store.records(run_id, kinds=_READ_KINDS)
     started = next(r for r in records if isinstance(r, RunStarted))
-    subjects = _subjects(records)
+    subjects = _subjects(records, packs=packs)
     if not subjects:
         raise AttestError(f"run {run_id}: no tuned model, adapter or pack recorded; nothing to attest")
     battery = next((r for r in records if isinstance(r, BatteryRecord)), None)
@@ -191,11 +192,12 @@ def _descriptor(art: ArtifactRecord) -> ResourceDescriptor:
     return ResourceDescriptor(name=name, digest=_hex(art.digest), annotations={"role": art.role, "path": art.path})
 
 
-def _subjects(records: list) -> list[ResourceDescriptor]:
+def _subjects(records: list, *, packs: bool) -> list[ResourceDescriptor]:
     models = [r for r in records if isinstance(r, ArtifactRecord) and r.role in MODEL_ROLES]
     out = [_descriptor(models[-1])] if models else []
+    # A re-render to the same path replaces the file, so only the latest record of a path can match it.
     latest: dict[str, PackRecord] = {}
-    for r in records:  # a re-render to the same path replaces the file, so only its latest record can match
+    for r in records if packs else ():
         if isinstance(r, PackRecord):
             latest[r.path] = r
     for p in latest.values():
