@@ -201,9 +201,11 @@ def test_no_key_bad_key_other_key_and_unknown_run_exit_2_with_one_line(signed_ru
     db, rid = signed_run["db"], signed_run["run_id"]
     res = runner.invoke(app, ["attest", rid, "--db", db])
     assert res.exit_code == 2 and "--key" in res.stderr and len(res.stderr.strip().splitlines()) == 1
-    bad = tmp_path / "bad.pem"
+    bad, not_ed25519 = tmp_path / "bad.pem", tmp_path / "ec.pem"
     bad.write_text("not a key\n")
-    for path in (bad, tmp_path / "missing.pem"):
+    not_ed25519.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    for path in (bad, not_ed25519, tmp_path / "missing.pem"):
         res = runner.invoke(app, ["attest", rid, "--db", db, "--key", str(path)])
         assert res.exit_code == 2 and str(path) in res.stderr and len(res.stderr.strip().splitlines()) == 1
         assert "Traceback" not in res.output
