@@ -370,6 +370,32 @@ def keygen(path: Path = typer.Argument(..., help="Where to write the new Ed25519
     print(generate_key(path))
 
 
+@app.command()
+def attest(
+    run_id: str = typer.Argument(..., help="Run id or unique prefix."),
+    out: Path | None = typer.Option(None, "--out", help="Write the envelope here (default: print it)."),
+    key: Path | None = typer.Option(None, "--key", help="The run's Ed25519 private key (PEM), as for run --sign-key."),
+    db: str | None = DbOpt,
+) -> None:
+    """A signed in-toto attestation (DSSE envelope) of a sealed run: exit 0 written, 1 ledger does not verify,
+    2 usage (no or bad --key, unknown or unsealed run)."""
+    from .evidence.attest import AttestError, attest_run, load_key, write_envelope
+
+    try:
+        if key is None:
+            raise AttestError("an attestation must be signed: give the run's Ed25519 private key with --key KEY.pem")
+        signing_key = load_key(key)
+        store, rid = _open_run(db, run_id)
+        text = write_envelope(attest_run(store, rid, signing_key), out)
+    except AttestError as err:
+        fail(str(err))
+        raise typer.Exit(err.exit_code) from None
+    if out is None:
+        print(text, end="")
+    else:
+        print(f"attested: run {rid} -> {out}")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

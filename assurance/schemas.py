@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
+from .evidence.attest_predicate import TestResultPredicate
 from .evidence.records import RECORD_TYPES, Record
 from .plan import Plan
 from .profile import OrgProfile
@@ -23,6 +24,7 @@ def all_schemas() -> dict[str, dict]:
     for cls in RECORD_TYPES:
         kind = cls.model_fields["kind"].default
         out[f"{kind}.schema.json"] = cls.model_json_schema()
+    out["attestation-predicate.schema.json"] = TestResultPredicate.model_json_schema(by_alias=True)
     return out
 
 

@@ -41,10 +41,11 @@ def generate_key(path: str | Path) -> str:
     p = Path(path)
     p.write_bytes(pem)
     p.chmod(0o600)
-    return _public_b64(key.public_key())
+    return public_key_b64(key.public_key())
 
 
-def _public_b64(pub: Ed25519PublicKey) -> str:
+def public_key_b64(pub: Ed25519PublicKey) -> str:
+    """The raw 32-byte public key in base64: what `assure keygen` prints and the manifest records."""
     raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return base64.b64encode(raw).decode()
 
@@ -68,7 +69,7 @@ def seal_run(store: Store, run_id: str, *, complete: bool, key_path: str | Path 
         key = load_private_key(key_path)
         sig = key.sign(signing_payload(manifest))
         manifest = manifest.model_copy(
-            update={"signature": base64.b64encode(sig).decode(), "public_key": _public_b64(key.public_key())}
+            update={"signature": base64.b64encode(sig).decode(), "public_key": public_key_b64(key.public_key())}
         )
     store.append(run_id, [manifest])
     return manifest
