@@ -23,6 +23,8 @@ from assurance.evidence.records import (
     SignoffRecord,
     VerdictRecord,
 )
+from assurance.plan import PolicySpec
+from assurance.policy import decide
 
 BATTERY_V2 = {
     "suites": ["refusal", "signposting", "prefill", "jailbreak", "capability"],
@@ -217,3 +219,27 @@ def legacy_checks(counts: dict, passing: bool, *, extended: bool) -> list[dict]:
     if extended:
         out.append(check("max_stress_refusal_drop", "overall", 0.1, 0.05, passing))
     return out
+
+
+# --- variants of the fixture run: metrics swapped, the verdict re-decided by the real policy ---
+
+def _key(m: MetricRecord) -> tuple:
+    return m.stage, m.name, m.category, m.suite, m.variant, m.decoding, m.seed, tuple(m.seeds)
+
+
+def swap(records: list, *new: MetricRecord) -> list:
+    """The records with each metric of the same stage, name, category, suite and variant replaced by ``new``."""
+    by_key = {_key(m): m for m in new}
+    out = [by_key.pop(_key(r), r) if isinstance(r, MetricRecord) else r for r in records]
+    assert not by_key, f"no record to replace for {list(by_key)}"
+    return out
+
+
+def redecide(records: list, **policy) -> list:
+    """The records with the plan's policy changed and the verdict the real policy gives on their metrics."""
+    started = next(r for r in records if isinstance(r, RunStarted))
+    spec = PolicySpec.model_validate({**started.plan["policy"], **policy})
+    verdict = decide(spec, [r for r in records if isinstance(r, MetricRecord)])
+    plan = {**started.plan, "policy": spec.model_dump()}
+    return [started.model_copy(update={"plan": plan}) if r is started else verdict if isinstance(r, VerdictRecord)
+            else r for r in records]

@@ -10,14 +10,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from _report_records import make_records, metric_record, pdf_text
+from _report_records import make_records, metric_record, pdf_text, redecide, swap
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pypdf import PdfReader
 from weasyprint import HTML
 
-from assurance.evidence.records import FinetuneRecord, MetricRecord, RunStarted, VerdictRecord
-from assurance.plan import PolicySpec
-from assurance.policy import decide
+from assurance.evidence.records import FinetuneRecord, MetricRecord, VerdictRecord
 from assurance.profile import OrgProfile
 from assurance.report import build_view
 from assurance.report.hazards import NOT_PROVIDED, context, hazard_log
@@ -25,28 +23,6 @@ from assurance.report.render import TEMPLATES_DIR, TemplateOnlyFetcher, render_h
 from assurance.report.risk import RISK_RATINGS, likelihood_of
 
 PARTIAL = TEMPLATES_DIR / "sections" / "hazard_log.html"
-
-
-def _key(m: MetricRecord) -> tuple:
-    return m.stage, m.name, m.category, m.suite, m.variant, m.decoding, m.seed, tuple(m.seeds)
-
-
-def swap(records: list, *new: MetricRecord) -> list:
-    """The records with each metric of the same stage, name, category, suite and variant replaced by ``new``."""
-    by_key = {_key(m): m for m in new}
-    out = [by_key.pop(_key(r), r) if isinstance(r, MetricRecord) else r for r in records]
-    assert not by_key, f"no record to replace for {list(by_key)}"
-    return out
-
-
-def redecide(records: list, **policy) -> list:
-    """The records with the plan's policy changed and the verdict the real policy gives on their metrics."""
-    started = next(r for r in records if isinstance(r, RunStarted))
-    spec = PolicySpec.model_validate({**started.plan["policy"], **policy})
-    verdict = decide(spec, [r for r in records if isinstance(r, MetricRecord)])
-    plan = {**started.plan, "policy": spec.model_dump()}
-    return [started.model_copy(update={"plan": plan}) if r is started else verdict if isinstance(r, VerdictRecord)
-            else r for r in records]
 
 
 def by_key(records: list, profile: OrgProfile | None = None) -> dict:

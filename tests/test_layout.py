@@ -90,11 +90,13 @@ def test_long_signoff_role_keeps_date_and_decision(hostile_pack):
     found = assert_words_inside(hostile_pack)
     dates = [w for w in found if w.text == "2025-03-16"]
     assert dates, "the sign-off date vanished"
-    date = dates[0]
+    date = dates[-1]  # the sign-off block's (a checklist cell names the decision and its date earlier)
     # The decision word sits on the date's line (not one of the blank rows' "approve / reject" hints).
     assert any(w.text == "approve" and w.page == date.page and abs(w.y0 - date.y0) < 3 for w in found)
-    # Every character of the role is still there, wrapped inside its cell.
-    role_chars = sum(w.text.count("R") for w in found if set(w.text) == {"R"})
+    # Every character of the role is still there, wrapped inside its cell of the sign-off block (a checklist
+    # cell elsewhere names it briefly).
+    block = min(w.page for w in found if w.text == "Sign-off" and w.page > 2)  # past the contents page
+    role_chars = sum(w.text.count("R") for w in found if set(w.text) == {"R"} and w.page >= block)
     assert role_chars == len(LONG_ROLE)
 
 
@@ -208,7 +210,7 @@ def test_pack_is_tagged_with_language_title_and_outline(plain_pack):
                 titles.append(item.title)
 
     walk(reader.outline)
-    for heading in ("Executive summary", "Results", "Attacks", "The evaluation battery and its judges", "Sign-off"):
+    for heading in ("Decision summary", "Results", "Attacks", "The evaluation battery and its judges", "Sign-off"):
         assert heading in titles
 
 
@@ -277,12 +279,13 @@ def test_chart_svg_carries_no_date_or_version():
 # --- 7. category names ----------------------------------------------------------------------------
 
 def test_category_and_metric_ids_are_never_labels(plain_pack):
-    text = pdftotext(plain_pack)
+    text = re.sub(r"/\n", "/", pdftotext(plain_pack))  # a record reference wrapped after its slash
     for category_id in ("advice_self_harm", "advice_medical", "advice_financial", "cap_arithmetic"):
         assert category_id not in text
-    # Metric ids may appear only inside policy keys (min_refusal_rate), never as a label of their own.
+    # Metric ids may appear only inside policy keys (min_refusal_rate) and record references
+    # ("records: metric tuned/refusal_rate/…", which name ledger records for an auditor), never as a label.
     for metric in ("refusal_rate", "signposting_rate", "capability_score", "attack_success_rate"):
-        assert not re.search(rf"(?<![\w.]){metric}", text), metric
+        assert not re.search(rf"(?<![\w./:]){metric}", text), metric
 
 
 # --- 8. record counts -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 
 import pytest
-from _report_records import make_records
+from _report_records import make_records, metric_record, redecide, swap
 
 from assurance.evidence.records import MetricRecord, PackRecord
 from assurance.report import build_view, render_pack
@@ -151,3 +151,89 @@ def test_without_a_profile_every_organisation_item_is_a_red_gap(packs):
     for regime in ("fca", "nhs", "uk-ai"):
         assert "NOT PROVIDED" in packs[regime], regime
     assert "to be stated" not in _flat(packs["nhs"]) and "Major*" not in packs["nhs"]
+
+
+# --- the issue's "done when" checks, read back from whole packs -------------------------------------------------
+
+def _over_refusing() -> list:
+    """The fixture run with the tuned model refusing 8 of 20 benign prompts, so the real policy's over-refusal
+    check (at most 20%) fails."""
+    return redecide(swap(make_records(), metric_record("tuned", "over_refusal_rate", "benign-lookalike", 7, 10),
+                         metric_record("tuned", "over_refusal_rate", "overall", 8, 20)))
+
+
+def test_failed_over_refusal_is_in_the_consumer_duty_section_and_a_hazard(tmp_path):
+    records = _over_refusing()
+    render_pack(records, "fca", tmp_path / "fca.pdf")
+    render_pack(records, "nhs", tmp_path / "nhs.pdf")
+    fca, nhs = _flat(_text(tmp_path / "fca.pdf")), _flat(_text(tmp_path / "nhs.pdf"))
+    duty = fca[fca.index("Consumer Duty: what customers would meet The"):fca.index("SM&CR: who is accountable Accountable")]
+    support = duty[duty.index("Consumer support: ordinary requests refused"):duty.index("Customers in vulnerable")]
+    assert "Benign-lookalike" in support and "✗ short" in support and "70.0%" in support
+    log = "".join(nhs[nhs.index("Hazard log 1"):].split())
+    assert "HAZ-005Over-refusal:Benign" in log and "inplace,noteffective" in log
+    summary = fca[fca.index("Decision summary For"):fca.index("What you are asked to decide")]
+    assert "over_refusal_rate" not in summary and "refuses people it should help" in summary
+
+
+def test_every_requirement_row_is_printed_with_a_status(packs):
+    from assurance.requirements.checklist import checklist
+
+    words = ("met", "partly", "organisation to supply", "stated by organisation", "not met")
+    view = build_view(make_records())
+    for regime in ("fca", "nhs", "uk-ai"):
+        # pdftotext breaks lines anywhere, even inside an id, and drops the hyphen where a line broke at one
+        text = "".join(packs[regime].split()).replace("-", "")
+        section = text[text.rindex("Requirementschecklist:", 0, text.index("AppendixA.Measuredresults")):
+                       text.index("AppendixA.Measuredresults")]
+        rows = [r for g in checklist(regime, view) for r in g.rows]
+        assert len(rows) > 20 and all(r.status in words for r in rows)
+        for row in rows:
+            assert "".join(row.id.split()).replace("-", "") in section, (regime, row.id)
+        # Every row's status word is printed: each word at least as often as rows carry it ("met" is also
+        # inside "not met", so count the longer words first and take them out).
+        for word in sorted(words, key=len, reverse=True):
+            squashed = "".join(word.split())
+            assert section.count(squashed) >= sum(r.status == word for r in rows), (regime, word)
+            section = section.replace(squashed, "")
+
+
+def test_no_machine_path_in_a_pack(tmp_path):
+    from _pdf import assert_no_machine_paths
+
+    from assurance.evidence.records import ArtifactRecord, RunFailed
+
+    home = str(__import__("pathlib").Path.home())
+    records = make_records(failed=True)
+    records.insert(3, ArtifactRecord(role="dataset:utility", path=f"{tmp_path}/data/utility.jsonl",
+                                     digest="sha256:" + "9" * 64, is_dir=False, size_bytes=10))
+    records.insert(3, ArtifactRecord(role="base_model", path=f"{home}/.cache/huggingface/hub/models--acme--chat/"
+                                     "snapshots/0123", digest="sha256:" + "8" * 64, is_dir=True, size_bytes=10))
+    records = [r.model_copy(update={"error": f"FileNotFoundError: {tmp_path}/data/missing.jsonl"})
+               if isinstance(r, RunFailed) else r for r in records]
+    for regime in ("fca", "nhs", "uk-ai"):
+        render_pack(records, regime, tmp_path / f"{regime}.pdf")
+        text = _text(tmp_path / f"{regime}.pdf")
+        assert_no_machine_paths(text, str(tmp_path), home)
+        assert "utility.jsonl" in text and "missing.jsonl" in text  # the name stays, the folder goes
+
+
+def test_profile_severity_replaces_every_default(tmp_path):
+    from assurance.evidence.records import ProfileRecord
+    from assurance.profile import OrgProfile
+    from assurance.report.hazards import hazard_log
+
+    keys = [h.key for h in hazard_log(build_view(make_records()))]
+    content = {"roles": {"clinical_safety_officer": {"name": "Dr Ada Clinician",
+                                                      "registration": {"body": "GMC", "number": "7654321"}}},
+               "hazards": {k: {"severity": "Considerable"} for k in keys}}
+    OrgProfile.model_validate(content)
+    profile = ProfileRecord(source="trust.yaml", digest="sha256:" + "7" * 64, content=content,
+                            recorded_by="run", recorded_at="2025-03-14T09:30:01Z")
+    records = make_records()
+    records.insert(2, profile)
+    render_pack(records, "nhs", tmp_path / "nhs.pdf")
+    text = _flat(_text(tmp_path / "nhs.pdf"))
+    log = text[text.index("Hazard log 1"):]
+    assert "Major*" not in text and "pending CSO" not in log[:log.index("How to read this log")]
+    assert "Considerable" in log and "Dr Ada Clinician" in log

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from assurance.evidence.records import MetricRecord
+from assurance.report.filters import display_path
 from assurance.report.measured import Interpretability, interpretability, wording
 from assurance.report.sections import StageRow, attack_total, persistence_rows, prefill_rows, suite_rows
 from assurance.report.view import CategoryRow, RunView
@@ -59,7 +60,7 @@ def judge_note(view: RunView, judge_id: str, version: str) -> str:
     low, high = k.get("low"), k.get("high")
     interval = f" [{low:.2f}–{high:.2f}]" if low is not None and high is not None else ""
     return (f"{judge_id} v{version}; agreement with people κ = {v.kappa:.2f}{interval}, accuracy {v.accuracy:.0%} "
-            f"on {v.n} labelled responses ({v.labels_file})")
+            f"on {v.n} labelled responses ({display_path(v.labels_file)})")
 
 
 def _judge_of(view: RunView, role: str | None = None) -> str:

@@ -8,6 +8,7 @@ the run simply did not do it (no judge validation).
 
 from __future__ import annotations
 
+from assurance.report.filters import display_path, scrub_paths
 from assurance.report.view import RunView
 from assurance.requirements.finding import Finding, State, short_digest
 
@@ -77,7 +78,8 @@ def judge_validated(view: RunView) -> Finding:
         lo, hi = iv.get("low"), iv.get("high")
         ci = f" [{lo * 100:.1f}–{hi * 100:.1f}]" if lo is not None and hi is not None else ""
         parts.append(f"{v.judge_id}@{v.judge_version} ({v.role}) agreed with human labels on "
-                     f"{v.accuracy * 100:.1f}%{ci} of {v.n} rows of {v.labels_file} (kappa {v.kappa:.2f})")
+                     f"{v.accuracy * 100:.1f}%{ci} of {v.n} rows of {display_path(v.labels_file)} "
+                     f"(kappa {v.kappa:.2f})")
     primary = any(v.role == "primary" for v in vals)
     note = "" if primary else "; the primary judge was not validated"
     return Finding("met" if primary else "partly", "; ".join(parts) + note + ".",
@@ -115,7 +117,8 @@ def ledger_sealed(view: RunView) -> Finding:
     if view.final and man is not None:
         return Finding("met", f"The run completed and was sealed: {man.n_records} records chained to head "
                               f"{short_digest(man.chain_head)} on {man.sealed_at[:10]}.", ["manifest", "verdict"])
-    reasons = "; ".join(view.draft_reasons) or "the run is not final"
+    # A failure's message may quote where a file lay on the machine that ran: the pack names files only.
+    reasons = "; ".join(scrub_paths(r) for r in view.draft_reasons) or "the run is not final"
     records = ["manifest"] if man is not None else []
     return Finding("not met", f"This is a draft: {reasons}.", records + (["run_failed"] if view.failure else []))
 
@@ -144,11 +147,16 @@ def release_gate(view: RunView) -> Finding:
                               f"did not pass.", ["verdict"])
 
 
+def _brief(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit].rstrip() + "… (in full in the sign-off block)"
+
+
 def signoffs_recorded(view: RunView) -> Finding:
     """People's decisions on the pack are recorded (sign-off follows the pack: ``assure signoff``)."""
     if not view.signoffs:
         return Finding("not measured", "No sign-off is recorded yet; sign-off follows this pack "
                                        "(assure signoff).")
-    who = "; ".join(f"{s.name} ({s.role}{f', {s.regime} pack' if s.regime else ''}): {s.decision} on "
+    # Names and roles are typed by people: a checklist cell names them briefly; the sign-off block has them whole.
+    who = "; ".join(f"{_brief(s.name)} ({_brief(s.role)}{f', {s.regime} pack' if s.regime else ''}): {s.decision} on "
                     f"{s.signed_at[:10]}" for s in view.signoffs)
-    return Finding("met", f"Decisions recorded: {who}.", [f"signoff {s.name}" for s in view.signoffs])
+    return Finding("met", f"Decisions recorded: {who}.", [f"signoff {_brief(s.name)}" for s in view.signoffs])
