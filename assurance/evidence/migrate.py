@@ -1,0 +1,99 @@
+"""The ledger's schema migrations (Alembic), applied when a ``Store`` opens a database.
+
+A database already at the newest revision is only read (one query), so opening a ledger as a writer
+role that may not create tables works. A new database, or one made before migrations existed
+(revision ``0001`` adopts its table), is upgraded inside one transaction that holds the write lock
+(SQLite) or an advisory lock (PostgreSQL), so processes that open the same new ledger at once do
+not race. A database at a revision this code does not know was written by a newer release.
+
+``python -m assurance.evidence.dbadmin`` upgrades a ledger as its owner and prints the grants for a
+PostgreSQL writer role.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from .engine import writing
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+_PG_LOCK = 0x6C656467  # "ledg": the advisory lock id that serialises migrations on PostgreSQL
+
+
+class MigrationError(RuntimeError):
+    """The ledger's schema cannot be brought to this release's revision."""
+
+
+def _config(connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+@cache
+def head_revision() -> str:
+    """The newest revision this release knows."""
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None, "no ledger migrations found"
+    return head
+
+
+@cache
+def known_revisions() -> frozenset[str]:
+    return frozenset(s.revision for s in ScriptDirectory.from_config(_config()).walk_revisions())
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The database's revision; None for a new database or one made before migrations."""
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade_to_head(engine: Engine) -> str | None:
+    """Bring the ledger to ``head_revision()``; returns the revision it was at (None: none)."""
+    head = head_revision()
+    with engine.connect() as conn:
+        before = current_revision(conn)
+    if before == head:
+        return before
+    try:
+        with writing(engine) as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
+            before = current_revision(conn)  # another process may have migrated while we waited
+            if before not in known_revisions() | {None}:
+                raise MigrationError(
+                    f"the ledger is at schema revision {before!r}, which this release does not know "
+                    f"(newest known: {head}); it was written by a newer release of assurance")
+            if before != head:
+                command.upgrade(_config(conn), "head")
+    except SQLAlchemyError as err:
+        raise MigrationError(
+            f"cannot upgrade the ledger schema from {before or 'none'} to {head}: {err.__class__.__name__}: "
+            f"{str(err.orig if hasattr(err, 'orig') else err).strip()} (a writer role cannot: run "
+            "`python -m assurance.evidence.dbadmin upgrade URL` once as the table's owner)") from None
+    return before
+
+
+def writer_sql(role: str, schema: str = "public") -> list[str]:
+    """Grants for an existing PostgreSQL role that may append and read the ledger, never change it
+    (run as the ledger's owner after the first migration; the role itself is created by the DBA)."""
+    if not role.replace("_", "").isalnum():
+        raise ValueError(f"role name {role!r}: letters, digits and underscores only")
+    return [
+        f"GRANT USAGE ON SCHEMA {schema} TO {role}",
+        f"GRANT SELECT, INSERT ON {schema}.ledger TO {role}",
+        f"GRANT USAGE ON SEQUENCE {schema}.ledger_id_seq TO {role}",
+        f"GRANT SELECT ON {schema}.alembic_version TO {role}",
+        f"REVOKE UPDATE, DELETE, TRUNCATE ON {schema}.ledger FROM {role}",
+    ]
