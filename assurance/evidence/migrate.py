@@ -77,12 +77,21 @@ def upgrade_to_head(engine: Engine) -> str | None:
                     f"(newest known: {head}); it was written by a newer release of assurance")
             if before != head:
                 command.upgrade(_config(conn), "head")
+    except MigrationError:
+        raise
+    except RuntimeError as err:  # a revision's own check, e.g. a table named ledger that is not one
+        raise MigrationError(f"cannot upgrade the ledger schema from {before or 'none'} to {head}: {err}") from None
     except SQLAlchemyError as err:
         raise MigrationError(
             f"cannot upgrade the ledger schema from {before or 'none'} to {head}: {err.__class__.__name__}: "
-            f"{str(err.orig if hasattr(err, 'orig') else err).strip()} (a writer role cannot: run "
+            f"{_first_line(err)} (a writer role cannot: run "
             "`python -m assurance.evidence.dbadmin upgrade URL` once as the table's owner)") from None
     return before
+
+
+def _first_line(err: SQLAlchemyError) -> str:
+    """The database's own message, without the SQL excerpt that drivers append on later lines."""
+    return (str(getattr(err, "orig", None) or err).strip().splitlines() or [""])[0]
 
 
 def writer_sql(role: str, schema: str = "public") -> list[str]:
