@@ -1,8 +1,8 @@
 """The smallest real records, and writer processes that append them, for the ledger backend tests.
 
-Workers run in fresh interpreters (multiprocessing's ``spawn``), each with its own ``Store``, so they
-contend for the database as separate ``assure`` processes do; a worker never raises: it returns what
-it appended and any traceback, and the test asserts on both.
+Workers run in processes that share nothing with the test's (multiprocessing's ``forkserver``), each
+with its own ``Store``, so they contend for the database as separate ``assure`` processes do; a worker
+never raises: it returns what it appended and any traceback, and the test asserts on both.
 """
 
 from __future__ import annotations

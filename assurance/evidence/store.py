@@ -163,7 +163,7 @@ class Store:
             except IntegrityError as err:
                 if not is_seq_conflict(err):
                     raise
-                time.sleep(random.uniform(0, min(0.25, 0.002 * 2 ** attempt)))
+                _pause(attempt)
             except OperationalError as err:
                 if "locked" not in str(err.orig):
                     raise
@@ -226,6 +226,11 @@ def _head(conn: Connection, run_id: str) -> tuple[int, str] | None:
     row = conn.execute(sa.select(t.c.seq, t.c.digest).where(t.c.run_id == run_id)
                        .order_by(t.c.seq.desc()).limit(1)).first()
     return (row[0], row[1]) if row else None
+
+
+def _pause(attempt: int) -> None:
+    """A random pause that grows with each lost race, so racing writers spread out (at most 0.25 s)."""
+    time.sleep(random.uniform(0, min(0.25, 0.002 * 2 ** attempt)))
 
 
 def _chain(run_id: str, head: tuple[int, str] | None, bodies: list[tuple[str, bytes]]) -> tuple[list[dict], list[str]]:
