@@ -3,7 +3,8 @@ reached only through a Unix socket in that folder (no TCP port, so parallel sess
 
 One server per test process (started on first use, stopped at exit); each test gets a fresh database.
 PostgreSQL refuses to run as root, so as root the server runs as the ``postgres`` user that Debian's
-package creates. Tests skip only when no PostgreSQL server binaries exist at all; `.ci/run` installs them.
+package creates. Tests skip only when no PostgreSQL server binaries exist at all; `.ci/run` installs them
+and sets ``ASSURE_REQUIRE_POSTGRES``, which turns that skip into a failure.
 """
 
 from __future__ import annotations
@@ -71,7 +72,10 @@ def cluster() -> Cluster:
     """Start the session's server (skips the calling test when PostgreSQL is not installed)."""
     bins = bindir()
     if bins is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not installed: apt-get install postgresql")
+        why = "PostgreSQL server binaries (initdb, pg_ctl) not installed: apt-get install postgresql"
+        if os.environ.get("ASSURE_REQUIRE_POSTGRES"):  # set by .ci/run: CI must test PostgreSQL
+            pytest.fail(why)
+        pytest.skip(why)
     root = Path(tempfile.mkdtemp(prefix="assure-pg-"))
     data = root / "data"
     if os.geteuid() == 0:
