@@ -233,7 +233,8 @@ def _pause(attempt: int) -> None:
     time.sleep(random.uniform(0, min(0.25, 0.002 * 2 ** attempt)))
 
 
-def _chain(run_id: str, head: tuple[int, str] | None, bodies: list[tuple[str, bytes]]) -> tuple[list[dict], list[str]]:
+def _chain(run_id: str, head: tuple[int, str] | None,
+           bodies: Sequence[tuple[str, bytes]]) -> tuple[list[dict], list[str]]:
     """The rows that chain ``bodies`` (kind, canonical JSON) onto ``head``, and their chain digests."""
     seq, prev = (head[0] + 1, head[1]) if head else (0, GENESIS)
     rows, digests = [], []
