@@ -22,7 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
 from assurance.evidence import dbadmin
-from assurance.evidence.migrate import head_revision, writer_sql
+from assurance.evidence.migrate import HEAD, script_revisions, writer_sql
 from assurance.evidence.store import LEDGER_TABLE, Store, StoreError, new_run_id
 from assurance.evidence.verify import verify_run
 
@@ -63,7 +63,7 @@ def test_runs_are_written_and_verified_on_postgres(pg_url):
     assert store.resolve(run_id[:8]) == run_id and store.count(run_id) == 9
     assert [r.kind for r in store.records(run_id, kinds=["signoff"])] == ["signoff"]
     # A second open finds the schema at head and only reads.
-    assert Store(pg_url).migrated_from == head_revision()
+    assert Store(pg_url).migrated_from == HEAD
 
 
 def test_bare_postgresql_url_uses_psycopg(pg):
@@ -147,7 +147,7 @@ def test_legacy_sqlite_ledger_is_adopted_and_verifies(tmp_path):
     report = verify_run(store, run_id, check_files=False)
     assert report.ok and report.complete and report.n_records == len(before), report.findings
     with store.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == head_revision()
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == HEAD
     db = sqlite3.connect(path)
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         db.execute("DELETE FROM ledger")
@@ -202,8 +202,13 @@ def test_migrated_schema_is_the_models(backend, tmp_path, request):
     assert [d for d in diff if LEDGER_TABLE in repr(d)] == []
 
 
+def test_head_is_the_newest_migration_and_the_chain_is_linear():
+    newest, every = script_revisions()
+    assert newest == HEAD and "0001" in every
+
+
 def test_dbadmin_upgrades_and_prints_grants(tmp_path, capsys):
     assert dbadmin.main(["upgrade", str(tmp_path / "a.db")]) == 0
-    assert f"revision {head_revision()} (was none)" in capsys.readouterr().out
+    assert f"revision {HEAD} (was none)" in capsys.readouterr().out
     assert dbadmin.main(["writer-sql", WRITER]) == 0
     assert f"GRANT SELECT, INSERT ON public.ledger TO {WRITER};" in capsys.readouterr().out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from .migrate import head_revision, writer_sql
+from .migrate import HEAD, writer_sql
 from .store import Store, StoreError
 
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}")
         return 2
     shown = store.engine.url.render_as_string(hide_password=True)
-    print(f"{shown}: ledger schema at revision {head_revision()} (was {store.migrated_from or 'none'})")
+    print(f"{shown}: ledger schema at revision {HEAD} (was {store.migrated_from or 'none'})")
     return 0
 
 
