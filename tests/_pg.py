@@ -76,6 +76,8 @@ def cluster() -> Cluster:
         if os.environ.get("ASSURE_REQUIRE_POSTGRES"):  # set by .ci/run: CI must test PostgreSQL
             pytest.fail(why)
         pytest.skip(why)
+    if os.geteuid() == 0 and subprocess.run(["id", "postgres"], capture_output=True).returncode:
+        pytest.fail("PostgreSQL will not run as root, and there is no 'postgres' user to run it as")
     root = Path(tempfile.mkdtemp(prefix="assure-pg-"))
     data = root / "data"
     if os.geteuid() == 0:
