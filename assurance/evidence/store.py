@@ -3,25 +3,32 @@
 Each row holds one typed record's canonical JSON, its SHA-256 (the record's
 address), the chain digest of the row before it in the same run, and its own
 chain digest. SQLite by default; any SQLAlchemy URL (PostgreSQL for teams) by
-``--db`` or ``ASSURE_DB``. On SQLite, triggers refuse UPDATE and DELETE so the
-ledger stays append-only even against careless tools.
+``--db`` or ``ASSURE_DB``. The schema comes from the migrations in
+``migrations/`` (applied on open); on SQLite and PostgreSQL triggers refuse
+UPDATE and DELETE so the ledger stays append-only even against careless tools.
+Several processes may append at once: see ``engine.py`` and ``Store.append``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+import sqlalchemy as sa
 from pydantic import TypeAdapter
-from sqlalchemy import UniqueConstraint, event, func, insert, text
-from sqlmodel import Field, Session, SQLModel, col, create_engine, select
+from sqlalchemy import Connection, UniqueConstraint, func, insert
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlmodel import Field, Session, SQLModel, col, select
 
+from .engine import SEQ_CONSTRAINT, SQLITE_BUSY_S, is_seq_conflict, open_engine, writing
 from .hashing import PREFIX, canonical_json, json_digest, sha256_hex
+from .migrate import MigrationError, upgrade_to_head
 from .records import Record
 
 GENESIS = PREFIX + "0" * 64
@@ -33,6 +40,9 @@ DEFAULT_HOME = "assure-runs"
 
 LEDGER_TABLE = "ledger"
 
+APPEND_ATTEMPTS = 40
+"""How often ``append`` re-chains after losing the race for a sequence number before giving up."""
+
 
 class StoreError(RuntimeError):
     """The ledger cannot be used as asked (unknown run, bad URL, ...)."""
@@ -42,7 +52,7 @@ class LedgerEntry(SQLModel, table=True):
     """One row of the ledger: a record, addressed and chained."""
 
     __tablename__ = LEDGER_TABLE
-    __table_args__ = (UniqueConstraint("run_id", "seq", name="uq_ledger_run_seq"),)
+    __table_args__ = (UniqueConstraint("run_id", "seq", name=SEQ_CONSTRAINT),)
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(index=True)
@@ -106,14 +116,6 @@ def runs_home() -> Path:
     return Path(os.environ.get("ASSURE_HOME", DEFAULT_HOME)).resolve()
 
 
-_APPEND_ONLY = [
-    "CREATE TRIGGER IF NOT EXISTS ledger_no_update BEFORE UPDATE ON ledger "
-    "BEGIN SELECT RAISE(ABORT, 'the evidence ledger is append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS ledger_no_delete BEFORE DELETE ON ledger "
-    "BEGIN SELECT RAISE(ABORT, 'the evidence ledger is append-only'); END",
-]
-
-
 class Store:
     """Append and read hash-chained records."""
 
@@ -125,45 +127,50 @@ class Store:
                 raise StoreError(f"{db_path}: no evidence store here (set --db or ASSURE_DB)")
             db_path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.engine = create_engine(self.url)
+            self.engine = open_engine(self.url)
         except Exception as err:  # bad URL or missing driver
             raise StoreError(f"cannot open evidence store {self.url!r}: {err}") from None
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        SQLModel.metadata.create_all(self.engine, tables=[SQLModel.metadata.tables[LEDGER_TABLE]])
-        if self.engine.dialect.name == "sqlite":
-            with self.engine.begin() as conn:
-                for stmt in _APPEND_ONLY:
-                    conn.execute(text(stmt))
+        try:
+            self.migrated_from = upgrade_to_head(self.engine)
+            """The schema revision the database was at when opened (None: new, or made before migrations)."""
+        except MigrationError as err:
+            raise StoreError(f"evidence store {self._shown_url()}: {err}") from None
+        except SQLAlchemyError as err:  # server down, bad credentials, unreadable file, no rights
+            reason = str(getattr(err, "orig", None) or err).strip()
+            raise StoreError(f"cannot open evidence store {self._shown_url()}: {reason}") from None
+
+    def _shown_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
 
     # -- writing -----------------------------------------------------------
     def append(self, run_id: str, records: Sequence[Record]) -> list[str]:
-        """Append records to a run's chain in one transaction; returns their chain digests."""
+        """Append records to a run's chain in one transaction; returns their chain digests.
+
+        Another process may append to the same run between our reading the chain head and our
+        insert (eight sign-offs at once): the unique (run_id, seq) then refuses ours, and we re-read
+        the head and re-chain, up to ``APPEND_ATTEMPTS`` times with a growing random pause."""
         if not records:
             return []
-        with Session(self.engine) as session:
-            last = session.exec(
-                select(LedgerEntry).where(LedgerEntry.run_id == run_id).order_by(col(LedgerEntry.seq).desc()).limit(1)
-            ).first()
-            seq = last.seq + 1 if last else 0
-            prev = last.digest if last else GENESIS
-            rows, digests = [], []
-            for rec in records:
-                payload = canonical_json(rec.model_dump(mode="json"))
-                rdig = PREFIX + sha256_hex(payload)
-                now = utc_now()
-                dig = chain_digest(run_id, seq, rec.kind, rdig, prev, now)
-                rows.append(
-                    dict(run_id=run_id, seq=seq, kind=rec.kind, payload=payload.decode("utf-8"),
-                         record_digest=rdig, prev_digest=prev, digest=dig, created_at=now)
-                )
-                digests.append(dig)
-                prev, seq = dig, seq + 1
-            # executemany through Core: one statement for the batch, ~8x faster
-            # than adding ORM objects one by one on SQLite.
-            session.execute(insert(LedgerEntry), rows)
-            session.commit()
-        return digests
+        bodies = [(rec.kind, canonical_json(rec.model_dump(mode="json"))) for rec in records]
+        for attempt in range(APPEND_ATTEMPTS):
+            try:
+                with writing(self.engine) as conn:
+                    rows, digests = _chain(run_id, _head(conn, run_id), bodies)
+                    # executemany through Core: one statement for the batch, ~8x faster
+                    # than adding ORM objects one by one on SQLite.
+                    conn.execute(insert(LedgerEntry), rows)
+                return digests
+            except IntegrityError as err:
+                if not is_seq_conflict(err):
+                    raise
+                _pause(attempt)
+            except OperationalError as err:
+                if "locked" not in str(err.orig):
+                    raise
+                raise StoreError(f"run {run_id}: the evidence store stayed locked by another writer for "
+                                 f"{SQLITE_BUSY_S:.0f} s; nothing was appended") from None
+        raise StoreError(f"run {run_id}: {len(records)} record(s) not appended: other writers took the next "
+                         f"sequence number {APPEND_ATTEMPTS} times in a row")
 
     # -- reading -----------------------------------------------------------
     def entries(self, run_id: str) -> list[LedgerEntry]:
@@ -213,9 +220,30 @@ def parse_payload(payload: str) -> Record:
     return RECORD_ADAPTER.validate_python(json.loads(payload))
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
-    cur = dbapi_conn.cursor()
-    # WAL lets `assure show` read while a run writes; NORMAL sync is safe with WAL.
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
+def _head(conn: Connection, run_id: str) -> tuple[int, str] | None:
+    """The run's last (seq, chain digest), read inside the appending transaction; None for a new run."""
+    t = LedgerEntry.__table__  # type: ignore[attr-defined]
+    row = conn.execute(sa.select(t.c.seq, t.c.digest).where(t.c.run_id == run_id)
+                       .order_by(t.c.seq.desc()).limit(1)).first()
+    return (row[0], row[1]) if row else None
+
+
+def _pause(attempt: int) -> None:
+    """A random pause that grows with each lost race, so racing writers spread out (at most 0.25 s)."""
+    time.sleep(random.uniform(0, min(0.25, 0.002 * 2 ** attempt)))
+
+
+def _chain(run_id: str, head: tuple[int, str] | None,
+           bodies: Sequence[tuple[str, bytes]]) -> tuple[list[dict], list[str]]:
+    """The rows that chain ``bodies`` (kind, canonical JSON) onto ``head``, and their chain digests."""
+    seq, prev = (head[0] + 1, head[1]) if head else (0, GENESIS)
+    rows, digests = [], []
+    for kind, payload in bodies:
+        rdig = PREFIX + sha256_hex(payload)
+        now = utc_now()
+        dig = chain_digest(run_id, seq, kind, rdig, prev, now)
+        rows.append(dict(run_id=run_id, seq=seq, kind=kind, payload=payload.decode("utf-8"),
+                         record_digest=rdig, prev_digest=prev, digest=dig, created_at=now))
+        digests.append(dig)
+        prev, seq = dig, seq + 1
+    return rows, digests
