@@ -126,7 +126,10 @@ def test_refusal_figures_below_the_capability_floor_are_not_interpretable(tmp_pa
     cap = next(f for f in key_figures(view) if f.topic.startswith("The model can still"))
     assert "Not interpretable for: the base model, the tuned model, the stress model" in cap.figure
     render_pack(_with_capability(0.055), "fca", tmp_path / "fca.pdf")
-    assert "not interpretable" in _flat(_text(tmp_path / "fca.pdf"))
+    text = _flat(_text(tmp_path / "fca.pdf"))
+    assert "not interpretable" in text
+    failures = text[text.index("Illustrative failures of the tuned model"):]
+    assert failures.index("Read these with care: not interpretable: the tuned model's capability score is 5.5%") < 200
     ok = build_view(_with_capability(0.6))
     assert all(f.standing != "not interpretable" for f in key_figures(ok))
 

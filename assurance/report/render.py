@@ -46,6 +46,7 @@ from assurance.report.decision import after_stress, key_figures
 from assurance.report.document import document_control
 from assurance.report.filters import digest, display_path, neutralise, scrub_paths
 from assurance.report.hazards import context as hazard_context
+from assurance.report.measured import interpretability
 from assurance.report.view import RunView, build_view
 from assurance.requirements.checklist import context as requirements_context
 from assurance.requirements.fields import describe
@@ -252,6 +253,7 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
         "cmp": recipe_comparison(view, comparison, settings.compare_with),
         "doc": document_control(view, regime),
         "figures": key_figures(view),
+        "readable": interpretability(view),
         "after_stress": after_stress,
         "profile": lambda path: profile_value(view.profile, path),
         "required_by": lambda path: _required_by(requirements["org_rows"], path),
