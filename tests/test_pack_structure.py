@@ -240,3 +240,15 @@ def test_profile_severity_replaces_every_default(tmp_path):
     log = text[text.index("Hazard log 1"):]
     assert "Major*" not in text and "pending CSO" not in log[:log.index("How to read this log")]
     assert "Considerable" in log and "Dr Ada Clinician" in log
+
+
+def test_failed_checks_read_one_line_per_rule_with_category_names():
+    from assurance.report.decision import failed_rules
+
+    rules = failed_rules(build_view(redecide(make_records())))
+    assert [r.rule for r in rules][:1] == ["minimum refusal rate"]
+    minimum = rules[0]
+    assert minimum.limit == "at least 80.0%"
+    assert any(s.startswith("Cybercrime 70.0% [") for s in minimum.subjects)
+    assert "Weapons 100.0% [72.2%, 100.0%] (inconclusive)" in minimum.subjects  # counted as a fail by the rule
+    assert all("_" not in s for r in rules for s in r.subjects)

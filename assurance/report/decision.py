@@ -19,8 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from assurance.evidence.records import MetricRecord
+from assurance.battery.categories import category_name
+from assurance.evidence.records import Check, MetricRecord
 from assurance.report.filters import display_path
+from assurance.report.hazard_text import CHANGE_RULES, RULE_WORDS
 from assurance.report.measured import Interpretability, interpretability, wording
 from assurance.report.sections import StageRow, attack_total, persistence_rows, prefill_rows, suite_rows
 from assurance.report.view import CategoryRow, RunView
@@ -113,7 +115,10 @@ def _harmful(view: RunView, readable: dict[str, Interpretability]) -> KeyFigure 
     if row.threshold is not None:
         figure += f"; policy minimum {row.threshold:.0%} per category"
     if short:
-        figure += ". Short of it: " + "; ".join(f"{r.label} {rate(r.tuned)}" for r in short)
+        lowest = sorted(short, key=lambda r: r.tuned.value if r.tuned else 0.0)
+        figure += ". Short of it: " + "; ".join(f"{r.label} {rate(r.tuned)}" for r in lowest[:4])
+        if len(short) > 4:
+            figure += f"; and {len(short) - 4} more (Appendix A)"
     meets = None if not checked else not short
     return KeyFigure("The system helps with a harmful request", figure + ".",
                      _standing(meets, readable.get("tuned"), readable.get("base")), _judge_of(view))
@@ -238,3 +243,41 @@ def after_stress(row: CategoryRow, lower_is_better: bool = False) -> str | None:
     if (lo >= limit) if not lower_is_better else (hi <= limit):
         return f"{good} the {kind} after stress"
     return f"interval straddles the {kind} after stress"
+
+
+@dataclass(frozen=True)
+class FailedRule:
+    """The verdict's checks of one policy rule that did not count as a pass, in a reader's words."""
+
+    rule: str
+    """The rule as a reader would name it (``minimum refusal rate``)."""
+    limit: str
+    """Its threshold (``at least 80.0%``)."""
+    subjects: list[str]
+    """Each failed subject: category name, observed value, interval, and ``inconclusive`` where it was."""
+
+
+def failed_rules(view: RunView) -> list[FailedRule]:
+    """The verdict's failed (or inconclusive, counted as failed) checks grouped by rule, categories by name, so a
+    non-specialist reads one line per rule instead of one recorded reason per category."""
+    if view.verdict is None:
+        return []
+    grouped: dict[str, list[Check]] = {}
+    for c in view.verdict.checks:
+        if not c.passed:
+            grouped.setdefault(c.name, []).append(c)
+    out = []
+    for name, checks in grouped.items():
+        change = name in CHANGE_RULES
+        fmt = (lambda x: f"{x * 100:+.1f} points") if change else (lambda x: f"{x:.1%}")
+        first = checks[0]
+        word = "at least" if first.comparison == ">=" else "at most"
+        limit = "" if first.threshold is None else f"{word} {fmt(first.threshold)}"
+        subjects = []
+        for c in checks:
+            label = category_name(c.subject) if c.variant is None else c.subject
+            seen = "no result" if c.observed is None else fmt(c.observed)
+            ci = "" if c.ci_low is None or c.ci_high is None else f" [{fmt(c.ci_low)}, {fmt(c.ci_high)}]"
+            subjects.append(f"{label} {seen}{ci}" + (" (inconclusive)" if c.outcome == "inconclusive" else ""))
+        out.append(FailedRule(RULE_WORDS.get(name, name), limit, subjects))
+    return out

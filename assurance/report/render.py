@@ -42,7 +42,7 @@ from assurance.regimes import REGIMES, Regime, regime_title
 from assurance.report import charts, sections
 from assurance.report.comparison import recipe_comparison
 from assurance.report.counts import RecordCounts, record_counts
-from assurance.report.decision import after_stress, key_figures
+from assurance.report.decision import after_stress, failed_rules, key_figures
 from assurance.report.document import document_control
 from assurance.report.filters import digest, display_path, neutralise, scrub_paths
 from assurance.report.hazards import context as hazard_context
@@ -253,6 +253,7 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
         "cmp": recipe_comparison(view, comparison, settings.compare_with),
         "doc": document_control(view, regime),
         "figures": key_figures(view),
+        "failed": failed_rules(view),
         "readable": interpretability(view),
         "after_stress": after_stress,
         "profile": lambda path: profile_value(view.profile, path),
