@@ -49,6 +49,16 @@ class Fixture:
         shutil.rmtree(self.live, ignore_errors=True)
         shutil.copytree(self.pristine, self.live)
 
+    def fingerprint(self) -> str:
+        """A digest of the live copy's ledger rows and files, to prove that an edit changed something."""
+        conn = sqlite3.connect(self.db)
+        rows = conn.execute("SELECT run_id, seq, kind, payload, record_digest, prev_digest, digest, created_at "
+                            "FROM ledger ORDER BY id").fetchall()
+        conn.close()
+        files = {str(p.relative_to(self.live)): file_digest(p) for p in sorted(self.live.rglob("*"))
+                 if p.is_file() and p.name != "evidence.db"}
+        return sha256_hex(canonical_json({"rows": [list(r) for r in rows], "files": files}))
+
     def verify(self, *, trusted: bool = True) -> VerifyReport:
         store = Store(f"sqlite:///{self.db}", create=False)
         try:
@@ -195,7 +205,9 @@ def change_number(rng: random.Random, payload: str) -> dict | None:
         for k in path[:-1]:
             parent = parent[k]
         old = parent[path[-1]]
-        parent[path[-1]] = old + rng.choice([1, 2, 3, 7]) if isinstance(old, int) else round(old * 0.9 + 0.01, 6)
+        parent[path[-1]] = old + rng.choice([1, 2, 3, 7]) if isinstance(old, int) else round(old * 0.9 + 0.013, 6)
+        if parent[path[-1]] == old:  # a fixed point (e.g. 0.13) is no edit
+            continue
         try:
             parse_payload(json.dumps(new))
         except ValueError:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -37,9 +38,10 @@ from _tamper import (  # noqa: E402  (the path above makes tests/_report_records
     resign,
 )
 
-from assurance.evidence.store import Store  # noqa: E402
+from assurance.evidence.hashing import file_digest  # noqa: E402
 from assurance.evidence.records import SignoffRecord  # noqa: E402
-from assurance.evidence.store import utc_now  # noqa: E402
+from assurance.evidence.seal import generate_key  # noqa: E402
+from assurance.evidence.store import Store, utc_now  # noqa: E402
 
 DETECTABLE, UNDETECTABLE = "detectable", "undetectable-by-design"
 
@@ -130,7 +132,7 @@ def pack_pdf_byte_flip(rng, fx, work):
 def number_rechained_sealed(rng, fx, work):
     led = Ledger(fx)
     for _ in range(50):
-        i = rng.randrange(led.manifest_index + 1)
+        i = rng.randrange(led.manifest_index)  # the evidence itself, e.g. a metric
         new = change_number(rng, led.rows[i]["payload"])
         if new is not None:
             led.set_payload(i, new)
@@ -193,8 +195,6 @@ def pack_swapped_rechained(rng, fx, work):
     flip_file_byte(rng, pdf)
     led = Ledger(fx)
     i = led.indices("pack")[0]
-    from assurance.evidence.hashing import file_digest
-
     led.set_payload(i, {**json.loads(led.rows[i]["payload"]), "digest": file_digest(pdf)})
     led.rechain(i)
     led.close()
@@ -202,8 +202,6 @@ def pack_swapped_rechained(rng, fx, work):
 
 
 def artifact_removed(rng, fx, work):
-    import shutil
-
     target = rng.choice([fx.live / "base_model", fx.live / "adapter", fx.live / "safety.jsonl"])
     shutil.rmtree(target) if target.is_dir() else target.unlink()
     return True
@@ -255,6 +253,8 @@ class Result:
     tallies: dict[str, Tally]
     clean: int
     false_alarms: int
+    noops: int
+    """Edits that changed nothing (not counted)."""
     seconds: float
 
     def detectable(self) -> tuple[int, int]:
@@ -270,36 +270,47 @@ class Result:
             warn = f" warned={t.warned}" if c.expect == UNDETECTABLE and t.warned else ""
             out.append(f"{c.name} {t.detected}/{t.total} ({c.expect}){warn}{note}")
         n, m = self.detectable()
-        out += [f"clean_copies={self.clean} seconds={self.seconds:.1f}", f"detected={n}/{m}",
+        out += [f"clean_copies={self.clean} no_op_edits={self.noops} seconds={self.seconds:.1f}", f"detected={n}/{m}",
                 f"false_alarms={self.false_alarms}"]
         return out
 
 
-def mutate_once(cls: MutationClass, fixtures: dict[str, Fixture], work: Path, seed: int):
-    """One mutation of ``cls`` from ``seed`` on a fresh copy; the verify report, or None if nothing to edit."""
+def mutate_once(cls: MutationClass, fixtures: dict[str, Fixture], pristine: dict[str, str], work: Path, seed: int):
+    """One mutation of ``cls`` from ``seed`` on a fresh copy; the verify report, or None when the edit left the
+    copy as it was (so a no-op never counts as a miss or a detection)."""
     rng = random.Random(seed)
     fx = fixtures[rng.choice(cls.variants)]
     fx.reset()
-    if not cls.edit(rng, fx, work):
+    if not cls.edit(rng, fx, work) or fx.fingerprint() == pristine[fx.variant]:
         return None
     return fx.verify(trusted=cls.trusted)
 
 
+def setup(work: Path) -> tuple[dict[str, Fixture], dict[str, str]]:
+    """Both sealed runs, their pristine fingerprints, and the attacker's own key."""
+    fixtures = {v: build_fixture(work, v) for v in VARIANTS}
+    generate_key(work / "attacker.pem")
+    pristine = {}
+    for v, fx in fixtures.items():
+        fx.reset()
+        pristine[v] = fx.fingerprint()
+    return fixtures, pristine
+
+
 def run_campaign(work: Path, *, mutations: int, clean: int, seed: int) -> Result:
     start = time.perf_counter()
-    fixtures = {v: build_fixture(work, v) for v in VARIANTS}
-    from assurance.evidence.seal import generate_key
-
-    generate_key(work / "attacker.pem")
+    fixtures, pristine = setup(work)
     rng = random.Random(seed)
     weights = [c.weight for c in CLASSES]
     # Every class at least once, the rest drawn by weight.
     plan = list(CLASSES) + rng.choices(CLASSES, weights=weights, k=max(0, mutations - len(CLASSES)))
     tallies = {c.name: Tally() for c in CLASSES}
+    noops = 0
     for cls in plan:
         s = rng.randrange(2**32)
-        report = mutate_once(cls, fixtures, work, s)
+        report = mutate_once(cls, fixtures, pristine, work, s)
         if report is None:
+            noops += 1
             continue
         t = tallies[cls.name]
         t.total += 1
@@ -314,7 +325,7 @@ def run_campaign(work: Path, *, mutations: int, clean: int, seed: int) -> Result
         fx = fixtures[VARIANTS[i % len(VARIANTS)]]
         fx.reset()
         false_alarms += bool(fx.verify().findings)
-    return Result(tallies, clean, false_alarms, time.perf_counter() - start)
+    return Result(tallies, clean, false_alarms, noops, time.perf_counter() - start)
 
 
 def main() -> None:
@@ -328,11 +339,8 @@ def main() -> None:
         work = Path(tmp)
         if args.replay:
             name, s = args.replay.split(":")
-            fixtures = {v: build_fixture(work, v) for v in VARIANTS}
-            from assurance.evidence.seal import generate_key
-
-            generate_key(work / "attacker.pem")
-            report = mutate_once(next(c for c in CLASSES if c.name == name), fixtures, work, int(s))
+            fixtures, pristine = setup(work)
+            report = mutate_once(next(c for c in CLASSES if c.name == name), fixtures, pristine, work, int(s))
             print("\n".join(f.line() for f in report.findings) if report and report.findings else "no findings")
             return
         result = run_campaign(work, mutations=args.mutations, clean=args.clean, seed=args.seed)
