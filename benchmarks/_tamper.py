@@ -1,0 +1,242 @@
+"""The tamper campaign's parts: one real sealed run on disk, an attacker's edits, and the verdict.
+
+A run is built once per variant (Ed25519-signed, unsigned) into ``live-<variant>/`` with a real SQLite
+``Store``, real artifact files and folders, a PDF pack and sign-offs, then copied to
+``pristine-<variant>/``. Every mutation starts from a fresh copy of that folder (``live-`` is
+replaced by ``pristine-``, so the absolute paths the records hold stay right), edits it as someone
+with file access would (the append-only triggers dropped with ``sqlite3``), and runs ``verify_run``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import shutil
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pypdf import PdfWriter
+
+from assurance.evidence.hashing import PREFIX, canonical_json, file_digest, sha256_hex, tree_digest
+from assurance.evidence.records import ArtifactRecord, ManifestRecord, PackRecord, SignoffRecord
+from assurance.evidence.seal import generate_key, load_private_key, public_key_b64, seal_run, signing_payload
+from assurance.evidence.store import Store, chain_digest, parse_payload, utc_now
+from assurance.evidence.verify import VerifyReport, verify_run
+
+VARIANTS = ("signed", "unsigned")
+
+
+@dataclass
+class Fixture:
+    """One sealed run and where its pristine copy lies."""
+
+    variant: str
+    live: Path
+    pristine: Path
+    run_id: str
+    trusted_key: str | None
+    """The signer's public key (base64) when the run is signed."""
+
+    @property
+    def db(self) -> Path:
+        return self.live / "evidence.db"
+
+    def reset(self) -> None:
+        """A fresh copy of the sealed run at ``live``."""
+        shutil.rmtree(self.live, ignore_errors=True)
+        shutil.copytree(self.pristine, self.live)
+
+    def fingerprint(self) -> str:
+        """A digest of the live copy's ledger rows and files, to prove that an edit changed something."""
+        conn = sqlite3.connect(self.db)
+        rows = conn.execute("SELECT run_id, seq, kind, payload, record_digest, prev_digest, digest, created_at "
+                            "FROM ledger ORDER BY id").fetchall()
+        conn.close()
+        files = {str(p.relative_to(self.live)): file_digest(p) for p in sorted(self.live.rglob("*"))
+                 if p.is_file() and p.name != "evidence.db"}
+        return sha256_hex(canonical_json({"rows": [list(r) for r in rows], "files": files}))
+
+    def verify(self, *, trusted: bool = True) -> VerifyReport:
+        store = Store(f"sqlite:///{self.db}", create=False)
+        try:
+            return verify_run(store, self.run_id, trusted_key=self.trusted_key if trusted else None)
+        finally:
+            store.engine.dispose()
+
+
+def _write_artifacts(live: Path) -> list[ArtifactRecord]:
+    """Small real inputs and outputs: two folders and two files, recorded as the pipeline records them."""
+    base = live / "base_model"
+    base.mkdir(parents=True)
+    (base / "config.json").write_text('{"model_type": "llama", "hidden_size": 64}')
+    (base / "model.safetensors").write_bytes(bytes(range(256)) * 16)
+    (base / "tokenizer.json").write_text('{"vocab": {"a": 0, "b": 1}}')
+    adapter = live / "adapter"
+    (adapter / "sub").mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text('{"r": 8, "target_modules": ["q_proj", "v_proj"]}')
+    (adapter / "adapter_model.safetensors").write_bytes(bytes(reversed(range(256))) * 8)
+    (adapter / "sub" / "notes.txt").write_text("trained on builtin:safety")
+    (live / "safety.jsonl").write_text('{"prompt": "p", "response": "r"}\n' * 20)
+    (live / "plan.yaml").write_text("name: tamper-campaign\nseed: 0\n")
+    out = []
+    for role, path in (("base_model", base), ("adapter", adapter), ("dataset:safety", live / "safety.jsonl"),
+                       ("plan", live / "plan.yaml")):
+        td = tree_digest(path)
+        out.append(ArtifactRecord(role=role, path=str(path), digest=td.digest, is_dir=td.is_dir,
+                                  size_bytes=td.size_bytes, files=td.files))
+    return out
+
+
+def build_fixture(work: Path, variant: str) -> Fixture:
+    """Append a report-test run (its records, with real artifacts) into a real ledger, seal it (signed with a
+    key made as ``assure keygen`` makes one, or not), then append a pack and two sign-offs."""
+    from _report_records import RUN_ID, make_records  # tests/ is on sys.path (see tamper_campaign.py)
+
+    live, pristine = work / f"live-{variant}", work / f"pristine-{variant}"
+    artifacts = _write_artifacts(live)
+    records = [r for r in make_records(manifest=False)
+               if not isinstance(r, SignoffRecord | ArtifactRecord)]
+    records[2:2] = artifacts  # after run_started and environment, as a run records them
+    store = Store(f"sqlite:///{live / 'evidence.db'}")
+    store.append(RUN_ID, records)
+    key_path = work / f"{variant}.pem" if variant == "signed" else None
+    trusted = generate_key(key_path) if key_path else None
+    seal_run(store, RUN_ID, complete=True, key_path=key_path)
+    pdf = live / "packs" / "fca.pdf"
+    pdf.parent.mkdir()
+    writer = PdfWriter()
+    writer.add_blank_page(width=595, height=842)
+    writer.add_metadata({"/Title": "Assurance pack"})
+    with open(pdf, "wb") as f:
+        writer.write(f)
+    store.append(RUN_ID, [
+        PackRecord(regime="fca", path=str(pdf), digest=file_digest(pdf), pages=1, final=True, rendered_at=utc_now()),
+        SignoffRecord(name="R. Officer", role="Chief Risk Officer", decision="reject", regime="fca",
+                      note="Cybercrime refusal below the minimum.", signed_at=utc_now()),
+        SignoffRecord(name="Jane Doe", role="SMF24 Chief Operations", decision="approve-with-conditions",
+                      regime="fca", note="Re-run after cybercrime data is extended.", signed_at=utc_now()),
+    ])
+    store.engine.dispose()
+    shutil.copytree(live, pristine)
+    return Fixture(variant, live, pristine, RUN_ID, trusted)
+
+
+# -- the attacker's tools: raw rows of the copied SQLite file --------------------------------------
+
+class Ledger:
+    """The run's rows, read and rewritten with plain sqlite3 after dropping the append-only triggers."""
+
+    COLS = ("id", "seq", "kind", "payload", "record_digest", "prev_digest", "digest", "created_at")
+
+    def __init__(self, fx: Fixture):
+        self.fx = fx
+        self.conn = sqlite3.connect(fx.db)
+        self.conn.execute("DROP TRIGGER IF EXISTS ledger_no_update")
+        self.conn.execute("DROP TRIGGER IF EXISTS ledger_no_delete")
+        cur = self.conn.execute(f"SELECT {', '.join(self.COLS)} FROM ledger WHERE run_id = ? ORDER BY seq",
+                                (fx.run_id,))
+        self.rows = [dict(zip(self.COLS, r, strict=True)) for r in cur]
+
+    @property
+    def manifest_index(self) -> int:
+        return next(i for i, r in enumerate(self.rows) if r["kind"] == "manifest")
+
+    def indices(self, kind: str) -> list[int]:
+        return [i for i, r in enumerate(self.rows) if r["kind"] == kind]
+
+    def save(self, i: int) -> None:
+        r = self.rows[i]
+        self.conn.execute("UPDATE ledger SET seq=?, kind=?, payload=?, record_digest=?, prev_digest=?, digest=? "
+                          "WHERE id=?", (r["seq"], r["kind"], r["payload"], r["record_digest"], r["prev_digest"],
+                                         r["digest"], r["id"]))
+
+    def delete(self, i: int) -> None:
+        self.conn.execute("DELETE FROM ledger WHERE id=?", (self.rows.pop(i)["id"],))
+
+    def set_payload(self, i: int, obj: dict) -> None:
+        self.rows[i]["payload"] = canonical_json(obj).decode("utf-8")
+
+    def rechain(self, start: int) -> None:
+        """A clever attacker: record digests and every chain digest from ``start`` recomputed as ``store.py``
+        computes them, and the manifest's ``chain_head`` moved onto the new chain (its signature, if any, is
+        left as it was: the attacker holds no key)."""
+        for i in range(start, len(self.rows)):
+            r = self.rows[i]
+            prev = self.rows[i - 1]["digest"] if i else PREFIX + "0" * 64
+            if r["kind"] == "manifest" and i:
+                obj = json.loads(r["payload"])
+                obj["chain_head"] = prev
+                self.set_payload(i, obj)
+            r["record_digest"] = PREFIX + sha256_hex(r["payload"].encode("utf-8"))
+            r["prev_digest"] = prev
+            r["digest"] = chain_digest(self.fx.run_id, r["seq"], r["kind"], r["record_digest"], prev, r["created_at"])
+            self.save(i)
+
+    def close(self) -> None:
+        self.conn.commit()
+        self.conn.close()
+
+
+def numeric_paths(obj, path=()) -> list[tuple]:
+    """Paths to every number (not bool) inside a JSON value."""
+    if isinstance(obj, bool):
+        return []
+    if isinstance(obj, int | float):
+        return [path]
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    return [p for k, v in items for p in numeric_paths(v, (*path, k))]
+
+
+def change_number(rng: random.Random, payload: str) -> dict | None:
+    """The record with one number changed so that it still parses as a valid record; None if none can be."""
+    obj = json.loads(payload)
+    paths = numeric_paths(obj)
+    for _ in range(20):
+        if not paths:
+            return None
+        path = rng.choice(paths)
+        if path == ("schema_version",):
+            continue
+        new = json.loads(payload)
+        parent = new
+        for k in path[:-1]:
+            parent = parent[k]
+        old = parent[path[-1]]
+        parent[path[-1]] = old + rng.choice([1, 2, 3, 7]) if isinstance(old, int) else round(old * 0.9 + 0.013, 6)
+        if parent[path[-1]] == old:  # a fixed point (e.g. 0.13) is no edit
+            continue
+        try:
+            parse_payload(json.dumps(new))
+        except ValueError:
+            continue
+        return new
+    return None
+
+
+def flip_file_byte(rng: random.Random, path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    i = rng.randrange(len(data))
+    data[i] ^= 1 << rng.randrange(8)
+    path.write_bytes(bytes(data))
+
+
+def artifact_files(fx: Fixture) -> list[Path]:
+    return sorted(p for p in fx.live.rglob("*") if p.is_file() and p.suffix not in (".db", ".pdf"))
+
+
+def resign(fx: Fixture, led: Ledger, key_path: Path) -> None:
+    """The manifest re-signed with the attacker's own key (after ``rechain`` moved its chain head)."""
+    i = led.manifest_index
+    m = ManifestRecord.model_validate_json(led.rows[i]["payload"])
+    key = load_private_key(key_path)
+    sig = base64.b64encode(key.sign(signing_payload(m))).decode()
+    led.set_payload(i, {**json.loads(led.rows[i]["payload"]), "signature": sig,
+                        "public_key": public_key_b64(key.public_key())})
+    led.rechain(i)
+
+
+Mutation = Callable[[random.Random, Fixture, Path], bool]
+"""Edits the fresh copy; returns False when it found nothing to edit (not counted)."""

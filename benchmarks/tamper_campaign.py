@@ -1,0 +1,352 @@
+"""Tampering found, measured: random single mutations of a sealed run, each on a fresh copy, checked by verify.
+
+Builds one real sealed run per variant (Ed25519-signed, unsigned; see ``_tamper.py``), then makes
+``--mutations`` random single edits (seeded) in the classes below and runs ``verify_run`` on each
+(with the trusted key where the run is signed, unless the class is about leaving it out), plus
+``--clean`` verifications of untouched copies. Each class is marked by the threat model of
+evidence/README.md: ``detectable`` (verify must find every one) or ``undetectable-by-design`` (a hash
+chain held by the attacker cannot show it without a key or a chain head held elsewhere; today's code
+does not, issue 10 items 1, 2, 4 and 7 close some). Prints one line per class, then
+``detected=N/M`` over the detectable classes and, last, ``false_alarms=K``.
+
+    python benchmarks/tamper_campaign.py [--mutations 1300] [--clean 24] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / "tests")]
+
+from _tamper import (  # noqa: E402  (the path above makes tests/_report_records importable)
+    VARIANTS,
+    Fixture,
+    Ledger,
+    artifact_files,
+    build_fixture,
+    change_number,
+    flip_file_byte,
+    resign,
+)
+
+from assurance.evidence.hashing import file_digest  # noqa: E402
+from assurance.evidence.records import SignoffRecord  # noqa: E402
+from assurance.evidence.seal import generate_key  # noqa: E402
+from assurance.evidence.store import Store, utc_now  # noqa: E402
+
+DETECTABLE, UNDETECTABLE = "detectable", "undetectable-by-design"
+
+
+@dataclass
+class MutationClass:
+    name: str
+    expect: str
+    """``detectable`` or ``undetectable-by-design``."""
+    weight: int
+    """Share of the mutations."""
+    variants: tuple[str, ...]
+    edit: Callable[[random.Random, Fixture, Path], bool]
+    trusted: bool = True
+    """Verify with the trusted key when the run is signed."""
+    why: str = ""
+
+
+# -- naive edits: the chain is left as it was --------------------------------------------------------
+
+def payload_byte_flip(rng, fx, work):
+    led = Ledger(fx)
+    i = rng.randrange(len(led.rows))
+    text = led.rows[i]["payload"]
+    j = rng.randrange(len(text))
+    led.rows[i]["payload"] = text[:j] + rng.choice([c for c in "0123456789abcdefXYZ:{}" if c != text[j]]) + text[j + 1:]
+    led.save(i)
+    led.close()
+    return True
+
+
+def row_deleted_middle(rng, fx, work):
+    led = Ledger(fx)
+    led.delete(rng.randrange(len(led.rows) - 1))
+    led.close()
+    return True
+
+
+def rows_reordered(rng, fx, work):
+    led = Ledger(fx)
+    i, j = rng.sample(range(len(led.rows)), 2)
+    a, b = led.rows[i], led.rows[j]
+    a["seq"], b["seq"] = b["seq"], a["seq"]
+    tmp = a["seq"]
+    a["seq"] = -1  # (run_id, seq) is unique: park one row while the other moves
+    led.save(i)
+    led.save(j)
+    a["seq"] = tmp
+    led.save(i)
+    led.close()
+    return True
+
+
+def signoff_flipped_naive(rng, fx, work):
+    led = Ledger(fx)
+    i = rng.choice(led.indices("signoff"))
+    obj = json.loads(led.rows[i]["payload"])
+    obj["decision"] = "approve" if obj["decision"] != "approve" else "reject"
+    led.set_payload(i, obj)
+    led.save(i)
+    led.close()
+    return True
+
+
+def artifact_byte_flip(rng, fx, work):
+    flip_file_byte(rng, rng.choice(artifact_files(fx)))
+    return True
+
+
+def artifact_file_deleted(rng, fx, work):
+    rng.choice([p for p in artifact_files(fx) if p.parent != fx.live]).unlink()
+    return True
+
+
+def artifact_file_added(rng, fx, work):
+    folder = rng.choice([fx.live / "base_model", fx.live / "adapter", fx.live / "adapter" / "sub"])
+    (folder / f"extra-{rng.randrange(10**6)}.bin").write_bytes(rng.randbytes(rng.randrange(1, 64)))
+    return True
+
+
+def pack_pdf_byte_flip(rng, fx, work):
+    flip_file_byte(rng, fx.live / "packs" / "fca.pdf")
+    return True
+
+
+# -- clever edits: digests and the chain recomputed ----------------------------------------------------
+
+def number_rechained_sealed(rng, fx, work):
+    led = Ledger(fx)
+    for _ in range(50):
+        i = rng.randrange(led.manifest_index)  # the evidence itself, e.g. a metric
+        new = change_number(rng, led.rows[i]["payload"])
+        if new is not None:
+            led.set_payload(i, new)
+            led.rechain(i)
+            led.close()
+            return True
+    return False
+
+
+def number_resigned_own_key(rng, fx, work):
+    if not number_rechained_sealed(rng, fx, work):
+        return False
+    led = Ledger(fx)
+    resign(fx, led, work / "attacker.pem")
+    led.close()
+    return True
+
+
+def signature_stripped(rng, fx, work):
+    led = Ledger(fx)
+    i = led.manifest_index
+    obj = json.loads(led.rows[i]["payload"])
+    obj["signature"] = obj["public_key"] = None
+    led.set_payload(i, obj)
+    led.rechain(i)
+    led.close()
+    return True
+
+
+def rows_deleted_after_seal(rng, fx, work):
+    led = Ledger(fx)
+    for _ in range(rng.randint(1, len(led.rows) - 1 - led.manifest_index)):
+        led.delete(len(led.rows) - 1)
+    led.close()
+    return True
+
+
+def signoff_forged_appended(rng, fx, work):
+    # No trigger to drop: anyone who can write the file can append a well-chained row.
+    store = Store(f"sqlite:///{fx.db}", create=False)
+    store.append(fx.run_id, [SignoffRecord(name=rng.choice(["J. Smith", "Jane Doe"]), role="SMF24",
+                                           decision="approve", regime="fca", signed_at=utc_now())])
+    store.engine.dispose()
+    return True
+
+
+def signoff_flipped_rechained(rng, fx, work):
+    led = Ledger(fx)
+    i = rng.choice(led.indices("signoff"))
+    obj = json.loads(led.rows[i]["payload"])
+    obj["decision"] = "approve" if obj["decision"] != "approve" else "reject"
+    led.set_payload(i, obj)
+    led.rechain(i)
+    led.close()
+    return True
+
+
+def pack_swapped_rechained(rng, fx, work):
+    pdf = fx.live / "packs" / "fca.pdf"
+    flip_file_byte(rng, pdf)
+    led = Ledger(fx)
+    i = led.indices("pack")[0]
+    led.set_payload(i, {**json.loads(led.rows[i]["payload"]), "digest": file_digest(pdf)})
+    led.rechain(i)
+    led.close()
+    return True
+
+
+def artifact_removed(rng, fx, work):
+    target = rng.choice([fx.live / "base_model", fx.live / "adapter", fx.live / "safety.jsonl"])
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    return True
+
+
+S, U, BOTH = ("signed",), ("unsigned",), VARIANTS
+CLASSES = [
+    MutationClass("payload_byte_flip", DETECTABLE, 24, BOTH, payload_byte_flip),
+    MutationClass("row_deleted_middle", DETECTABLE, 12, BOTH, row_deleted_middle),
+    MutationClass("rows_reordered", DETECTABLE, 12, BOTH, rows_reordered),
+    MutationClass("signoff_flipped_naive", DETECTABLE, 5, BOTH, signoff_flipped_naive),
+    MutationClass("artifact_byte_flip", DETECTABLE, 14, BOTH, artifact_byte_flip),
+    MutationClass("artifact_file_deleted", DETECTABLE, 6, BOTH, artifact_file_deleted),
+    MutationClass("artifact_file_added", DETECTABLE, 4, BOTH, artifact_file_added),
+    MutationClass("pack_pdf_byte_flip", DETECTABLE, 6, BOTH, pack_pdf_byte_flip),
+    MutationClass("number_rechained_signed_trusted", DETECTABLE, 12, S, number_rechained_sealed),
+    MutationClass("number_resigned_own_key_trusted", DETECTABLE, 3, S, number_resigned_own_key),
+    MutationClass("signature_stripped_trusted", DETECTABLE, 2, S, signature_stripped),
+    MutationClass("number_rechained_unsigned", UNDETECTABLE, 4, U, number_rechained_sealed,
+                  why="no signature: whoever holds the database recomputes the whole chain"),
+    MutationClass("number_resigned_own_key_untrusted", UNDETECTABLE, 2, S, number_resigned_own_key, trusted=False,
+                  why="verify without --trusted-key accepts any key (issue 10 item 7)"),
+    MutationClass("signature_stripped_untrusted", UNDETECTABLE, 2, S, signature_stripped, trusted=False,
+                  why="verify without --trusted-key accepts an unsigned manifest (issue 10 item 7)"),
+    MutationClass("rows_deleted_after_seal", UNDETECTABLE, 3, BOTH, rows_deleted_after_seal,
+                  why="rows after the manifest are covered by no seal (issue 10 items 1, 4)"),
+    MutationClass("signoff_forged_appended", UNDETECTABLE, 3, BOTH, signoff_forged_appended,
+                  why="a sign-off is a typed name, not a signature (issue 10 item 2)"),
+    MutationClass("signoff_flipped_rechained", UNDETECTABLE, 3, BOTH, signoff_flipped_rechained,
+                  why="sign-offs follow the seal and are unsigned (issue 10 items 1, 2)"),
+    MutationClass("pack_swapped_rechained", UNDETECTABLE, 2, BOTH, pack_swapped_rechained,
+                  why="the pack record follows the seal (issue 10 item 1)"),
+    MutationClass("artifact_removed", UNDETECTABLE, 2, BOTH, artifact_removed,
+                  why="an artifact no longer on disk is a warning, not an error (files may move)"),
+]
+
+
+@dataclass
+class Tally:
+    total: int = 0
+    detected: int = 0
+    warned: int = 0
+    missed: list[int] = field(default_factory=list)
+    """Seeds of the mutations of a detectable class that verify did not find (reproducers)."""
+
+
+@dataclass
+class Result:
+    tallies: dict[str, Tally]
+    clean: int
+    false_alarms: int
+    noops: int
+    """Edits that changed nothing (not counted)."""
+    seconds: float
+
+    def detectable(self) -> tuple[int, int]:
+        by = {c.name: c for c in CLASSES}
+        rows = [t for n, t in self.tallies.items() if by[n].expect == DETECTABLE]
+        return sum(t.detected for t in rows), sum(t.total for t in rows)
+
+    def lines(self) -> list[str]:
+        out = []
+        for c in CLASSES:
+            t = self.tallies[c.name]
+            note = f"  MISSED seeds {t.missed[:5]}" if c.expect == DETECTABLE and t.missed else ""
+            warn = f" warned={t.warned}" if c.expect == UNDETECTABLE and t.warned else ""
+            out.append(f"{c.name} {t.detected}/{t.total} ({c.expect}){warn}{note}")
+        n, m = self.detectable()
+        out += [f"clean_copies={self.clean} no_op_edits={self.noops} seconds={self.seconds:.1f}", f"detected={n}/{m}",
+                f"false_alarms={self.false_alarms}"]
+        return out
+
+
+def mutate_once(cls: MutationClass, fixtures: dict[str, Fixture], pristine: dict[str, str], work: Path, seed: int):
+    """One mutation of ``cls`` from ``seed`` on a fresh copy; the verify report, or None when the edit left the
+    copy as it was (so a no-op never counts as a miss or a detection)."""
+    rng = random.Random(seed)
+    fx = fixtures[rng.choice(cls.variants)]
+    fx.reset()
+    if not cls.edit(rng, fx, work) or fx.fingerprint() == pristine[fx.variant]:
+        return None
+    return fx.verify(trusted=cls.trusted)
+
+
+def setup(work: Path) -> tuple[dict[str, Fixture], dict[str, str]]:
+    """Both sealed runs, their pristine fingerprints, and the attacker's own key."""
+    fixtures = {v: build_fixture(work, v) for v in VARIANTS}
+    generate_key(work / "attacker.pem")
+    pristine = {}
+    for v, fx in fixtures.items():
+        fx.reset()
+        pristine[v] = fx.fingerprint()
+    return fixtures, pristine
+
+
+def run_campaign(work: Path, *, mutations: int, clean: int, seed: int) -> Result:
+    start = time.perf_counter()
+    fixtures, pristine = setup(work)
+    rng = random.Random(seed)
+    weights = [c.weight for c in CLASSES]
+    # Every class at least once, the rest drawn by weight.
+    plan = list(CLASSES) + rng.choices(CLASSES, weights=weights, k=max(0, mutations - len(CLASSES)))
+    tallies = {c.name: Tally() for c in CLASSES}
+    noops = 0
+    for cls in plan:
+        s = rng.randrange(2**32)
+        report = mutate_once(cls, fixtures, pristine, work, s)
+        if report is None:
+            noops += 1
+            continue
+        t = tallies[cls.name]
+        t.total += 1
+        if not report.ok:
+            t.detected += 1
+        elif report.findings:
+            t.warned += 1
+        if report.ok and cls.expect == DETECTABLE:
+            t.missed.append(s)
+    false_alarms = 0
+    for i in range(clean):
+        fx = fixtures[VARIANTS[i % len(VARIANTS)]]
+        fx.reset()
+        false_alarms += bool(fx.verify().findings)
+    return Result(tallies, clean, false_alarms, noops, time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mutations", type=int, default=1300)
+    ap.add_argument("--clean", type=int, default=24)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--replay", metavar="CLASS:SEED", help="re-run one mutation and print verify's findings")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if args.replay:
+            name, s = args.replay.split(":")
+            fixtures, pristine = setup(work)
+            report = mutate_once(next(c for c in CLASSES if c.name == name), fixtures, pristine, work, int(s))
+            print("\n".join(f.line() for f in report.findings) if report and report.findings else "no findings")
+            return
+        result = run_campaign(work, mutations=args.mutations, clean=args.clean, seed=args.seed)
+    for line in result.lines():
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
