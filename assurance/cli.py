@@ -133,6 +133,14 @@ def run(
         except PlanError as err:
             fail(str(err))
             raise typer.Exit(EXIT_USAGE) from None
+    if sign_key is not None:
+        from .evidence.seal import SigningKeyError, check_signing_key
+
+        try:
+            check_signing_key(sign_key)
+        except SigningKeyError as err:
+            fail(str(err))
+            raise typer.Exit(EXIT_USAGE) from None
     if resume is not None:
         from .resume import resume_pipeline
 
