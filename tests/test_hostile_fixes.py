@@ -52,3 +52,65 @@ def test_a_good_sign_key_passes_the_check(tmp_path):
     key = tmp_path / "k.pem"
     assert runner.invoke(app, ["keygen", str(key)]).exit_code == 0
     check_signing_key(key)  # raises on a key it cannot sign with
+
+
+def _sealed(tmp_path: Path, status: str, *, complete: bool = True, failed: bool = False) -> tuple[Store, str]:
+    """A real ledger: started, one metric, a verdict (after a RunFailed when ``failed``), the seal."""
+    from _ledger_writers import metric, started
+
+    from assurance.evidence.records import RunFailed, VerdictRecord
+    from assurance.evidence.seal import seal_run
+
+    store = Store(f"sqlite:///{tmp_path / 'ev.db'}")
+    run_id = "0190aaaa-0000-7000-8000-000000000001"
+    store.append(run_id, [started(run_id), metric(1)])
+    if failed:
+        store.append(run_id, [RunFailed(stage="seal", error="ValueError: bad key", failed_at="2026-01-01T00:00:01Z")])
+    store.append(run_id, [VerdictRecord(status=status, checks=[], reasons=[] if status == "PASS" else ["r"])])
+    seal_run(store, run_id, complete=complete)
+    return store, run_id
+
+
+def _signoff(store: Store, run_id: str, decision: str, *extra: str):
+    return runner.invoke(app, ["signoff", run_id, "--db", store.url, "--name", "J. Smith", "--role", "SMF24",
+                               "--decision", decision, *extra], terminal_width=400)
+
+
+@pytest.mark.parametrize("how", ["sealed incomplete", "RunFailed, sealed complete", "ERROR, sealed complete"])
+def test_an_error_run_is_never_complete_and_cannot_be_approved(tmp_path, how):
+    store, run_id = _sealed(tmp_path, "ERROR", complete=how != "sealed incomplete", failed=how.startswith("RunFailed"))
+    res = runner.invoke(app, ["verify", run_id, "--db", store.url, "--no-files"], terminal_width=400)
+    assert "run complete" not in res.output and "run INCOMPLETE" in res.output, res.output
+    js = runner.invoke(app, ["verify", run_id, "--db", store.url, "--no-files", "--json"])
+    assert '"complete": false' in js.output
+    shown = runner.invoke(app, ["show", run_id, "--db", store.url], terminal_width=400)
+    assert "sealed, INCOMPLETE" in shown.output and "sealed, complete" not in shown.output
+    before = store.count(run_id)
+    for decision in ("approve", "approve-with-conditions"):
+        res = _signoff(store, run_id, decision, "--accept-risk", "we know")
+        assert res.exit_code == 2 and "cannot be approved" in res.output, res.output
+        assert len(res.output.strip().splitlines()) == 1
+    assert store.count(run_id) == before
+    assert _signoff(store, run_id, "reject").exit_code == 0
+    assert [r.decision for r in store.records(run_id, kinds=["signoff"])] == ["reject"]
+
+
+def test_approving_a_fail_run_needs_accept_risk_recorded_in_the_note(tmp_path):
+    store, run_id = _sealed(tmp_path, "FAIL")
+    res = _signoff(store, run_id, "approve")
+    assert res.exit_code == 2 and "--accept-risk" in res.output and len(res.output.strip().splitlines()) == 1
+    assert store.records(run_id, kinds=["signoff"]) == []
+    assert _signoff(store, run_id, "reject").exit_code == 0
+    ok = _signoff(store, run_id, "approve-with-conditions", "--accept-risk", "compensating control X",
+                  "--note", "review in 30 days")
+    assert ok.exit_code == 0, ok.output
+    signed = store.records(run_id, kinds=["signoff"])
+    assert [s.note for s in signed] == ["", "Risk accepted: compensating control X\nreview in 30 days"]
+    verified = runner.invoke(app, ["verify", run_id, "--db", store.url, "--no-files"], terminal_width=400)
+    assert verified.exit_code == 0 and "run complete" in verified.output
+
+
+def test_a_pass_run_is_complete_and_approvable(tmp_path):
+    store, run_id = _sealed(tmp_path, "PASS")
+    assert "run complete" in runner.invoke(app, ["verify", run_id, "--db", store.url, "--no-files"]).output
+    assert _signoff(store, run_id, "approve").exit_code == 0
