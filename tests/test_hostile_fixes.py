@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,36 @@ def test_a_pass_run_is_complete_and_approvable(tmp_path):
     store, run_id = _sealed(tmp_path, "PASS")
     assert "run complete" in runner.invoke(app, ["verify", run_id, "--db", store.url, "--no-files"]).output
     assert _signoff(store, run_id, "approve").exit_code == 0
+
+
+def test_a_re_render_writes_a_new_version_and_the_old_pack_still_verifies(tmp_path):
+    from _report_records import make_records, pdf_text
+
+    from assurance.evidence.records import PackRecord
+    from assurance.evidence.seal import seal_run
+
+    store = Store(f"sqlite:///{tmp_path / 'ev.db'}")
+    records = make_records(verdict="PASS", manifest=False)
+    run_id = records[0].run_id
+    store.append(run_id, records)
+    seal_run(store, run_id, complete=True)
+    out = tmp_path / "packs"
+    paths = []
+    for _ in range(2):
+        res = runner.invoke(app, ["render", run_id, "--regime", "fca", "--db", store.url, "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        paths.append(Path(res.stdout.strip()))
+        if len(paths) == 1:
+            first = paths[0].read_bytes()
+    stem = f"fca-assurance-pack-{run_id[:8]}"
+    assert [p.name for p in paths] == [f"{stem}.pdf", f"{stem}-v2.pdf"]
+    assert paths[0].read_bytes() == first  # the recorded version 1 was not overwritten
+    packs = store.records(run_id, kinds=["pack"])
+    assert all(isinstance(p, PackRecord) for p in packs)
+    assert [Path(p.path) for p in packs] == [p.resolve() for p in paths]
+    res = runner.invoke(app, ["verify", run_id, "--db", store.url, "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["ok"] and report["files_checked"] == 2, report  # both packs (the artifacts are not on disk)
+    assert not [f for f in report["findings"] if "pack" in f["message"]], report
+    assert "Version 2" in pdf_text(paths[1]) or "version 2" in pdf_text(paths[1]).lower()
