@@ -148,3 +148,25 @@ def test_a_re_render_writes_a_new_version_and_the_old_pack_still_verifies(tmp_pa
     assert report["ok"] and report["files_checked"] == 2, report  # both packs (the artifacts are not on disk)
     assert not [f for f in report["findings"] if "pack" in f["message"]], report
     assert "Version 2" in pdf_text(paths[1]) or "version 2" in pdf_text(paths[1]).lower()
+
+
+def test_four_concurrent_signoff_commands_all_land(tmp_path):
+    """Four `assure signoff` processes at once on one run: no IntegrityError, every decision in one intact chain."""
+    import os
+    import subprocess
+    import sys
+
+    store, run_id = _sealed(tmp_path, "PASS")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen([sys.executable, "-m", "assurance.cli", "signoff", run_id, "--db", store.url,
+                               "--name", f"signer {i}", "--role", "SMF24", "--decision", "approve"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(4)]
+    outs = [(p.wait(timeout=300), p.stdout.read() if p.stdout else "") for p in procs]
+    assert all(code == 0 for code, _ in outs), outs
+    assert not any("Traceback" in out or "IntegrityError" in out for _, out in outs), outs
+    names = sorted(s.name for s in store.records(run_id, kinds=["signoff"]))
+    assert names == [f"signer {i}" for i in range(4)]
+    res = runner.invoke(app, ["verify", run_id, "--db", store.url, "--no-files"])
+    assert res.exit_code == 0 and "INTACT" in res.output, res.output
