@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
+from test_resume import killed as _killed  # noqa: F401  (a module fixture: a run killed mid fine-tune)
 from typer.testing import CliRunner
 
 from assurance.cli import app
@@ -170,3 +171,52 @@ def test_four_concurrent_signoff_commands_all_land(tmp_path):
     assert names == [f"signer {i}" for i in range(4)]
     res = runner.invoke(app, ["verify", run_id, "--db", store.url, "--no-files"])
     assert res.exit_code == 0 and "INTACT" in res.output, res.output
+
+
+def test_a_checkpoint_is_hashed_when_written_and_refused_when_changed(tmp_path):
+    import torch
+
+    from assurance.finetune import checkpoint as ckpt
+    from assurance.resume import ResumeError, check_checkpoints
+
+    root = tmp_path / "run" / "model" / "checkpoints"
+    path = ckpt.save(root, 4, {"step": 4, "weights": {"w": torch.ones(3)}}, {"step": 4}, keep=2)
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["state_sha256"] == ckpt.state_digest(path) and meta["step"] == 4
+    assert ckpt.load(path)["step"] == 4
+    check_checkpoints(tmp_path / "run")  # intact: no error
+
+    state = path / "state.pt"
+    original = state.read_bytes()
+    torch.save({"step": 4, "weights": {"w": torch.zeros(3)}}, state)  # a well-formed but different state
+    with pytest.raises(ckpt.CheckpointError, match="state.pt has digest"):
+        ckpt.load(path)
+    with pytest.raises(ResumeError, match=f"cannot resume: checkpoint {path}"):
+        check_checkpoints(tmp_path / "run")
+
+    state.write_bytes(original)
+    (path / "meta.json").write_text(json.dumps({"step": 4}))  # as older code wrote it: nothing to check against
+    with pytest.raises(ckpt.CheckpointError, match="no state_sha256"):
+        ckpt.load(path)
+
+
+def test_resume_from_a_changed_checkpoint_exits_2_and_appends_nothing(_killed):  # noqa: F811 (the fixture)
+    """The campaign's edit: the optimizer/weights state changed between the kill and --resume."""
+    import torch
+
+    from assurance.finetune import checkpoint as ckpt
+
+    db, run_id = _killed["db"], _killed["run_id"]
+    store = Store(db)
+    n = store.count(run_id)
+    latest = ckpt.latest(_killed["run_dir"] / "model" / "checkpoints")
+    assert latest is not None
+    state = torch.load(latest / "state.pt", weights_only=True)
+    first = next(iter(state["weights"]))
+    state["weights"][first] = state["weights"][first] * 1.01
+    torch.save(state, latest / "state.pt")
+    res = runner.invoke(app, ["run", "--resume", run_id, "--db", db], env={"ASSURE_HOME": str(_killed["tmp"] / "runs")},
+                        terminal_width=400)
+    assert res.exit_code == 2, res.output
+    assert "cannot resume" in res.output and str(latest) in res.output and "changed" in res.output
+    assert store.count(run_id) == n
