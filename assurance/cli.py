@@ -133,6 +133,14 @@ def run(
         except PlanError as err:
             fail(str(err))
             raise typer.Exit(EXIT_USAGE) from None
+    if sign_key is not None:
+        from .evidence.seal import SigningKeyError, check_signing_key
+
+        try:
+            check_signing_key(sign_key)
+        except SigningKeyError as err:
+            fail(str(err))
+            raise typer.Exit(EXIT_USAGE) from None
     if resume is not None:
         from .resume import resume_pipeline
 
@@ -343,17 +351,35 @@ def signoff(
     decision: Literal["approve", "reject", "approve-with-conditions"] = typer.Option(..., "--decision"),
     regime: Regime | None = typer.Option(None, "--regime", help="The pack this decision is for."),
     note: str = typer.Option("", "--note", help="Conditions or comments."),
+    accept_risk: str | None = typer.Option(
+        None, "--accept-risk", metavar="REASON",
+        help="Needed to approve a run whose verdict is FAIL: why the risk is accepted (recorded in the note)."),
     db: str | None = DbOpt,
 ) -> None:
-    """Record a named person's decision on a sealed run (appended to its chain)."""
-    from .evidence.records import ManifestRecord, SignoffRecord
+    """Record a named person's decision on a sealed run (appended to its chain).
+
+    An unsealed run cannot be signed off; an incomplete (ERROR) run can only be rejected; approving
+    a FAIL run needs --accept-risk REASON. Refusals exit 2 and record nothing."""
+    from .evidence.records import ManifestRecord, SignoffRecord, VerdictRecord
     from .evidence.store import utc_now
+    from .evidence.verify import incomplete_reason
 
     store, rid = _open_run(db, run_id)
-    manifests = [r for r in store.records(rid) if isinstance(r, ManifestRecord)]
-    if not manifests or not manifests[-1].complete:
-        fail(f"run {rid}: not sealed as complete; an incomplete run cannot be signed off")
+    records = store.records(rid, kinds=("manifest", "run_failed", "verdict"))
+    if not any(isinstance(r, ManifestRecord) for r in records):
+        fail(f"run {rid}: not sealed; an unfinished run cannot be signed off")
         raise typer.Exit(EXIT_USAGE)
+    approving = decision != "reject"
+    why = incomplete_reason(records)
+    if approving and why:
+        fail(f"run {rid}: incomplete ({why}); an incomplete run cannot be approved, only rejected")
+        raise typer.Exit(EXIT_USAGE)
+    verdict = next((r for r in reversed(records) if isinstance(r, VerdictRecord)), None)
+    if approving and verdict is not None and verdict.status == "FAIL" and not (accept_risk or "").strip():
+        fail(f"run {rid}: its verdict is FAIL; approving it needs --accept-risk \"why the risk is accepted\"")
+        raise typer.Exit(EXIT_USAGE)
+    if accept_risk and approving:
+        note = f"Risk accepted: {accept_risk.strip()}" + (f"\n{note}" if note else "")
     store.append(rid, [SignoffRecord(name=name, role=role, decision=decision, regime=regime, note=note,
                                      signed_at=utc_now())])
     print(f"signed: {name} ({role}) {decision} run {rid}")

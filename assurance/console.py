@@ -37,6 +37,7 @@ from .evidence.records import (
     SignoffRecord,
     VerdictRecord,
 )
+from .evidence.verify import incomplete_reason
 
 err_console = Console(stderr=True)
 out_console = Console()
@@ -160,7 +161,7 @@ def show_run(records: list[Record], console: Console = out_console) -> None:
     metrics = [r for r in records if isinstance(r, MetricRecord)]
 
     status = verdict.status if verdict else "INCOMPLETE"
-    sealed = ("sealed, complete" if manifest and manifest.complete
+    sealed = ("sealed, complete" if manifest and incomplete_reason(records) is None
               else "sealed, INCOMPLETE" if manifest else "NOT SEALED")
     console.print(Panel.fit(
         f"[bold]{start.plan.get('name')}[/bold]  run [cyan]{start.run_id}[/cyan]\n"

@@ -184,7 +184,8 @@ def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: D
 
 def render_packs(store: Store, run_id: str, regimes, out_dir: Path, *, redact: bool | None = None,
                  progress: Progress | None = None) -> dict[str, Path]:
-    """Render packs from the ledger alone, appending a PackRecord for each.
+    """Render packs from the ledger alone, appending a PackRecord for each; a re-render writes a new
+    version's file beside the earlier ones (see ``pack_file_name``), never over one the ledger records.
 
     The run's records (and a comparison run's) are read once for all the packs; each
     PackRecord is also added to the in-memory list, so a later pack sees the ledger as it
@@ -202,7 +203,7 @@ def render_packs(store: Store, run_id: str, regimes, out_dir: Path, *, redact: b
     written: dict[str, Path] = {}
     for regime in regimes:
         with progress.stage(f"Rendering the {regime.upper()} pack"):
-            out = out_dir / f"{regime}-assurance-pack-{run_id[:8]}.pdf"
+            out = out_dir / pack_file_name(regime, run_id, records)
             pages = render_pack(records, regime, out, redact_outputs=report.get("redact_outputs", True),
                                 report=report, comparison=comparison)
             pack = PackRecord(regime=regime, path=str(out.resolve()), digest=tree_digest(out).digest, pages=pages,
@@ -211,3 +212,18 @@ def render_packs(store: Store, run_id: str, regimes, out_dir: Path, *, redact: b
             records.append(pack)
             written[regime] = out
     return written
+
+
+def pack_file_name(regime: str, run_id: str, records: list[Record]) -> str:
+    """The file for the next version of the ``regime`` pack: ``<regime>-assurance-pack-<id>.pdf`` for the
+    first, ``-v<N>.pdf`` after, N being the version its document control prints (``report/document.py``).
+
+    Overwriting an earlier version would break its PackRecord's digest, so ``assure verify`` would fail an
+    untampered run; a name that some PackRecord already holds is skipped (packs named by older code)."""
+    taken = {Path(r.path).name for r in records if isinstance(r, PackRecord)}
+    version = 1 + sum(1 for r in records if isinstance(r, PackRecord) and r.regime == regime)
+    name = f"{regime}-assurance-pack-{run_id[:8]}" + (f"-v{version}" if version > 1 else "")
+    while f"{name}.pdf" in taken:  # only under a ledger whose packs were named otherwise
+        version += 1
+        name = f"{regime}-assurance-pack-{run_id[:8]}-v{version}"
+    return f"{name}.pdf"

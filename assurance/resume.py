@@ -13,6 +13,8 @@ same chain under the same run id, then seals and renders as usual:
   differs from the run's ArtifactRecords refuses the resume. So does a saved
   adapter or model whose folder no longer has its recorded digest. A refusal
   appends nothing.
+* The checkpoint an interrupted fine-tune would continue from must still have the
+  digest its meta.json recorded when it was written (``finetune/checkpoint.py``).
 * Each stage appends its records in one transaction, so a stage is either wholly in
   the chain or not at all; the stages already there are skipped (their metrics and
   greedy samples are read back from the ledger for the verdict and the paired
@@ -136,6 +138,21 @@ def check_unchanged(prep: Prepared, done: Done, records: Sequence[Record] = ()) 
                           "could not be continued honestly (start a new run):\n  - " + "\n  - ".join(changed))
 
 
+def check_checkpoints(run_dir: Path) -> None:
+    """Refuse the resume when the checkpoint an interrupted fine-tune would continue from changed since it
+    was written (its meta.json holds the digest); checked here so the refusal appends nothing."""
+    from .finetune import checkpoint as ckpt
+
+    for root in sorted(run_dir.glob("*/checkpoints")):
+        latest = ckpt.latest(root)
+        if latest is None:
+            continue
+        try:
+            ckpt.check(latest)
+        except ckpt.CheckpointError as err:
+            raise ResumeError(f"cannot resume: {err}") from None
+
+
 def resume_pipeline(
     run_id: str,
     *,
@@ -175,6 +192,7 @@ def resume_pipeline(
     if not outputs and not run_dir.is_dir():
         progress.note(f"No run folder at {run_dir} (another ASSURE_HOME?): an interrupted fine-tune starts again "
                       "from step 0")
+    check_checkpoints(run_dir)
     if plan_path is None and started.plan_path and Path(started.plan_path).is_file():
         plan_path = Path(started.plan_path)  # only hashed when provenance was never recorded
     with run_lock(run_dir, rid):  # a run whose process still lives is refused, before anything is appended

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -32,6 +32,31 @@ def load_private_key(path: str | Path) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path}: not an Ed25519 private key")
     return key
+
+
+class SigningKeyError(ValueError):
+    """A ``--sign-key`` that cannot sign; the message names the file."""
+
+
+def check_signing_key(path: str | Path) -> Ed25519PrivateKey:
+    """Load the signing key before a run writes anything, so a bad key is a usage error up front
+    rather than a failure at the seal that leaves the whole run unsealed."""
+    try:
+        return load_private_key(path)
+    except FileNotFoundError:
+        reason = "no such file"
+    except IsADirectoryError:
+        reason = "a folder, not a key file"
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+    except TypeError:  # cryptography's word for an encrypted key given no passphrase
+        reason = "encrypted; no passphrase is taken"
+    except UnsupportedAlgorithm:
+        reason = "an unsupported key type"
+    except ValueError as err:
+        reason = "not an Ed25519 key" if "Ed25519" in str(err) else "not a PEM private key"
+    raise SigningKeyError(f"{path}: cannot sign with it ({reason}); give an unencrypted Ed25519 private key in PEM "
+                          "(PKCS#8), as `assure keygen` writes it")
 
 
 def generate_key(path: str | Path) -> str:

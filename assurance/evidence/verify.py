@@ -7,6 +7,7 @@ about, so an auditor can go straight to it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -14,7 +15,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from .hashing import PREFIX, canonical_json, sha256_hex, tree_digest
-from .records import ArtifactRecord, ManifestRecord, PackRecord
+from .records import ArtifactRecord, ManifestRecord, PackRecord, Record, RunFailed, VerdictRecord
 from .seal import check_signature
 from .store import GENESIS, Store, chain_digest, parse_payload
 
@@ -44,6 +45,26 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not any(f.severity == "error" for f in self.findings)
+
+
+def incomplete_reason(records: Iterable[Record]) -> str | None:
+    """Why the run is not complete, or None when it is: sealed complete, no stage failed, verdict not ERROR.
+
+    The seal's ``complete`` flag alone is not enough: a run whose seal failed after a RunFailed
+    was appended, then resumed, is sealed ``complete=True`` over an ERROR verdict."""
+    records = list(records)
+    manifest = next((r for r in reversed(records) if isinstance(r, ManifestRecord)), None)
+    failed = next((r for r in records if isinstance(r, RunFailed)), None)
+    verdict = next((r for r in reversed(records) if isinstance(r, VerdictRecord)), None)
+    if manifest is None:
+        return "the run was never sealed"
+    if not manifest.complete:
+        return "the run was sealed as incomplete"
+    if failed is not None:
+        return f"its {failed.stage} stage failed"
+    if verdict is None or verdict.status == "ERROR":
+        return "its verdict is ERROR" if verdict else "it has no verdict"
+    return None
 
 
 def verify_run(store: Store, run_id: str, *, check_files: bool = True, trusted_key: str | None = None) -> VerifyReport:
@@ -98,6 +119,9 @@ def verify_run(store: Store, run_id: str, *, check_files: bool = True, trusted_k
         complete = m.complete
     if manifests and not complete:
         findings.append(Finding("warning", f"run {run_id}", "sealed as INCOMPLETE: the run failed or was stopped"))
+    elif manifests and (why := incomplete_reason(r for _, r in records)):
+        findings.append(Finding("warning", f"run {run_id}", f"sealed as complete, but {why}: the run is INCOMPLETE"))
+        complete = False
 
     files_checked = 0
     if check_files:

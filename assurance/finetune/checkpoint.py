@@ -8,10 +8,16 @@ moment leaves either the whole checkpoint or none of it, never a torn one.
 The learning-rate schedule is a pure function of the step, and the data order a
 pure function of (seed, epoch), so the step and data position are the scheduler
 and sampler state.
+
+``meta.json`` also holds ``state_sha256``, the digest of ``state.pt`` as written:
+``load`` (and ``assure run --resume``, before it appends anything) refuses a
+checkpoint whose bytes changed since, since resuming from altered weights or
+optimizer state would change the results while the run still verified.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -22,6 +28,35 @@ from pathlib import Path
 import torch
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be trusted to resume from; the message names it and says why."""
+
+
+def state_digest(path: Path) -> str:
+    """``sha256:<hex>`` of a checkpoint folder's ``state.pt``."""
+    h = hashlib.sha256()
+    with (path / "state.pt").open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def check(path: Path) -> None:
+    """Raise CheckpointError unless ``state.pt`` still has the digest ``meta.json`` recorded when it was written."""
+    try:
+        recorded = json.loads((path / "meta.json").read_text()).get("state_sha256")
+    except (OSError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"checkpoint {path}: meta.json is unreadable ({err})") from None
+    if recorded is None:
+        raise CheckpointError(f"checkpoint {path}: no state_sha256 in meta.json (written by an older release), so "
+                              "it cannot be checked; delete the checkpoints folder to restart the fine-tune")
+    now = state_digest(path)
+    if now != recorded:
+        raise CheckpointError(f"checkpoint {path}: state.pt has digest {now}, but {recorded} when it was written; "
+                              "its weights or optimizer state changed, so resuming from it would not reproduce "
+                              "the run (start a new run)")
 
 
 def _fsync(path: Path) -> None:
@@ -54,6 +89,7 @@ def save(root: Path, step: int, state: dict, meta: dict, keep: int) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     torch.save(state, tmp / "state.pt")
+    meta = {**meta, "state_sha256": state_digest(tmp)}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     for f in ("state.pt", "meta.json"):
         _fsync(tmp / f)
@@ -82,5 +118,6 @@ def latest(root: Path) -> Path | None:
 
 
 def load(path: Path) -> dict:
+    check(path)
     # weights_only: a checkpoint is data (tensors, numbers, lists), never code to unpickle
     return torch.load(path / "state.pt", map_location="cpu", weights_only=True)
