@@ -7,15 +7,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # The tiny demo model, built once for the whole session (defined here, not
 # imported into each module, so every module shares the one build).
-from _tiny import tiny_model, tiny_model_dir  # noqa: E402,F401
-
 # --- finetune and torch test fixtures (helper h3) ---------------------------------------------------
 # A tiny BPE chat tokenizer shared by the finetune test modules; their plain helpers (CONVS,
 # TRIPLETS, make_model, write) are imported from tests/_finetune.py.
 import pytest  # noqa: E402
 import torch  # noqa: E402
-
 from _finetune import tokenizer  # noqa: E402,F401
+from _tiny import tiny_model, tiny_model_dir  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +48,7 @@ def recording_fetcher(monkeypatch):
     monkeypatch.setattr(render_mod, "TemplateOnlyFetcher", Recording)
     return asked
 # --- end of report tests (helper h2) -----------------------------------------------------------
+
+
+# A real `assure run` killed with SIGKILL mid fine-tune (module scope: each module using it gets its own run).
+from _killed import killed  # noqa: E402,F401

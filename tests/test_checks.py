@@ -3,12 +3,12 @@ and a ledger written by the code at d406631 (untyped checks) still verifies, val
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 from typing import get_args
 
 import pytest
+from _ledger_writers import legacy_rows
 from _report_records import make_records, pdf_text
 from _schema_check import errors
 from rich.console import Console
@@ -30,14 +30,8 @@ from assurance.report.render import TEMPLATES_DIR
 from assurance.report.sections import persistence_rows
 
 ROOT = Path(__file__).resolve().parent.parent
-LEGACY_LEDGER = Path(__file__).parent / "fixtures" / "legacy" / "ledger_d406631.jsonl.gz"
 """Every row of one run made by the code at d406631 (tiny model, refusal and prefill suites, stress
 stage, persistence limits set so that all five of that policy's rules were written)."""
-
-
-def legacy_rows() -> list[dict]:
-    with gzip.open(LEGACY_LEDGER, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh]
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
-from test_resume import killed as _killed  # noqa: F401  (a module fixture: a run killed mid fine-tune)
 from typer.testing import CliRunner
 
 from assurance.cli import app
@@ -200,22 +199,22 @@ def test_a_checkpoint_is_hashed_when_written_and_refused_when_changed(tmp_path):
         ckpt.load(path)
 
 
-def test_resume_from_a_changed_checkpoint_exits_2_and_appends_nothing(_killed):  # noqa: F811 (the fixture)
+def test_resume_from_a_changed_checkpoint_exits_2_and_appends_nothing(killed):
     """The campaign's edit: the optimizer/weights state changed between the kill and --resume."""
     import torch
 
     from assurance.finetune import checkpoint as ckpt
 
-    db, run_id = _killed["db"], _killed["run_id"]
+    db, run_id = killed["db"], killed["run_id"]
     store = Store(db)
     n = store.count(run_id)
-    latest = ckpt.latest(_killed["run_dir"] / "model" / "checkpoints")
+    latest = ckpt.latest(killed["run_dir"] / "model" / "checkpoints")
     assert latest is not None
     state = torch.load(latest / "state.pt", weights_only=True)
     first = next(iter(state["weights"]))
     state["weights"][first] = state["weights"][first] * 1.01
     torch.save(state, latest / "state.pt")
-    res = runner.invoke(app, ["run", "--resume", run_id, "--db", db], env={"ASSURE_HOME": str(_killed["tmp"] / "runs")},
+    res = runner.invoke(app, ["run", "--resume", run_id, "--db", db], env={"ASSURE_HOME": str(killed["tmp"] / "runs")},
                         terminal_width=400)
     assert res.exit_code == 2, res.output
     assert "cannot resume" in res.output and str(latest) in res.output and "changed" in res.output

@@ -186,7 +186,7 @@ def test_demo_runs_carry_their_profiles_and_no_placeholder_person():
 
 
 def test_a_ledger_without_a_profile_names_the_plans_organisation():
-    from test_checks import legacy_rows
+    from _ledger_writers import legacy_rows
 
     from assurance.evidence.store import parse_payload
 
