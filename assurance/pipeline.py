@@ -37,6 +37,7 @@ from .plan import Plan
 from .policy import EXIT_ERROR, EXIT_FAIL, EXIT_PASS, decide
 from .prepared import Prepared
 from .report import build_view, comparison_records, render_pack
+from .report.document import pack_version
 from .runlock import run_lock
 from .stages import Done
 
@@ -220,8 +221,9 @@ def pack_file_name(regime: str, run_id: str, records: list[Record]) -> str:
 
     Overwriting an earlier version would break its PackRecord's digest, so ``assure verify`` would fail an
     untampered run; a name that some PackRecord already holds is skipped (packs named by older code)."""
-    taken = {Path(r.path).name for r in records if isinstance(r, PackRecord)}
-    version = 1 + sum(1 for r in records if isinstance(r, PackRecord) and r.regime == regime)
+    packs = [r for r in records if isinstance(r, PackRecord)]
+    taken = {Path(p.path).name for p in packs}
+    version = pack_version(packs, regime)
     name = f"{regime}-assurance-pack-{run_id[:8]}" + (f"-v{version}" if version > 1 else "")
     while f"{name}.pdf" in taken:  # only under a ledger whose packs were named otherwise
         version += 1

@@ -32,6 +32,12 @@ class DocumentControl:
     """Sign-offs recorded for this regime (or for every regime) so far."""
 
 
+def pack_version(packs: list[PackRecord], regime: str) -> int:
+    """The version the next ``regime`` pack of a run gets: 1 + the packs of that regime already recorded.
+    The pack prints it and ``pipeline.pack_file_name`` names the file by it."""
+    return 1 + sum(1 for p in packs if p.regime == regime)
+
+
 def document_control(view: RunView, regime: Regime) -> DocumentControl:
     """The block for the pack of ``regime`` about to be rendered from ``view``."""
     earlier = [p for p in view.packs if p.regime == regime]
@@ -43,5 +49,6 @@ def document_control(view: RunView, regime: Regime) -> DocumentControl:
     else:
         status = "Issued for review and decision; no decision recorded yet"
     run = (view.run_id or "unknown")[:8]
-    return DocumentControl(f"ASSURE-{regime.upper()}-{run}", len(earlier) + 1, status, earlier, len(decisions))
+    return DocumentControl(f"ASSURE-{regime.upper()}-{run}", pack_version(view.packs, regime), status, earlier,
+                           len(decisions))
 
