@@ -51,8 +51,8 @@ class Exposure:
 
 
 @dataclass(frozen=True)
-class Finding:
-    """A hazard as the measurements show it, before the Clinical Safety Officer's assessment."""
+class HazardText:
+    """What a hazard is, in words: the part of a hazard-log row the measurements write."""
 
     key: str
     """Stable key (``harmful:<category>``, ``over-refusal:<category>``, ``prefill``, ``jailbreak``,
@@ -69,6 +69,12 @@ class Finding:
     """The harm that may follow."""
     finding: str
     """The headline measured fact, for a decision summary."""
+
+
+@dataclass(frozen=True)
+class Finding(HazardText):
+    """A hazard as the measurements show it, before the Clinical Safety Officer's assessment."""
+
     initial: Exposure
     """The base model's measurement (before the safety fine-tune)."""
     residual: Exposure
@@ -106,25 +112,11 @@ class Rating:
 
 
 @dataclass(frozen=True)
-class Hazard:
-    """One row of the hazard log."""
+class Hazard(HazardText):
+    """One row of the hazard log: the measured hazard, rated with the Clinical Safety Officer's severities."""
 
     id: str
     """``HAZ-001`` on, in log order (harmful categories, over-refusal, attacks, persistence, signposting)."""
-    key: str
-    """Stable key; see ``Finding.key``."""
-    title: str
-    """A short name for the hazard."""
-    hazard: str
-    """The hazard: what the system may do."""
-    cause: str
-    """Why it may do it."""
-    effect: str
-    """What happens to the person."""
-    harm: str
-    """The harm that may follow."""
-    finding: str
-    """The headline measured fact."""
     initial: Rating
     """Before the safety fine-tune: the base model's measurement and the CSO's severity."""
     controls: tuple[Control, ...]

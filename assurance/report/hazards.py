@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from assurance.profile import HazardAssessment, OrgProfile, SeverityName
-from assurance.report.hazard_model import NOT_MEASURED, PENDING, Control, Exposure, Finding, Hazard, Rating
+from assurance.report.hazard_model import NOT_MEASURED, PENDING, Control, Exposure, Finding, Hazard, HazardText, Rating
 from assurance.report.hazard_sources import findings
 from assurance.report.risk import (
     LIKELIHOOD_BANDS,
@@ -60,8 +60,8 @@ def _hazard(number: int, f: Finding, assessed: HazardAssessment | None, profile:
         acceptability: str = residual.risk.acceptability
     else:
         acceptability = PENDING if residual.severity == PENDING else "not rated: not measured"
-    return Hazard(id=f"HAZ-{number:03d}", key=f.key, title=f.title, hazard=f.hazard, cause=f.cause, effect=f.effect,
-                  harm=f.harm, finding=f.finding, initial=initial, controls=f.controls, residual=residual,
+    text = {name: getattr(f, name) for name in HazardText.__dataclass_fields__}
+    return Hazard(**text, id=f"HAZ-{number:03d}", initial=initial, controls=f.controls, residual=residual,
                   acceptability=acceptability, owner=_owner(assessed, profile),
                   status=(assessed.status if assessed and assessed.status else "open"),
                   note=assessed.note if assessed else None)
