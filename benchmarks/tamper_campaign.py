@@ -95,15 +95,23 @@ def rows_reordered(rng, fx, work):
     return True
 
 
-def signoff_flipped_naive(rng, fx, work):
+def _flip_signoff(rng, fx, *, rechain: bool) -> bool:
+    """Turn a sign-off's decision to its opposite; ``rechain``: recompute the chain after it as well."""
     led = Ledger(fx)
     i = rng.choice(led.indices("signoff"))
     obj = json.loads(led.rows[i]["payload"])
     obj["decision"] = "approve" if obj["decision"] != "approve" else "reject"
     led.set_payload(i, obj)
-    led.save(i)
+    if rechain:
+        led.rechain(i)
+    else:
+        led.save(i)
     led.close()
     return True
+
+
+def signoff_flipped_naive(rng, fx, work):
+    return _flip_signoff(rng, fx, rechain=False)
 
 
 def artifact_byte_flip(rng, fx, work):
@@ -180,14 +188,7 @@ def signoff_forged_appended(rng, fx, work):
 
 
 def signoff_flipped_rechained(rng, fx, work):
-    led = Ledger(fx)
-    i = rng.choice(led.indices("signoff"))
-    obj = json.loads(led.rows[i]["payload"])
-    obj["decision"] = "approve" if obj["decision"] != "approve" else "reject"
-    led.set_payload(i, obj)
-    led.rechain(i)
-    led.close()
-    return True
+    return _flip_signoff(rng, fx, rechain=True)
 
 
 def pack_swapped_rechained(rng, fx, work):
