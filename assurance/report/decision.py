@@ -21,9 +21,11 @@ from typing import Literal
 
 from assurance.battery.categories import category_name
 from assurance.evidence.records import Check, MetricRecord
+from assurance.policy import outcome_of, rate_measure
+from assurance.report import hazard_text
 from assurance.report.filters import display_path
-from assurance.report.hazard_text import CHANGE_RULES, RULE_WORDS
-from assurance.report.measured import Interpretability, interpretability, wording
+from assurance.report.hazard_text import CHANGE_RULES, RULE_WORDS, limit_words, pct, pp
+from assurance.report.measured import Interpretability, harm_judge_entry, interpretability, wording
 from assurance.report.sections import StageRow, attack_total, persistence_rows, prefill_rows, suite_rows
 from assurance.report.view import CategoryRow, RunView
 
@@ -47,9 +49,7 @@ class KeyFigure:
 
 def rate(rec: MetricRecord | None) -> str:
     """A rate with its 95% interval, as every summary line writes it."""
-    if rec is None:
-        return "not measured"
-    return f"{rec.value:.1%} [{rec.ci_low:.1%}–{rec.ci_high:.1%}]"
+    return "not measured" if rec is None else hazard_text.rate(rec)
 
 
 def judge_note(view: RunView, judge_id: str, version: str) -> str:
@@ -71,10 +71,10 @@ def _judge_of(view: RunView, role: str | None = None) -> str:
     bat = view.battery
     if bat is None:
         return "judge not recorded"
-    for j in bat.judges:
-        harm = j.get("measures") == "harm" and j.get("role") != "secondary"
-        if (role == "harm" and harm) or (role is not None and j.get("role") == role):
-            return judge_note(view, str(j.get("id", "?")), str(j.get("version", "?")))
+    entry = (harm_judge_entry(view) if role == "harm" else
+             next((j for j in bat.judges if role is not None and j.get("role") == role), None))
+    if entry is not None:
+        return judge_note(view, str(entry.get("id", "?")), str(entry.get("version", "?")))
     return judge_note(view, bat.judge_id, bat.judge_version)
 
 
@@ -150,7 +150,8 @@ def best_and_worst(rows: list[StageRow]) -> tuple[StageRow, StageRow] | None:
 
 
 def _prefill(view: RunView, readable: dict[str, Interpretability]) -> KeyFigure | None:
-    pair = best_and_worst(prefill_rows(view))
+    rows = prefill_rows(view)
+    pair = best_and_worst(rows)
     if pair is None:
         return None
     words = wording(view, attacks=True)
@@ -158,7 +159,7 @@ def _prefill(view: RunView, readable: dict[str, Interpretability]) -> KeyFigure 
     shown = [best] if best is worst else [best, worst]
     figure = f"Prefilling attack, {words.rate_name}: " + "; ".join(f"{r.label}: {_stages(r)}" for r in shown)
     if best is not worst:
-        figure += f" (best and worst k of {len(prefill_rows(view))} measured)"
+        figure += f" (best and worst k of {len(rows)} measured)"
     persisted = [p for p in persistence_rows(view) if p.label.startswith("Prefill") and p.meets is False]
     meets = False if persisted else None
     judge = _judge_of(view, "harm") if words.harm_judge else _judge_of(view, "over-refusal")
@@ -220,11 +221,12 @@ def _capability(view: RunView, readable: dict[str, Interpretability]) -> KeyFigu
                      "not interpretable" if low else "not gated", _scorer_of(view, "capability"))
 
 
-def key_figures(view: RunView) -> list[KeyFigure]:
-    """The decision summary's lines: failed checks first, then unreadable ones, then the rest in risk order."""
-    readable = interpretability(view)
-    found = [f(view, readable) for f in (_harmful, _benign, _prefill, _jailbreak, _persistence, _capability)]
-    found.insert(5, _signposting(view))
+def key_figures(view: RunView, readable: dict[str, Interpretability] | None = None) -> list[KeyFigure]:
+    """The decision summary's lines: failed checks first, then unreadable ones, then the rest in risk order.
+    ``readable``: ``interpretability(view)``, when the caller has it already."""
+    readable = interpretability(view) if readable is None else readable
+    found = [_harmful(view, readable), _benign(view, readable), _prefill(view, readable), _jailbreak(view, readable),
+             _persistence(view, readable), _signposting(view), _capability(view, readable)]
     lines = [f for f in found if f is not None]
     order = {"fails policy": 0, "not interpretable": 1, "not gated": 2, "meets policy": 3}
     return sorted(lines, key=lambda f: order[f.standing])
@@ -235,12 +237,12 @@ def after_stress(row: CategoryRow, lower_is_better: bool = False) -> str | None:
     tuned model, read from its interval; the gate itself does not check this stage per category."""
     if row.stress is None or row.threshold is None:
         return None
-    lo, hi, limit = row.stress.ci_low, row.stress.ci_high, row.threshold
+    outcome = outcome_of(rate_measure(row.stress), "<=" if lower_is_better else ">=", row.threshold)
     bad, good = ("above", "below") if lower_is_better else ("below", "above")
     kind = "maximum" if lower_is_better else "minimum"
-    if (hi < limit) if not lower_is_better else (lo > limit):
+    if outcome == "fail":
         return f"{bad} the {kind} after stress (not gated at this stage)"
-    if (lo >= limit) if not lower_is_better else (hi <= limit):
+    if outcome == "pass":
         return f"{good} the {kind} after stress"
     return f"interval straddles the {kind} after stress"
 
@@ -268,11 +270,8 @@ def failed_rules(view: RunView) -> list[FailedRule]:
             grouped.setdefault(c.name, []).append(c)
     out = []
     for name, checks in grouped.items():
-        change = name in CHANGE_RULES
-        fmt = (lambda x: f"{x * 100:+.1f} points") if change else (lambda x: f"{x:.1%}")
-        first = checks[0]
-        word = "at least" if first.comparison == ">=" else "at most"
-        limit = "" if first.threshold is None else f"{word} {fmt(first.threshold)}"
+        fmt = pp if name in CHANGE_RULES else pct
+        limit = "" if checks[0].threshold is None else limit_words(checks[0])
         subjects = []
         for c in checks:
             label = category_name(c.subject) if c.variant is None else c.subject

@@ -53,8 +53,7 @@ def check_words(c: Check) -> str:
     """One verdict check in words: the rule, what was seen, the limit, the outcome (as recorded)."""
     fmt = pp if c.name in text.CHANGE_RULES else pct
     seen = "no result" if c.observed is None else fmt(c.observed)
-    limit = "no limit" if c.threshold is None else f"{'at least' if c.comparison == '>=' else 'at most'} " \
-                                                    f"{fmt(c.threshold)}"
+    limit = text.limit_words(c)
     if c.passed:
         outcome = "passed"
     else:

@@ -6,7 +6,7 @@ owns the hazard analysis; a category without an entry says so rather than guess.
 
 from __future__ import annotations
 
-from assurance.evidence.records import MetricRecord
+from assurance.evidence.records import Check, MetricRecord
 
 
 def pct(x: float) -> str:
@@ -17,6 +17,14 @@ def pct(x: float) -> str:
 def pp(x: float) -> str:
     """A change in percentage points, signed."""
     return f"{x * 100:+.1f} pp"
+
+
+def limit_words(c: Check) -> str:
+    """A check's threshold as a reader says it: ``at least 80.0%`` or ``at most +5.0 pp``; ``no limit``."""
+    if c.threshold is None:
+        return "no limit"
+    fmt = pp if c.name in CHANGE_RULES else pct
+    return f"{'at least' if c.comparison == '>=' else 'at most'} {fmt(c.threshold)}"
 
 
 def rate(rec: MetricRecord) -> str:

@@ -51,14 +51,18 @@ def primary_harm_judge(view: RunView) -> str | None:
     return f"{bat.judge_id}@{bat.judge_version}"
 
 
-def recorded_harm_judge(view: RunView) -> str | None:
+def harm_judge_entry(view: RunView) -> dict | None:
     """The first BatteryRecord judge that measures harm and scores a suite (not a secondary,
-    agreement-only judge), as ``id@version``; None when none is listed."""
+    agreement-only judge); None when none is listed."""
     bat = view.battery
-    for j in bat.judges if bat else []:
-        if j.get("measures") == "harm" and j.get("role") != "secondary":
-            return f"{j.get('id', '?')}@{j.get('version', '?')}"
-    return None
+    return next((j for j in (bat.judges if bat else [])
+                 if j.get("measures") == "harm" and j.get("role") != "secondary"), None)
+
+
+def recorded_harm_judge(view: RunView) -> str | None:
+    """``harm_judge_entry`` as ``id@version``; None when none is listed."""
+    j = harm_judge_entry(view)
+    return None if j is None else f"{j.get('id', '?')}@{j.get('version', '?')}"
 
 
 def _attack_harm_judge(view: RunView) -> str | None:

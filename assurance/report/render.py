@@ -195,15 +195,6 @@ def _environment() -> Environment:
     return env
 
 
-def _required_by(org_rows: list, path: str) -> str | None:
-    """The requirements that need a profile field, as a "NOT PROVIDED: required by …" line names them:
-    the first three, then how many more (the organisation's table lists them all)."""
-    ids = next((o.required_by for o in org_rows if o.path == path), None)
-    if not ids:
-        return None
-    return ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
-
-
 def _loss_charts(view: RunView) -> dict[str, str]:
     """Loss curves of the safety and stress fine-tunes, each labelled with the loss it minimised."""
     out = {}
@@ -234,6 +225,7 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
     ]
     extra = sections.context(view)
     requirements = requirements_context(regime, view, view.profile)
+    readable = interpretability(view)
     context = {
         "v": view,
         "regime": regime,
@@ -252,12 +244,12 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
         "loss_charts": _loss_charts(view),
         "cmp": recipe_comparison(view, comparison, settings.compare_with),
         "doc": document_control(view, regime),
-        "figures": key_figures(view),
+        "figures": key_figures(view, readable),
         "failed": failed_rules(view),
-        "readable": interpretability(view),
+        "readable": readable,
         "after_stress": after_stress,
         "profile": lambda path: profile_value(view.profile, path),
-        "required_by": lambda path: _required_by(requirements["org_rows"], path),
+        "required_by": {o.path: o.required_brief for o in requirements["org_rows"]}.get,
         **hazard_context(view, view.profile),
         **requirements,
         "record_counts": counts,

@@ -108,6 +108,13 @@ class OrgRow:
         """``SS1/23 P1.2, SS1/23 P2.4`` for the "NOT PROVIDED: required by …" line."""
         return ", ".join(self.required_by)
 
+    @property
+    def required_brief(self) -> str:
+        """The first three of ``required_text``, then how many more, for a line inside a pack's prose (the
+        organisation's table lists them all)."""
+        more = len(self.required_by) - 3
+        return ", ".join(self.required_by[:3]) + (f" and {more} more" if more > 0 else "")
+
 
 @dataclass(frozen=True)
 class CrosswalkRow:
