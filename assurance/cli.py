@@ -187,13 +187,22 @@ def verify(
     no_files: bool = typer.Option(False, "--no-files", help="Check the ledger only, not files on disk."),
     trusted_key: str | None = typer.Option(
         None, "--trusted-key", help="Base64 Ed25519 public key the manifest must be signed with."),
+    signers: Path | None = typer.Option(None, "--signers", help="Signer roster (YAML): a sign-off by a key not on it, "
+                                                                "or under another name or role, is an error."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Re-check, offline, the hash chain of every record and the digest of every artifact still on disk."""
     from .evidence.verify import verify_run
 
+    roster = _roster(signers)
     store, rid = _open_run(db, run_id)
     report = verify_run(store, rid, check_files=not no_files, trusted_key=trusted_key)
+    if roster is not None:
+        from .evidence.signoff import roster_findings
+        from .evidence.store import parse_payload
+
+        rows = [(e, parse_payload(e.payload)) for e in store.entries(rid) if e.kind == "signoff"]
+        report.findings += roster_findings(rows, roster)
     if as_json:
         out_console.print_json(json.dumps({
             "run_id": rid, "ok": report.ok, "records": report.n_records, "complete": report.complete,
@@ -308,11 +317,16 @@ def gate(
     run_id: str | None = typer.Argument(None, help="Run id or unique prefix (default: latest)."),
     db: str | None = DbOpt,
     policy_file: Path | None = typer.Option(None, "--policy", help="Re-apply this plan's policy to the run's metrics."),
-    junit: Path | None = typer.Option(None, "--junit", help="Also write JUnit XML (one test per policy check)."),
+    signers: Path | None = typer.Option(None, "--signers", help="Signer roster (YAML): only its people's approvals, "
+                                                                "in their roles, count."),
+    junit: Path | None = typer.Option(None, "--junit", help="Also write JUnit XML (one test per policy check and "
+                                                            "per required approval)."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """The release gate: exit 0 PASS, 1 FAIL, 3 when the run is incomplete or failed, 2 usage."""
-    from .gate import gate_verdict, junit_xml
+    """The release gate: exit 0 PASS, 1 FAIL, 3 when the run is incomplete or failed, 4 awaiting approval
+    (policy.require_signoff), 2 usage."""
+    from .evidence.store import parse_payload
+    from .gate import approvals, gate_outcome, gate_verdict, junit_xml, required_roles
 
     store, rid = _open_run(db, run_id)
     policy = None
@@ -322,20 +336,46 @@ def gate(
         except PlanError as err:
             fail(str(err))
             raise typer.Exit(EXIT_USAGE) from None
-    records = store.records(rid)
+    roster = _roster(signers)
+    rows = [(e, parse_payload(e.payload)) for e in store.entries(rid)]
+    records = [r for _, r in rows]
     verdict, code = gate_verdict(records, policy)
+    approval = approvals(rows, required_roles(records, policy), roster)
+    status, code, reasons = gate_outcome(verdict, code, approval)
     if junit is not None:
-        junit.write_text(junit_xml(records, verdict), encoding="utf-8")
+        junit.write_text(junit_xml(records, verdict, approval), encoding="utf-8")
     if as_json:
-        print(json.dumps({"run_id": rid, "status": verdict.status, "exit_code": code, "reasons": verdict.reasons,
-                          "decision_rule": verdict.decision_rule,
+        print(json.dumps({"run_id": rid, "status": status, "verdict": verdict.status, "exit_code": code,
+                          "reasons": reasons, "decision_rule": verdict.decision_rule,
+                          "required_roles": approval.required, "awaiting_roles": approval.awaiting,
+                          "approvals": {role: [s.name for s in got] for role, got in approval.approved.items()},
+                          "rejected_by": [f"{s.name} ({s.role})" for s in approval.rejected],
+                          "risk_accepted": [{"name": s.name, "role": s.role, "reason": s.accepted_risk}
+                                            for s in approval.risk_accepted],
                           "checks": [_check_json(c) for c in verdict.checks]}, indent=1))
     else:
-        print(f"{verdict.status} {rid}")
+        print(f"{status} {rid}")
+        if status != verdict.status:
+            print(f"  verdict: {verdict.status}")
         print(f"  decision rule: {decision_rule_text(verdict)}")
-        for reason in verdict.reasons:
+        for role, got in approval.approved.items():
+            print(f"  approved as {role}: " + ", ".join(s.name for s in got))
+        for reason in reasons:
             print(f"  - {reason}")
     raise typer.Exit(code)
+
+
+def _roster(path: Path | None):
+    """The signer roster, or None; a roster that does not load is a usage error naming the file and entry."""
+    if path is None:
+        return None
+    from .evidence.roster import RosterError, load_roster
+
+    try:
+        return load_roster(path)
+    except RosterError as err:
+        fail(str(err))
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def _check_json(check) -> dict:
@@ -349,40 +389,42 @@ def signoff(
     name: str = typer.Option(..., "--name", help="Who signs."),
     role: str = typer.Option(..., "--role", help="Their role, e.g. 'SMF24 Chief Operations Officer'."),
     decision: Literal["approve", "reject", "approve-with-conditions"] = typer.Option(..., "--decision"),
-    regime: Regime | None = typer.Option(None, "--regime", help="The pack this decision is for."),
-    note: str = typer.Option("", "--note", help="Conditions or comments."),
+    key: Path | None = typer.Option(None, "--key", help="Your Ed25519 private key (PEM), as `assure keygen` makes."),
+    cert: Path | None = typer.Option(None, "--cert", help="Your X.509 certificate (PEM) for that key, where a PKI "
+                                                          "issues keys; its fingerprint is recorded."),
+    regime: Regime | None = typer.Option(None, "--regime", help="The pack decided on (default: the first rendered)."),
+    conditions: str | None = typer.Option(None, "--conditions", help="The conditions (approve-with-conditions)."),
+    note: str = typer.Option("", "--note", help="Comments."),
     accept_risk: str | None = typer.Option(
         None, "--accept-risk", metavar="REASON",
-        help="Needed to approve a run whose verdict is FAIL: why the risk is accepted (recorded in the note)."),
+        help="Needed to approve a run whose verdict is FAIL: why the risk is accepted (a risk acceptance, "
+             "not an approval; the gate still fails)."),
+    sign_pack: bool = typer.Option(True, "--sign-pack/--no-sign-pack",
+                                   help="Also write <pack>-signed-<n>.pdf, the pack with your PAdES signature."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the signed statement (JSON) here."),
     db: str | None = DbOpt,
 ) -> None:
-    """Record a named person's decision on a sealed run (appended to its chain).
+    """Sign a decision on a sealed run (Ed25519, appended to its chain) and the pack decided on (PAdES).
 
     An unsealed run cannot be signed off; an incomplete (ERROR) run can only be rejected; approving
     a FAIL run needs --accept-risk REASON. Refusals exit 2 and record nothing."""
-    from .evidence.records import ManifestRecord, SignoffRecord, VerdictRecord
-    from .evidence.store import utc_now
-    from .evidence.verify import incomplete_reason
+    from .evidence.signoff import key_fingerprint
+    from .signing import Request, SignoffError, record_signoff, statement_file
 
     store, rid = _open_run(db, run_id)
-    records = store.records(rid, kinds=("manifest", "run_failed", "verdict"))
-    if not any(isinstance(r, ManifestRecord) for r in records):
-        fail(f"run {rid}: not sealed; an unfinished run cannot be signed off")
-        raise typer.Exit(EXIT_USAGE)
-    approving = decision != "reject"
-    why = incomplete_reason(records)
-    if approving and why:
-        fail(f"run {rid}: incomplete ({why}); an incomplete run cannot be approved, only rejected")
-        raise typer.Exit(EXIT_USAGE)
-    verdict = next((r for r in reversed(records) if isinstance(r, VerdictRecord)), None)
-    if approving and verdict is not None and verdict.status == "FAIL" and not (accept_risk or "").strip():
-        fail(f"run {rid}: its verdict is FAIL; approving it needs --accept-risk \"why the risk is accepted\"")
-        raise typer.Exit(EXIT_USAGE)
-    if accept_risk and approving:
-        note = f"Risk accepted: {accept_risk.strip()}" + (f"\n{note}" if note else "")
-    store.append(rid, [SignoffRecord(name=name, role=role, decision=decision, regime=regime, note=note,
-                                     signed_at=utc_now())])
-    print(f"signed: {name} ({role}) {decision} run {rid}")
+    req = Request(name=name, role=role, decision=decision, key=key, cert=cert, regime=regime, conditions=conditions,
+                  note=note, accept_risk=accept_risk, sign_pack=sign_pack)
+    try:
+        rec, digest = record_signoff(store, rid, req)
+    except SignoffError as err:
+        fail(str(err))
+        raise typer.Exit(EXIT_USAGE) from None
+    if out is not None:
+        out.write_text(statement_file(rec, rid, digest), encoding="utf-8")
+    what = "RISK ACCEPTED (verdict FAIL)" if rec.accepted_risk else decision
+    print(f"signed: {name} ({role}) {what} run {rid} with key {key_fingerprint(rec.public_key)}")
+    if rec.signed_pack_path:
+        print(f"signed pack: {rec.signed_pack_path}")
 
 
 @app.command()

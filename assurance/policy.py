@@ -37,6 +37,8 @@ EXIT_PASS = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
 EXIT_ERROR = 3
+EXIT_AWAITING = 4
+"""The gate: the verdict is PASS but a role the policy requires (``require_signoff``) has not approved yet."""
 
 ATTACK_METRICS = ("attack_success_rate", "non_refusal_rate")
 """Attack measures in order of preference: harm judged where a harm judge scored the attack, else the

@@ -10,27 +10,15 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from pydantic import ValidationError
 
+from .findings import Finding
 from .hashing import PREFIX, canonical_json, sha256_hex, tree_digest
 from .records import ArtifactRecord, ManifestRecord, PackRecord, Record, RunFailed, VerdictRecord
 from .seal import check_signature
+from .signoff import check_signoffs
 from .store import GENESIS, Store, chain_digest, parse_payload
-
-
-@dataclass
-class Finding:
-    """One problem (error) or caveat (warning) found while verifying."""
-
-    severity: Literal["error", "warning"]
-    subject: str
-    """The record (``record 12 (metric)``) or file the finding is about."""
-    message: str
-
-    def line(self) -> str:
-        return f"{self.severity.upper()}: {self.subject}: {self.message}"
 
 
 @dataclass
@@ -123,6 +111,7 @@ def verify_run(store: Store, run_id: str, *, check_files: bool = True, trusted_k
         findings.append(Finding("warning", f"run {run_id}", f"sealed as complete, but {why}: the run is INCOMPLETE"))
         complete = False
 
+    findings += check_signoffs(records, check_files=check_files)
     files_checked = 0
     if check_files:
         for e, r in records:

@@ -68,6 +68,10 @@ class PolicySpec(Section):
     """How an inconclusive check (its interval straddles the threshold) counts: ``inconclusive-fails``
     (a release gate errs on the side of caution), ``inconclusive-passes``, or ``point-estimate`` (the
     observed value alone decides, ignoring the interval; for comparison with verdicts made that way)."""
+    require_signoff: list[str] = Field(default_factory=list)
+    """Roles that must approve before the gate passes (``assure signoff --role``, compared without case): until
+    each has a valid signed approval the gate exits 4, awaiting approval; a reject by one of them fails it.
+    Empty: the verdict alone decides."""
 
 
 class ReportSpec(Section):

@@ -152,6 +152,30 @@ class SignoffRecord(BaseRecord):
     regime: Regime | None = None
     """The pack the decision is for, if one."""
     note: str = ""
-    """Conditions or comments."""
+    """Comments (before signed sign-offs, also the conditions and the accepted risk)."""
     signed_at: str
     """UTC time of the sign-off."""
+    # Signed sign-offs (issue 10). Every field below defaults to None, so sign-offs recorded before
+    # sign-offs were signed still parse, and their stored payloads (and digests) are as they were.
+    statement_type: str | None = None
+    """Version of the signed statement (``assure-signoff/v1``); None on an unsigned sign-off."""
+    run_id: str | None = None
+    """The run decided on, as signed."""
+    manifest_digest: str | None = None
+    """Chain digest of the run's latest seal (manifest row) before this sign-off, as signed."""
+    pack_digest: str | None = None
+    """``sha256:<hex>`` of the pack PDF decided on (its PackRecord's digest); None when the run had no pack."""
+    conditions: str | None = None
+    """The conditions of an ``approve-with-conditions`` decision."""
+    accepted_risk: str | None = None
+    """Why the signer accepts the risk of a FAIL verdict; the decision is then a risk acceptance, not an approval."""
+    public_key: str | None = None
+    """The signer's Ed25519 public key (base64, raw 32 bytes), as ``assure keygen`` prints it."""
+    certificate_fingerprint: str | None = None
+    """``sha256:<hex>`` of the signer's X.509 certificate (DER), when the signer signed with a certificate."""
+    signature: str | None = None
+    """Ed25519 signature (base64) over the statement's RFC 8785 canonical JSON (see evidence/signoff.py)."""
+    signed_pack_path: str | None = None
+    """The pack with this decision's PAdES signature added (an incremental update of the pack decided on)."""
+    signed_pack_digest: str | None = None
+    """``sha256:<hex>`` of the PAdES-signed pack file."""

@@ -1,0 +1,248 @@
+"""Signed sign-offs: the statement and its signature, the refusals, verify's checks, the roster, the
+PAdES-signed pack and approval in the gate, on real SQLite ledgers and real PDF files."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from _ledger_writers import metric, signoff, started
+from pypdf import PdfWriter
+from typer.testing import CliRunner
+
+from assurance.cli import app
+from assurance.evidence.hashing import file_digest
+from assurance.evidence.records import PackRecord, RunStarted, SignoffRecord, VerdictRecord
+from assurance.evidence.roster import RosterError, load_roster
+from assurance.evidence.seal import generate_key, seal_run
+from assurance.evidence.signoff import key_fingerprint, signature_status
+from assurance.evidence.store import Store, utc_now
+from assurance.evidence.verify import verify_run
+from assurance.policy import EXIT_AWAITING
+
+runner = CliRunner()
+RUN = "0190bbbb-0000-7000-8000-000000000001"
+
+
+def _run(tmp_path, status="PASS", roles=(), pack=True) -> Store:
+    """A sealed run with a verdict, optionally requiring roles to approve and with one real PDF pack."""
+    store = Store(f"sqlite:///{tmp_path / 'ev.db'}")
+    start = started(RUN)
+    plan = {"name": "t", "policy": {"require_signoff": list(roles)}}
+    passing = metric(1).model_copy(update={"successes": 10, "value": 1.0, "ci_low": 0.9, "ci_high": 1.0})
+    store.append(RUN, [RunStarted(**{**start.model_dump(), "plan": plan}), passing,
+                       VerdictRecord(status=status, checks=[], reasons=[] if status == "PASS" else ["r"])])
+    seal_run(store, RUN, complete=True)
+    if pack:
+        pdf = tmp_path / "fca.pdf"
+        w = PdfWriter()
+        w.add_blank_page(width=595, height=842)
+        with open(pdf, "wb") as f:
+            w.write(f)
+        store.append(RUN, [PackRecord(regime="fca", path=str(pdf), digest=file_digest(pdf), pages=1, final=True,
+                                      rendered_at=utc_now())])
+    return store
+
+
+def _key(tmp_path, name="k"):
+    path = tmp_path / f"{name}.pem"
+    return path, generate_key(path)
+
+
+def _sign(store, key, decision="approve", *extra, name="J. Smith", role="SMF24"):
+    return runner.invoke(app, ["signoff", RUN, "--db", store.url, "--name", name, "--role", role,
+                               "--decision", decision, *(["--key", str(key)] if key else []), *extra],
+                         terminal_width=400)
+
+
+def test_signoff_signs_a_statement_naming_the_seal_and_pack_and_verify_checks_it(tmp_path):
+    store = _run(tmp_path)
+    key, pub = _key(tmp_path)
+    res = _sign(store, key, "approve", "--out", str(tmp_path / "statement.json"))
+    assert res.exit_code == 0, res.output
+    assert key_fingerprint(pub) in res.output
+    (rec,) = store.records(RUN, kinds=["signoff"])
+    assert rec.public_key == pub and signature_status(rec) == "valid"
+    seal_row = next(e for e in store.entries(RUN) if e.kind == "manifest")
+    pack = next(r for r in store.records(RUN, kinds=["pack"]))
+    assert rec.manifest_digest == seal_row.digest and rec.pack_digest == pack.digest and rec.run_id == RUN
+    kept = json.loads((tmp_path / "statement.json").read_text())
+    assert kept["signature"] == rec.signature and kept["chain_digest"] == store.entries(RUN)[-1].digest
+    report = verify_run(store, RUN)
+    assert report.ok, [f.line() for f in report.findings]
+    # The PAdES-signed pack: the pack decided on is its first revision, and pyHanko finds the signature intact.
+    signed = tmp_path / "fca-signed-1.pdf"
+    assert rec.signed_pack_path == str(signed) and signed.read_bytes().startswith((tmp_path / "fca.pdf").read_bytes())
+    assert b"/ByteRange" in signed.read_bytes()
+
+
+def test_without_a_key_or_conditions_or_risk_reason_nothing_is_recorded(tmp_path):
+    store = _run(tmp_path, status="FAIL")
+    key, _ = _key(tmp_path)
+    before = store.count(RUN)
+    assert _sign(store, None).exit_code == 2
+    assert "--key" in _sign(store, None).output
+    res = _sign(store, key, "approve-with-conditions", "--accept-risk", "x")
+    assert res.exit_code == 2 and "--conditions" in res.output
+    res = _sign(store, key, "approve")
+    assert res.exit_code == 2 and "--accept-risk" in res.output
+    assert _sign(store, tmp_path / "missing.pem").exit_code == 2
+    assert store.count(RUN) == before
+    ok = _sign(store, key, "approve", "--accept-risk", "compensating control X")
+    assert ok.exit_code == 0 and "RISK ACCEPTED (verdict FAIL)" in ok.output
+    (rec,) = store.records(RUN, kinds=["signoff"])
+    assert rec.accepted_risk == "compensating control X"
+
+
+def _tamper(store, change) -> None:
+    """Rewrite the last sign-off row's payload and recompute the chain, as someone holding the file can."""
+    from assurance.evidence.hashing import canonical_json, sha256_hex
+    from assurance.evidence.store import chain_digest
+
+    db = store.url.removeprefix("sqlite:///")
+    store.engine.dispose()
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TRIGGER IF EXISTS ledger_no_update")
+    rid, seq, kind, payload, prev, created = conn.execute(
+        "SELECT id, seq, kind, payload, prev_digest, created_at FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+    body = canonical_json(change(json.loads(payload))).decode()
+    rd = "sha256:" + sha256_hex(body.encode())
+    conn.execute("UPDATE ledger SET payload=?, record_digest=?, digest=? WHERE id=?",
+                 (body, rd, chain_digest(RUN, seq, kind, rd, prev, created), rid))
+    conn.commit()
+    conn.close()
+
+
+def test_a_flipped_decision_with_the_chain_rewritten_is_found_by_its_signature(tmp_path):
+    store = _run(tmp_path)
+    key, _ = _key(tmp_path)
+    assert _sign(store, key, "reject").exit_code == 0
+    _tamper(store, lambda o: {**o, "decision": "approve"})
+    report = verify_run(Store(store.url), RUN)
+    assert not report.ok and any("signature does not verify" in f.message for f in report.findings)
+
+
+def test_an_unsigned_forgery_beside_signed_signoffs_is_an_error_and_old_unsigned_ones_a_warning(tmp_path):
+    store = _run(tmp_path)
+    store.append(RUN, [signoff("Old Signer", 0)])
+    report = verify_run(store, RUN)
+    assert report.ok and any("before sign-offs were signed" in f.message for f in report.findings)
+    key, _ = _key(tmp_path)
+    assert _sign(store, key).exit_code == 0
+    report = verify_run(store, RUN)
+    assert not report.ok and any("unsigned sign-off" in f.message for f in report.findings)
+
+
+def test_a_signoff_moved_to_another_seal_is_an_error(tmp_path):
+    store = _run(tmp_path)
+    key, _ = _key(tmp_path)
+    assert _sign(store, key).exit_code == 0
+    _tamper(store, lambda o: o)  # unchanged: still valid
+    assert verify_run(Store(store.url), RUN).ok
+    rec = Store(store.url).records(RUN, kinds=["signoff"])[0]
+    # Re-appended later behind a newer seal, the same signed statement no longer names the latest seal.
+    s2 = Store(store.url)
+    seal_run(s2, RUN, complete=True)
+    s2.append(RUN, [rec])
+    found = [f.message for f in verify_run(s2, RUN, check_files=False).findings]
+    assert any("not this run's latest seal" in m for m in found), found
+
+
+def _roster(tmp_path, text: str):
+    p = tmp_path / "signers.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_roster_loading_is_strict_and_names_file_and_entry(tmp_path):
+    _, pub = _key(tmp_path)
+    ok = load_roster(_roster(tmp_path, f"signers:\n  - {{name: J. Smith, role: SMF24, public_key: '{pub}'}}\n"))
+    assert ok.signers[0].public_key == pub and not ok.require_signatures
+    for text, want in [
+        ("signers:\n  - {name: J. Smith, role: SMF24, public_key: 'abc'}\n", "signers[0].public_key (J. Smith)"),
+        ("signers:\n  - {name: A, role: B}\n", "exactly one of public_key"),
+        (f"signers:\n  - {{name: A, role: B, public_key: '{pub}', colour: red}}\n", "signers[0].colour"),
+        ("signers: []\n", "signers"),
+        ("- a\n", "mapping"),
+    ]:
+        with pytest.raises(RosterError) as err:
+            load_roster(_roster(tmp_path, text))
+        assert "signers.yaml" in str(err.value) and want in str(err.value), str(err.value)
+    store = _run(tmp_path)
+    bad = runner.invoke(app, ["verify", RUN, "--db", store.url, "--signers", str(_roster(tmp_path, "x: 1\n"))])
+    assert bad.exit_code == 2 and "signers.yaml" in bad.output
+
+
+def test_verify_with_a_roster_finds_unknown_keys_and_wrong_roles(tmp_path):
+    store = _run(tmp_path)
+    key, pub = _key(tmp_path)
+    other, _ = _key(tmp_path, "attacker")
+    roster = _roster(tmp_path, f"require_signatures: true\nsigners:\n  - {{name: J. Smith, role: SMF24, "
+                               f"public_key: '{pub}'}}\n")
+    assert _sign(store, key).exit_code == 0
+    args = ["verify", RUN, "--db", store.url, "--signers", str(roster)]
+    assert runner.invoke(app, args).exit_code == 0
+    assert _sign(store, key, name="J. Smith", role="Chief Risk Officer").exit_code == 0
+    res = runner.invoke(app, args, terminal_width=400)
+    assert res.exit_code == 1 and "belongs to J. Smith (SMF24)" in res.output
+    # Signed with the attacker's own key: valid signature, but no roster entry.
+    assert _sign(store, other).exit_code == 0
+    assert "in no entry of signers.yaml" in runner.invoke(app, args, terminal_width=400).output
+
+
+def _gate(store, *extra):
+    res = runner.invoke(app, ["gate", RUN, "--db", store.url, "--json", *extra])
+    return res.exit_code, json.loads(res.stdout)
+
+
+def test_gate_awaits_the_required_roles_then_passes(tmp_path):
+    store = _run(tmp_path, roles=["SMF24", "Chief Risk Officer"])
+    key, pub = _key(tmp_path)
+    code, out = _gate(store)
+    assert code == EXIT_AWAITING == 4 and out["awaiting_roles"] == ["SMF24", "Chief Risk Officer"]
+    junit = tmp_path / "gate.xml"
+    runner.invoke(app, ["gate", RUN, "--db", store.url, "--junit", str(junit)])
+    xml = junit.read_text()
+    assert 'name="SMF24"' in xml and xml.count("awaiting approval by") == 2
+    assert 'name="awaiting_roles" value="SMF24, Chief Risk Officer"' in xml
+    assert _sign(store, key, "approve").exit_code == 0
+    code, out = _gate(store)
+    assert code == 4 and out["awaiting_roles"] == ["Chief Risk Officer"]
+    assert _sign(store, key, "approve-with-conditions", "--conditions", "monthly review",
+                 name="R. Officer", role="chief risk officer").exit_code == 0
+    assert _gate(store)[0] == 0
+    # With a roster only its people count: R. Officer is not on it.
+    roster = _roster(tmp_path, f"signers:\n  - {{name: J. Smith, role: SMF24, public_key: '{pub}'}}\n")
+    code, out = _gate(store, "--signers", str(roster))
+    assert code == 4 and out["awaiting_roles"] == ["Chief Risk Officer"]
+    # A reject by a required role fails the gate.
+    assert _sign(store, key, "reject", name="R. Officer", role="Chief Risk Officer").exit_code == 0
+    code, out = _gate(store)
+    assert code == 1 and out["status"] == "FAIL" and out["verdict"] == "PASS" and out["rejected_by"]
+
+
+def test_gate_on_a_fail_verdict_stays_fail_and_shows_the_risk_acceptance(tmp_path):
+    store = _run(tmp_path, status="FAIL", roles=["SMF24"])
+    key, _ = _key(tmp_path)
+    assert _sign(store, key, "approve", "--accept-risk", "compensating control X").exit_code == 0
+    code, out = _gate(store)
+    assert code == 1 and out["status"] == "FAIL" and out["risk_accepted"][0]["reason"] == "compensating control X"
+
+
+def test_gate_with_a_policy_requiring_roles_and_a_forged_signoff(tmp_path):
+    store = _run(tmp_path)  # the recorded plan requires nobody
+    assert _gate(store)[0] == 0
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("model: {path: /m}\npolicy:\n  require_signoff: [SMF24]\n")
+    assert _gate(store, "--policy", str(plan))[0] == 4
+    key, _ = _key(tmp_path)
+    assert _sign(store, key).exit_code == 0
+    _tamper(store, lambda o: {**o, "role": "SMF24", "name": "Someone Else"})
+    assert _gate(Store(store.url), "--policy", str(plan))[0] == 4  # the altered statement no longer verifies
+
+
+def test_old_unsigned_signoff_still_parses():
+    rec = SignoffRecord.model_validate({"kind": "signoff", "name": "a", "role": "b", "decision": "approve",
+                                        "note": "", "signed_at": "2026-01-01T00:00:00Z", "schema_version": 1})
+    assert rec.signature is None and signature_status(rec) == "unsigned"
