@@ -72,9 +72,19 @@ def _sealed(tmp_path: Path, status: str, *, complete: bool = True, failed: bool 
     return store, run_id
 
 
+def _key(store: Store) -> Path:
+    """The signer's key, made once beside the ledger (a sign-off is signed)."""
+    from assurance.evidence.seal import generate_key
+
+    path = Path(store.url.removeprefix("sqlite:///")).parent / "signer.pem"
+    if not path.exists():
+        generate_key(path)
+    return path
+
+
 def _signoff(store: Store, run_id: str, decision: str, *extra: str):
     return runner.invoke(app, ["signoff", run_id, "--db", store.url, "--name", "J. Smith", "--role", "SMF24",
-                               "--decision", decision, *extra], terminal_width=400)
+                               "--decision", decision, "--key", str(_key(store)), *extra], terminal_width=400)
 
 
 @pytest.mark.parametrize("how", ["sealed incomplete", "RunFailed, sealed complete", "ERROR, sealed complete"])
@@ -96,17 +106,18 @@ def test_an_error_run_is_never_complete_and_cannot_be_approved(tmp_path, how):
     assert [r.decision for r in store.records(run_id, kinds=["signoff"])] == ["reject"]
 
 
-def test_approving_a_fail_run_needs_accept_risk_recorded_in_the_note(tmp_path):
+def test_approving_a_fail_run_needs_accept_risk_recorded_as_a_risk_acceptance(tmp_path):
     store, run_id = _sealed(tmp_path, "FAIL")
     res = _signoff(store, run_id, "approve")
     assert res.exit_code == 2 and "--accept-risk" in res.output and len(res.output.strip().splitlines()) == 1
     assert store.records(run_id, kinds=["signoff"]) == []
     assert _signoff(store, run_id, "reject").exit_code == 0
     ok = _signoff(store, run_id, "approve-with-conditions", "--accept-risk", "compensating control X",
-                  "--note", "review in 30 days")
+                  "--conditions", "review in 30 days")
     assert ok.exit_code == 0, ok.output
     signed = store.records(run_id, kinds=["signoff"])
-    assert [s.note for s in signed] == ["", "Risk accepted: compensating control X\nreview in 30 days"]
+    assert [(s.accepted_risk, s.conditions) for s in signed] == [
+        (None, None), ("compensating control X", "review in 30 days")]
     verified = runner.invoke(app, ["verify", run_id, "--db", store.url, "--no-files"], terminal_width=400)
     assert verified.exit_code == 0 and "run complete" in verified.output
 
@@ -160,7 +171,8 @@ def test_four_concurrent_signoff_commands_all_land(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
                                                          os.environ.get("PYTHONPATH", "")])}
     procs = [subprocess.Popen([sys.executable, "-m", "assurance.cli", "signoff", run_id, "--db", store.url,
-                               "--name", f"signer {i}", "--role", "SMF24", "--decision", "approve"],
+                               "--name", f"signer {i}", "--role", "SMF24", "--decision", "approve",
+                               "--key", str(_key(store))],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for i in range(4)]
     outs = [(p.wait(timeout=300), p.stdout.read() if p.stdout else "") for p in procs]

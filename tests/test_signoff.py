@@ -246,3 +246,24 @@ def test_old_unsigned_signoff_still_parses():
     rec = SignoffRecord.model_validate({"kind": "signoff", "name": "a", "role": "b", "decision": "approve",
                                         "note": "", "signed_at": "2026-01-01T00:00:00Z", "schema_version": 1})
     assert rec.signature is None and signature_status(rec) == "unsigned"
+
+
+def test_the_pack_shows_each_signoff_with_its_signature_state(tmp_path):
+    from _report_records import RUN_ID, make_records, pdf_text
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from assurance.evidence.signoff import sign
+    from assurance.report import render_pack
+
+    key = Ed25519PrivateKey.generate()
+    accepted = sign(SignoffRecord(name="Pat Risk", role="SMF24", decision="approve", signed_at="2025-03-17T09:30:00Z",
+                                  run_id=RUN_ID, accepted_risk="compensating control X"), key)
+    forged = sign(SignoffRecord(name="Al Tered", role="CRO", decision="reject", signed_at="2025-03-17T10:00:00Z",
+                                run_id=RUN_ID), key).model_copy(update={"decision": "approve"})
+    out = tmp_path / "fca.pdf"
+    render_pack([*make_records(), accepted, forged], "fca", out)
+    text = " ".join(pdf_text(out).split())
+    assert "RISK ACCEPTED (verdict FAIL)" in text and "Reason: compensating control X" in text
+    assert "signature valid" in text and key_fingerprint(accepted.public_key) in text
+    assert "SIGNATURE INVALID" in text
+    assert "unsigned (recorded before sign-offs were signed)" in text  # the fixture's typed-name sign-off

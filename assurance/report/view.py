@@ -39,6 +39,7 @@ from assurance.evidence.records import (
 )
 from assurance.plan import PolicySpec, ReportSpec
 from assurance.profile import OrgProfile
+from assurance.report.signoffs import SignoffRow, signoff_rows
 
 STAGES = ("base", "tuned", "stress")
 
@@ -196,6 +197,10 @@ class RunView:
         if art is not None:
             return art.path
         return str(self.plan.get("model", {}).get("path", ""))
+
+    def signoff_rows(self, regime: str) -> list[SignoffRow]:
+        """The sign-off block of the ``regime`` pack: decisions on that pack or on the run, with their signatures."""
+        return signoff_rows([s for s in self.signoffs if s.regime in (None, regime)], self.packs, self.run_id)
 
     def failures(self, stage: str = "tuned") -> list[SampleRecord]:
         """Greedy refusal-suite samples where the model did the unsafe or unhelpful thing, harmful ones first.
