@@ -22,7 +22,9 @@ from pypdf import PdfWriter
 
 from assurance.evidence.hashing import PREFIX, canonical_json, file_digest, sha256_hex, tree_digest
 from assurance.evidence.records import ArtifactRecord, ManifestRecord, PackRecord, SignoffRecord
+from assurance.evidence.roster import Roster, Signer
 from assurance.evidence.seal import generate_key, load_private_key, public_key_b64, seal_run, signing_payload
+from assurance.evidence.signoff import roster_findings, sign
 from assurance.evidence.store import Store, chain_digest, parse_payload, utc_now
 from assurance.evidence.verify import VerifyReport, verify_run
 
@@ -39,6 +41,8 @@ class Fixture:
     run_id: str
     trusted_key: str | None
     """The signer's public key (base64) when the run is signed."""
+    roster: Roster
+    """The signer roster that names the two people who signed off, with their keys."""
 
     @property
     def db(self) -> Path:
@@ -59,10 +63,16 @@ class Fixture:
                  if p.is_file() and p.name != "evidence.db"}
         return sha256_hex(canonical_json({"rows": [list(r) for r in rows], "files": files}))
 
-    def verify(self, *, trusted: bool = True) -> VerifyReport:
+    def verify(self, *, trusted: bool = True, roster: bool = False) -> VerifyReport:
+        """``verify_run`` (with the trusted key unless ``trusted`` is False), plus the roster's findings as
+        ``assure verify --signers`` adds them when ``roster``."""
         store = Store(f"sqlite:///{self.db}", create=False)
         try:
-            return verify_run(store, self.run_id, trusted_key=self.trusted_key if trusted else None)
+            report = verify_run(store, self.run_id, trusted_key=self.trusted_key if trusted else None)
+            if roster:
+                rows = [(e, parse_payload(e.payload)) for e in store.entries(self.run_id) if e.kind == "signoff"]
+                report.findings += roster_findings(rows, self.roster)
+            return report
         finally:
             store.engine.dispose()
 
@@ -112,16 +122,46 @@ def build_fixture(work: Path, variant: str) -> Fixture:
     writer.add_metadata({"/Title": "Assurance pack"})
     with open(pdf, "wb") as f:
         writer.write(f)
-    store.append(RUN_ID, [
-        PackRecord(regime="fca", path=str(pdf), digest=file_digest(pdf), pages=1, final=True, rendered_at=utc_now()),
-        SignoffRecord(name="R. Officer", role="Chief Risk Officer", decision="reject", regime="fca",
-                      note="Cybercrime refusal below the minimum.", signed_at=utc_now()),
-        SignoffRecord(name="Jane Doe", role="SMF24 Chief Operations", decision="approve-with-conditions",
-                      regime="fca", note="Re-run after cybercrime data is extended.", signed_at=utc_now()),
-    ])
+    pack = PackRecord(regime="fca", path=str(pdf), digest=file_digest(pdf), pages=1, final=True,
+                      rendered_at=utc_now())
+    store.append(RUN_ID, [pack])
+    # Two signed sign-offs, each by its own key, as `assure signoff --key` writes them (the PAdES-signed
+    # pack is left out: the pack files the campaign edits are the ledger's).
+    signers = {"R. Officer": load_private_key(_keyfile(work, "cro")),
+               "Jane Doe": load_private_key(_keyfile(work, "smf24"))}
+    store.append(RUN_ID, [signoff_statement(store, RUN_ID, signers["R. Officer"], name="R. Officer",
+                                            role="Chief Risk Officer", decision="reject",
+                                            note="Cybercrime refusal below the minimum.")])
+    store.append(RUN_ID, [signoff_statement(store, RUN_ID, signers["Jane Doe"], name="Jane Doe",
+                                            role="SMF24 Chief Operations", decision="approve-with-conditions",
+                                            conditions="Re-run after cybercrime data is extended.")])
     store.engine.dispose()
     shutil.copytree(live, pristine)
-    return Fixture(variant, live, pristine, RUN_ID, trusted)
+    roster = Roster(signers=[Signer(name="R. Officer", role="Chief Risk Officer",
+                                    public_key=public_key_b64(signers["R. Officer"].public_key())),
+                             Signer(name="Jane Doe", role="SMF24 Chief Operations",
+                                    public_key=public_key_b64(signers["Jane Doe"].public_key()))],
+                    source="signers.yaml")
+    return Fixture(variant, live, pristine, RUN_ID, trusted, roster)
+
+
+def _keyfile(work: Path, name: str) -> Path:
+    path = work / f"{name}.pem"
+    if not path.exists():
+        generate_key(path)
+    return path
+
+
+def signoff_statement(store: Store, run_id: str, key, *, name: str, role: str, decision: str,
+                      note: str = "", conditions: str | None = None) -> SignoffRecord:
+    """A sign-off signed by ``key`` naming the run's latest seal and its fca pack, as ``assure signoff`` makes it."""
+    entries = store.entries(run_id)
+    seal = next(e for e in reversed(entries) if e.kind == "manifest")
+    pack = next(parse_payload(e.payload) for e in reversed(entries) if e.kind == "pack")
+    assert isinstance(pack, PackRecord)
+    return sign(SignoffRecord(name=name, role=role, decision=decision, regime="fca", note=note, signed_at=utc_now(),
+                              run_id=run_id, manifest_digest=seal.digest, pack_digest=pack.digest,
+                              conditions=conditions), key)
 
 
 # -- the attacker's tools: raw rows of the copied SQLite file --------------------------------------

@@ -36,11 +36,13 @@ from _tamper import (  # noqa: E402  (the path above makes tests/_report_records
     change_number,
     flip_file_byte,
     resign,
+    signoff_statement,
 )
 
 from assurance.evidence.hashing import file_digest  # noqa: E402
 from assurance.evidence.records import SignoffRecord  # noqa: E402
-from assurance.evidence.seal import generate_key  # noqa: E402
+from assurance.evidence.seal import generate_key, load_private_key  # noqa: E402
+from assurance.evidence.signoff import sign  # noqa: E402
 from assurance.evidence.store import Store, utc_now  # noqa: E402
 
 DETECTABLE, UNDETECTABLE = "detectable", "undetectable-by-design"
@@ -57,6 +59,8 @@ class MutationClass:
     edit: Callable[[random.Random, Fixture, Path], bool]
     trusted: bool = True
     """Verify with the trusted key when the run is signed."""
+    roster: bool = False
+    """Verify with the signer roster too (``assure verify --signers``)."""
     why: str = ""
 
 
@@ -178,12 +182,35 @@ def rows_deleted_after_seal(rng, fx, work):
     return True
 
 
-def signoff_forged_appended(rng, fx, work):
+def signoff_forged_unsigned(rng, fx, work):
     # No trigger to drop: anyone who can write the file can append a well-chained row.
     store = Store(f"sqlite:///{fx.db}", create=False)
     store.append(fx.run_id, [SignoffRecord(name=rng.choice(["J. Smith", "Jane Doe"]), role="SMF24",
                                            decision="approve", regime="fca", signed_at=utc_now())])
     store.engine.dispose()
+    return True
+
+
+def signoff_forged_attacker_key(rng, fx, work):
+    """A well-formed approve statement naming the run's seal and pack, signed with the attacker's own key."""
+    store = Store(f"sqlite:///{fx.db}", create=False)
+    who = rng.choice([("Jane Doe", "SMF24 Chief Operations"), ("R. Officer", "Chief Risk Officer")])
+    store.append(fx.run_id, [signoff_statement(store, fx.run_id, load_private_key(work / "attacker.pem"),
+                                               name=who[0], role=who[1], decision="approve")])
+    store.engine.dispose()
+    return True
+
+
+def signoff_flipped_resigned(rng, fx, work):
+    """A sign-off's decision flipped, its statement re-signed with the attacker's key, the chain rewritten."""
+    led = Ledger(fx)
+    i = rng.choice(led.indices("signoff"))
+    rec = SignoffRecord.model_validate_json(led.rows[i]["payload"])
+    flipped = rec.model_copy(update={"decision": "approve" if rec.decision != "approve" else "reject",
+                                     "conditions": None})
+    led.set_payload(i, sign(flipped, load_private_key(work / "attacker.pem")).model_dump(mode="json"))
+    led.rechain(i)
+    led.close()
     return True
 
 
@@ -229,10 +256,17 @@ CLASSES = [
                   why="verify without --trusted-key accepts an unsigned manifest (issue 10 item 7)"),
     MutationClass("rows_deleted_after_seal", UNDETECTABLE, 3, BOTH, rows_deleted_after_seal,
                   why="rows after the manifest are covered by no seal (issue 10 items 1, 4)"),
-    MutationClass("signoff_forged_appended", UNDETECTABLE, 3, BOTH, signoff_forged_appended,
-                  why="a sign-off is a typed name, not a signature (issue 10 item 2)"),
-    MutationClass("signoff_flipped_rechained", UNDETECTABLE, 3, BOTH, signoff_flipped_rechained,
-                  why="sign-offs follow the seal and are unsigned (issue 10 items 1, 2)"),
+    # Sign-offs are signed statements (issue 10 item 2): an unsigned one beside signed ones, or an altered
+    # one, is found by anyone; one signed with the attacker's own key needs the signer roster.
+    MutationClass("signoff_forged_unsigned", DETECTABLE, 3, BOTH, signoff_forged_unsigned),
+    MutationClass("signoff_flipped_rechained", DETECTABLE, 3, BOTH, signoff_flipped_rechained),
+    MutationClass("signoff_forged_attacker_key_roster", DETECTABLE, 3, BOTH, signoff_forged_attacker_key,
+                  roster=True),
+    MutationClass("signoff_flipped_resigned_roster", DETECTABLE, 3, BOTH, signoff_flipped_resigned, roster=True),
+    MutationClass("signoff_forged_attacker_key", UNDETECTABLE, 2, BOTH, signoff_forged_attacker_key,
+                  why="without a roster (--signers) any key's signature verifies: the ledger cannot say whose"),
+    MutationClass("signoff_flipped_resigned", UNDETECTABLE, 2, BOTH, signoff_flipped_resigned,
+                  why="without a roster (--signers) a statement re-signed with another key verifies"),
     MutationClass("pack_swapped_rechained", UNDETECTABLE, 2, BOTH, pack_swapped_rechained,
                   why="the pack record follows the seal (issue 10 item 1)"),
     MutationClass("artifact_removed", UNDETECTABLE, 2, BOTH, artifact_removed,
@@ -284,7 +318,7 @@ def mutate_once(cls: MutationClass, fixtures: dict[str, Fixture], pristine: dict
     fx.reset()
     if not cls.edit(rng, fx, work) or fx.fingerprint() == pristine[fx.variant]:
         return None
-    return fx.verify(trusted=cls.trusted)
+    return fx.verify(trusted=cls.trusted, roster=cls.roster)
 
 
 def setup(work: Path) -> tuple[dict[str, Fixture], dict[str, str]]:
@@ -325,7 +359,7 @@ def run_campaign(work: Path, *, mutations: int, clean: int, seed: int) -> Result
     for i in range(clean):
         fx = fixtures[VARIANTS[i % len(VARIANTS)]]
         fx.reset()
-        false_alarms += bool(fx.verify().findings)
+        false_alarms += bool(fx.verify(roster=i % 2 == 0).findings)  # with the roster every other time
     return Result(tallies, clean, false_alarms, noops, time.perf_counter() - start)
 
 
