@@ -135,12 +135,15 @@ def run_demo(progress, *, store_url: str | None = None, settings=None):
     from .evidence.store import runs_home
     from .pipeline import run_pipeline
 
+    keys = demo_keys(runs_home() / "demo-keys")
     runs = []
     for i, run in enumerate(DEMO_RUNS, start=1):
         progress.note(f"Run {i} of {len(DEMO_RUNS)}: {run.label}")
         start = time.perf_counter()
-        done = run_pipeline(demo_plan(run=run), store_url=store_url, progress=progress)
+        done = run_pipeline(demo_plan(run=run), store_url=store_url, progress=progress, sign_key=keys.run)
         runs.append(Finished(run, done, time.perf_counter() - start))
+    bank = runs[0].result
+    signed = demo_signoff(bank, keys) if not bank.error else ""
     # The story's figures come from the first run; a run that failed is the one reported (and sets the exit code).
     result = next((f.result for f in runs if f.result.error), runs[0].result)
     s = settings or Settings()
@@ -151,7 +154,53 @@ def run_demo(progress, *, store_url: str | None = None, settings=None):
         with tempfile.TemporaryDirectory(prefix="assure-demo-") as work:
             results = exp.run(Path(work))
     files = write_results(results, runs_home())
-    return result, {**results, "files": [str(f) for f in files], "runs": runs}
+    return result, {**results, "files": [str(f) for f in files], "runs": runs, "signoff": signed}
+
+
+@dataclass(frozen=True)
+class DemoKeys:
+    """The demo's keys, made once in its own folder: never anyone's real keys."""
+
+    run: Path
+    """Signs the demo runs' seals (``run --sign-key``)."""
+    signer: Path
+    """The fictional bank's accountable senior manager's sign-off key."""
+    roster: Path
+    """A signer roster naming that manager with the signer key's public key (``verify/gate --signers``)."""
+
+
+SIGNER = ("David Morgan (fictional)", "SMF4 Chief Risk Officer")
+"""The northbank profile's accountable SMF, who signs the bank run off."""
+
+
+def demo_keys(folder: Path) -> DemoKeys:
+    """Make (once) the run key, the signer key and a roster for them in ``folder``."""
+    from .evidence.seal import generate_key, load_private_key, public_key_b64
+
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = DemoKeys(folder / "run-key.pem", folder / "smf4-key.pem", folder / "signers.yaml")
+    for path in (keys.run, keys.signer):
+        if not path.exists():
+            generate_key(path)
+    pub = public_key_b64(load_private_key(keys.signer).public_key())
+    keys.roster.write_text(f"# The demo's signer roster (fictional people, keys made by the demo)\nsigners:\n"
+                           f"  - name: {SIGNER[0]}\n    role: {SIGNER[1]}\n    public_key: {pub}\n", encoding="utf-8")
+    return keys
+
+
+def demo_signoff(result: RunResult, keys: DemoKeys) -> str:
+    """The bank's accountable SMF signs the run off: approve on PASS, reject otherwise (a FAIL is not waved
+    through with a risk acceptance in the demo). Returns the line the story prints."""
+    from .evidence.store import Store
+    from .signing import Request, record_signoff
+
+    decision = "approve" if result.status == "PASS" else "reject"
+    rec, _ = record_signoff(Store(result.store_url), result.run_id,
+                            Request(name=SIGNER[0], role=SIGNER[1], decision=decision, key=keys.signer,
+                                    regime="fca", note=f"Demo sign-off of a {result.status} verdict."))
+    return (f"Signed sign-off: {rec.name}, {rec.role}, {decision}s run {result.run_id[:8]} (signed pack "
+            f"{Path(rec.signed_pack_path or '').name}); check it: assure verify {result.run_id[:8]} --signers "
+            f"{keys.roster}")
 
 
 def _overall(metrics: list[MetricRecord], stage: str, name: str, k: int | None = None) -> MetricRecord | None:
@@ -194,6 +243,8 @@ def tell_story(result, console: Console, comparison=None) -> None:
     console.print("\n".join(lines))
     if comparison and comparison.get("runs"):
         tell_runs(comparison["runs"], console)
+    if comparison and comparison.get("signoff"):
+        console.print(comparison["signoff"], highlight=False, soft_wrap=True)
     if comparison:
         console.rule("[bold]The papers' two findings, over seeds")
         console.print(Markdown(markdown(comparison, per_seed=False)))

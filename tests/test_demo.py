@@ -114,3 +114,26 @@ def test_story_lists_the_three_runs_with_their_profiles_and_packs(tmp_path):
         "FCA", "NHS", "FCA", "NHS", "UK-AI"]
     assert "NOT PROVIDED" in text and "--profile" in text
     assert finished[2].as_json()["packs"] == {r: str(tmp_path / f"{r}-2.pdf") for r in ("fca", "nhs", "uk-ai")}
+
+
+def test_demo_keys_sign_the_bank_runs_signoff_and_its_roster_accepts_it(tmp_path):
+    from types import SimpleNamespace
+
+    from test_signoff import RUN, _run
+
+    from assurance.demo import SIGNER, demo_keys, demo_signoff
+    from assurance.evidence.roster import load_roster
+    from assurance.evidence.signoff import roster_findings
+    from assurance.evidence.store import parse_payload
+    from assurance.evidence.verify import verify_run
+
+    keys = demo_keys(tmp_path / "demo-keys")
+    assert keys.run.exists() and keys.signer.exists() and demo_keys(tmp_path / "demo-keys") == keys  # made once
+    store = _run(tmp_path)
+    line = demo_signoff(SimpleNamespace(status="PASS", store_url=store.url, run_id=RUN), keys)
+    assert "approves" in line and str(keys.roster) in line
+    (rec,) = store.records(RUN, kinds=["signoff"])
+    assert (rec.name, rec.role, rec.decision) == (*SIGNER, "approve") and rec.signed_pack_path
+    assert verify_run(store, RUN).ok
+    rows = [(e, parse_payload(e.payload)) for e in store.entries(RUN) if e.kind == "signoff"]
+    assert roster_findings(rows, load_roster(keys.roster)) == []
