@@ -75,6 +75,12 @@ def test_signoff_signs_a_statement_naming_the_seal_and_pack_and_verify_checks_it
     signed = tmp_path / "fca-signed-1.pdf"
     assert rec.signed_pack_path == str(signed) and signed.read_bytes().startswith((tmp_path / "fca.pdf").read_bytes())
     assert b"/ByteRange" in signed.read_bytes()
+    # A byte of the signed pack changed is found.
+    data = bytearray(signed.read_bytes())
+    data[len(data) // 3] ^= 1
+    signed.write_bytes(bytes(data))
+    found = [f.message for f in verify_run(store, RUN).findings]
+    assert any("digest differs from the sign-off record" in m for m in found), found
 
 
 def test_without_a_key_or_conditions_or_risk_reason_nothing_is_recorded(tmp_path):
@@ -267,3 +273,31 @@ def test_the_pack_shows_each_signoff_with_its_signature_state(tmp_path):
     assert "signature valid" in text and key_fingerprint(accepted.public_key) in text
     assert "SIGNATURE INVALID" in text
     assert "unsigned (recorded before sign-offs were signed)" in text  # the fixture's typed-name sign-off
+
+
+def test_a_signed_pack_replaced_by_one_signed_with_another_key_is_found(tmp_path):
+    import datetime as dt
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from assurance.evidence.pades import check_signed_pack, self_signed_certificate, sign_pack
+
+    store = _run(tmp_path)
+    key, _ = _key(tmp_path)
+    assert _sign(store, key).exit_code == 0
+    (rec,) = store.records(RUN, kinds=["signoff"])
+    assert check_signed_pack(rec) == []
+    attacker = Ed25519PrivateKey.generate()
+    cert = self_signed_certificate(attacker, rec.name, rec.role, dt.datetime.now(dt.UTC))
+    forged = tmp_path / "forged.pdf"
+    digest = sign_pack(tmp_path / "fca.pdf", forged, attacker, cert, reason="approve")
+    moved = rec.model_copy(update={"signed_pack_path": str(forged), "signed_pack_digest": digest})
+    assert [m for _, m in check_signed_pack(moved)] == [f"signed pack {forged}: signed by a key other than the "
+                                                        "sign-off's"]
+    other_pdf = tmp_path / "other.pdf"
+    other_pdf.write_bytes(Path(tmp_path / "fca.pdf").read_bytes().replace(b"/MediaBox", b"/MediaBox ", 1))
+    digest = sign_pack(other_pdf, tmp_path / "other-signed.pdf", attacker, cert, reason="approve")
+    swapped = rec.model_copy(update={"signed_pack_path": str(tmp_path / "other-signed.pdf"),
+                                     "signed_pack_digest": digest})
+    assert "not the pack decided on" in check_signed_pack(swapped)[0][1]

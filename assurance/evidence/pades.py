@@ -91,7 +91,7 @@ def check_signed_pack(rec: SignoffRecord) -> list[Problem]:
         # pyHanko checks the signature's integrity without looking for a CA.
         status = validate_pdf_signature(sigs[-1], ValidationContext(trust_roots=[cert]))
         signer_key = cert.public_key.dump()
-    if not status.intact:
+    if not (status.intact and status.valid):
         return [("error", f"signed pack {path}: the PAdES signature is not intact")]
     from cryptography.hazmat.primitives.serialization import load_der_public_key
 
