@@ -192,9 +192,9 @@ def demo_signoff(result: RunResult, keys: DemoKeys) -> str:
     """The bank's accountable SMF signs the run off: approve on PASS, reject otherwise (a FAIL is not waved
     through with a risk acceptance in the demo). Returns the line the story prints."""
     from .evidence.store import Store
-    from .signing import Request, record_signoff
+    from .signing import Decision, Request, record_signoff
 
-    decision = "approve" if result.status == "PASS" else "reject"
+    decision: Decision = "approve" if result.status == "PASS" else "reject"
     rec, _ = record_signoff(Store(result.store_url), result.run_id,
                             Request(name=SIGNER[0], role=SIGNER[1], decision=decision, key=keys.signer,
                                     regime="fca", note=f"Demo sign-off of a {result.status} verdict."))
