@@ -42,3 +42,13 @@ def test_summary_lines_come_last(result):
     assert lines[-2] == f"detected={result.detectable()[0]}/{result.detectable()[1]}"
     assert lines[-1] == "false_alarms=0"
     assert any(line.startswith("rows_deleted_after_seal ") and "(undetectable-by-design)" in line for line in lines)
+
+
+def test_forged_and_flipped_signoffs_are_found_by_their_signatures(result):
+    # Without a key: an unsigned forgery beside signed sign-offs, and a flipped decision; with the roster:
+    # the same made with the attacker's own key.
+    for name in ("signoff_forged_unsigned", "signoff_flipped_rechained", "signoff_forged_attacker_key_roster",
+                 "signoff_flipped_resigned_roster"):
+        t = result.tallies[name]
+        assert t.total >= 1 and t.detected == t.total, (name, t)
+    assert {c.name: c.expect for c in tc.CLASSES}["signoff_forged_attacker_key"] == tc.UNDETECTABLE
