@@ -2,7 +2,9 @@
 
 Exit codes (documented in the README):
   run / demo / gate: 0 PASS, 1 FAIL, 2 bad input or usage, 3 error (run incomplete)
+  gate:              4 awaiting approval (policy.require_signoff roles have not all approved)
   verify:            0 intact, 1 findings, 2 usage
+  signoff:           0 signed and recorded, 2 refused (nothing recorded)
 """
 
 from __future__ import annotations
@@ -429,7 +431,8 @@ def signoff(
 
 @app.command()
 def keygen(path: Path = typer.Argument(..., help="Where to write the new Ed25519 private key (PEM).")) -> None:
-    """Make an Ed25519 key for `run --sign-key`; prints the public key for `verify --trusted-key`."""
+    """Make an Ed25519 key for `run --sign-key` or `signoff --key`; prints the public key for
+    `verify --trusted-key` or a signer roster's `public_key`."""
     from .evidence.seal import generate_key
 
     if path.exists():
