@@ -236,6 +236,10 @@ def artifact_removed(rng, fx, work):
 
 
 S, U, BOTH = ("signed",), ("unsigned",), VARIANTS
+# Where the fixture's signed sign-offs follow the seal, an edit that rewrites the chain up to the seal (or the
+# pack record) is found all the same: each sign-off's statement names the seal's chain digest and the pack's
+# digest. Such classes stay "undetectable-by-design" because an attacker can delete the sign-offs with it
+# (rows_deleted_after_seal); their tallies show what the signed sign-offs catch.
 CLASSES = [
     MutationClass("payload_byte_flip", DETECTABLE, 24, BOTH, payload_byte_flip),
     MutationClass("row_deleted_middle", DETECTABLE, 12, BOTH, row_deleted_middle),
