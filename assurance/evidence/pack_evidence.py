@@ -23,6 +23,7 @@ Everything here comes from the ledger, dates included, so the same ledger state 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -61,6 +62,26 @@ class PackAttachment:
     figures it prints, ``Supplement`` for the rest."""
     when: datetime | None
     """The attachment's creation and modification date: the last attached row's time, never the clock."""
+
+
+@dataclass(frozen=True)
+class SealRow:
+    """The latest seal among a pack's attached rows, as the pack prints it."""
+
+    seq: int
+    """Its ledger row."""
+    digest: str
+    """The row's chain digest: the "manifest digest" that sign-off statements name."""
+
+
+def seal_row(attachments: Sequence[PackAttachment]) -> SealRow | None:
+    """The latest manifest row in the attached ``records.jsonl``, or None when none is attached."""
+    data = next((a.data for a in attachments if a.name == RECORDS), b"")
+    for line in reversed(data.splitlines()):
+        row = json.loads(line)
+        if row.get("kind") == "manifest":
+            return SealRow(row["seq"], row["digest"])
+    return None
 
 
 def row_line(entry: LedgerEntry) -> bytes:

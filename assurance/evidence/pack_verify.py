@@ -31,7 +31,16 @@ from pypdf.errors import PdfReadError
 
 from .attest import pae
 from .hashing import PREFIX, canonical_json, sha256_hex
-from .pack_evidence import ATTESTATION, CHAIN_COLUMNS, COMPARISON, MANIFEST, RECORDS, RENDER, VERDICT
+from .pack_evidence import (
+    ATTESTATION,
+    CHAIN_COLUMNS,
+    COMPARISON,
+    MANIFEST,
+    RECORDS,
+    RENDER,
+    VERDICT,
+    PackAttachment,
+)
 from .records import ManifestRecord, Record
 from .seal import check_signature
 from .store import GENESIS, LedgerEntry, chain_digest, parse_payload
@@ -147,10 +156,11 @@ def verify_pack(path: Path, *, trusted_key: str | None = None, rerender: bool = 
     _same_payload(files, VERDICT, verdicts[-1] if verdicts else None, findings)
     if ATTESTATION in files:
         findings += _attestation_findings(files[ATTESTATION], rows, report.public_key, trusted_key)
-    if rerender and len(parsed) == len(rows):
-        report.pages_compared = _compare_pages(path, [r for _, r in parsed], files, findings)
+    if rerender and findings:
+        # A re-rendering from records that are themselves in question would show nothing more.
+        findings.append(Finding("warning", str(path), "pages not compared: the attached evidence does not verify"))
     elif rerender:
-        findings.append(Finding("warning", str(path), "not re-rendered: some attached records do not parse"))
+        report.pages_compared = _compare_pages(path, [r for _, r in parsed], files, findings)
     return report
 
 
@@ -204,8 +214,10 @@ def _compare_pages(path: Path, records: list[Record], files: dict[str, bytes], f
         comparison = [parse_payload(line) for line in files[COMPARISON].decode("utf-8").splitlines()]
     with tempfile.TemporaryDirectory(prefix="assure-pack-") as tmp:
         again = Path(tmp) / path.name
+        # The attachments go back in too: the evidence register prints their names and the seal's digest.
+        attached = [PackAttachment(name, data, "", "Supplement", None) for name, data in files.items()]
         render_pack(records, regime, again, redact_outputs=bool(settings.get("redact_outputs", True)),
-                    report=settings.get("report") or {}, comparison=comparison)
+                    report=settings.get("report") or {}, comparison=comparison, attachments=attached)
         theirs, ours = page_texts(path), page_texts(again)
     if len(theirs) != len(ours):
         findings.append(Finding("error", str(path), f"the pack has {len(theirs)} pages; rendered from its attached "

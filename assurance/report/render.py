@@ -217,8 +217,10 @@ def _loss_charts(view: RunView) -> dict[str, str]:
 
 def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
                 report: dict[str, Any] | None = None, n_samples: int = 5,
-                comparison: list[Record] | None = None, counts: RecordCounts | None = None) -> str:
-    """The pack's HTML (exposed for tests and previews); ``comparison`` as for ``render_pack``.
+                comparison: list[Record] | None = None, counts: RecordCounts | None = None,
+                attachments: Sequence[PackAttachment] | None = None) -> str:
+    """The pack's HTML (exposed for tests and previews); ``comparison`` and ``attachments`` as for
+    ``render_pack``.
 
     ``counts`` (``counts.record_counts`` of the records the view was built from) is what the
     evidence register states; ``render_pack`` always passes it, a preview may leave it None.
@@ -260,6 +262,7 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
         **hazard_context(view, view.profile),
         **requirements,
         "record_counts": counts,
+        "evidence": _evidence(attachments),
         "metric_labels": sections.METRIC_LABELS,
         **extra,
     }
@@ -285,7 +288,7 @@ def render_pack(records: list[Record], regime: Regime, out_path: Path, *, redact
     """
     view = build_view(records)
     html = render_html(view, regime, redact_outputs=redact_outputs, report=report, comparison=comparison,
-                       counts=record_counts(records))
+                       counts=record_counts(records), attachments=attachments)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".part", dir=out_path.parent)
@@ -304,6 +307,15 @@ def render_pack(records: list[Record], regime: Regime, out_path: Path, *, redact
         tmp.unlink(missing_ok=True)
         raise
     return pages
+
+
+def _evidence(attachments: Sequence[PackAttachment] | None) -> dict[str, Any] | None:
+    """What the evidence register says about the files the pack embeds: their names and the seal's row."""
+    if not attachments:
+        return None
+    from assurance.evidence.pack_evidence import seal_row
+
+    return {"names": sorted(a.name for a in attachments), "seal": seal_row(attachments)}
 
 
 def _embedded(attachments: Sequence[PackAttachment]) -> list[Attachment]:
