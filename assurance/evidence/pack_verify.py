@@ -145,7 +145,8 @@ def verify_pack(path: Path, *, trusted_key: str | None = None, rerender: bool = 
         findings.append(Finding("error", str(path), "no seal among the attached records: nothing vouches for them"))
     for e, m in seals:
         subject = f"attached record {e.seq} (manifest)"
-        if e.seq == 0 or m.chain_head != rows[e.seq - 1].digest or m.n_records != e.seq:
+        before = rows[e.seq - 1] if 0 < e.seq <= len(rows) else None
+        if before is None or m.chain_head != before.digest or m.n_records != e.seq:
             findings.append(Finding("error", subject, "chain head in the manifest does not match the attached rows"))
         if problem := check_signature(m, trusted_key):
             findings.append(Finding("error", subject, problem))
