@@ -3,7 +3,7 @@
 veraPDF is not available, so PDF/A-3b is checked by what a reader can see: the XMP identification, the
 embedded files with their AFRelationship in the catalog's /AF, and the records in them re-verifying. The
 run is the hand-built one of the report tests, sealed for real (signed) into a SQLite ledger; packs are
-rendered six times in all (each takes seconds).
+rendered eight times in all (each takes seconds).
 """
 
 from __future__ import annotations
@@ -294,3 +294,20 @@ def test_against_a_file_with_no_head_exits_2(packed, tmp_path):
     genuine = f"sqlite:///{packed['tmp'] / 'e.db'}"
     res = runner.invoke(app, ["verify", RUN_ID, "--db", genuine, "--no-files", "--against", str(junk)])
     assert res.exit_code == 2 and "holds no run id with a ledger head" in res.output
+
+
+def test_a_later_pack_carries_the_rows_after_the_seal_and_still_re_renders(packed, tmp_path):
+    """The second pack of a run is rendered from a ledger that holds the first pack's record after the seal
+    (and prints it): it attaches that row too, so its pages still match a rendering from its attachments."""
+    db = _copy_db(packed["tmp"] / "e.db", tmp_path / "later.db")
+    store = Store(f"sqlite:///{db}")
+    pack = render_packs(store, RUN_ID, ["nhs"], tmp_path / "packs", key_path=packed["key"])["nhs"]
+    report = verify_pack(pack)
+    assert report.ok, [f.line() for f in report.findings]
+    assert report.n_records == len(packed["rows"]) + 1 and report.signed
+    rows = attached_rows(PdfReader(str(pack)).attachments[RECORDS][0])
+    assert rows[-1].kind == "pack" and rows[-2].kind == "manifest"
+    # Built without the run's key, the attestation is an envelope with no signatures, and says so.
+    unsigned = {a.name: a for a in pack_attachments(store, RUN_ID, "nhs", redact_outputs=True, report={})}
+    assert json.loads(unsigned[ATTESTATION].data)["signatures"] == []
+    assert "UNSIGNED" in unsigned[ATTESTATION].description
