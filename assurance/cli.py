@@ -191,9 +191,15 @@ def verify(
         None, "--trusted-key", help="Base64 Ed25519 public key the manifest must be signed with."),
     signers: Path | None = typer.Option(None, "--signers", help="Signer roster (YAML): a sign-off by a key not on it, "
                                                                 "or under another name or role, is an error."),
+    against: Path | None = typer.Option(
+        None, "--against", help="A pack PDF, attestation or signed sign-off statement holding a later ledger head: "
+                                "report ledger rows missing (truncated) or differing."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Re-check, offline, the hash chain of every record and the digest of every artifact still on disk."""
+    """Re-check, offline, the hash chain of every record and the digest of every artifact still on disk.
+    Given a pack PDF instead of a run, check the pack on its own, with no ledger (exit 2: no evidence in it)."""
+    if run_id and run_id.lower().endswith(".pdf") and Path(run_id).is_file():
+        _verify_pack(Path(run_id), trusted_key, as_json)
     from .evidence.verify import verify_run
 
     roster = _roster(signers)
@@ -205,6 +211,8 @@ def verify(
 
         rows = [(e, parse_payload(e.payload)) for e in store.entries(rid) if e.kind == "signoff"]
         report.findings += roster_findings(rows, roster)
+    if against is not None:
+        report.findings += _against(store, rid, against)
     if as_json:
         out_console.print_json(json.dumps({
             "run_id": rid, "ok": report.ok, "records": report.n_records, "complete": report.complete,
@@ -219,6 +227,41 @@ def verify(
         print(f"{word}: run {rid}: {report.n_records} records, chain checked, {report.files_checked} artifacts "
               f"re-hashed, run {state}")
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _verify_pack(path: Path, trusted_key: str | None, as_json: bool) -> None:
+    """``assure verify PACK.pdf``: exit 0 intact, 1 findings, 2 not a pack with its evidence."""
+    from .evidence.pack_verify import NotAPack, verify_pack
+
+    try:
+        report = verify_pack(path, trusted_key=trusted_key)
+    except NotAPack as err:
+        fail(str(err))
+        raise typer.Exit(EXIT_USAGE) from None
+    signed = f"signed by {report.public_key}" if report.signed else "UNSIGNED"
+    if as_json:
+        out_console.print_json(json.dumps({
+            "pack": str(path), "run_id": report.run_id, "ok": report.ok, "records": report.n_records,
+            "head": report.head, "signed": report.signed, "public_key": report.public_key,
+            "pages_compared": report.pages_compared, "findings": [f.__dict__ for f in report.findings]}))
+    else:
+        for f in report.findings:
+            print(f.line())
+        word = "INTACT" if report.ok else "FAILED"
+        print(f"{word}: pack {path.name}: run {report.run_id}, {report.n_records} attached records, chain checked, "
+              f"seal {signed}, {report.pages_compared} pages match a re-rendering from the attached records")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _against(store: Store, run_id: str, path: Path) -> list:
+    """Findings of ``--against``; a file holding no head is a usage error (exit 2)."""
+    from .evidence.against import NoHead, check_against
+
+    try:
+        return check_against(store, run_id, path)
+    except (NoHead, OSError) as err:
+        fail(f"--against {path}: {err}" if isinstance(err, OSError) else str(err))
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 @app.command()

@@ -22,6 +22,7 @@ from typing import Literal
 from . import __version__, stages
 from .backends import recorded_generation_settings
 from .evidence.hashing import json_digest, tree_digest
+from .evidence.pack_evidence import pack_attachments
 from .evidence.records import (
     FinetuneRecord,
     MetricRecord,
@@ -184,7 +185,7 @@ def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: D
 
 
 def render_packs(store: Store, run_id: str, regimes, out_dir: Path, *, redact: bool | None = None,
-                 progress: Progress | None = None) -> dict[str, Path]:
+                 progress: Progress | None = None, key_path: Path | None = None) -> dict[str, Path]:
     """Render packs from the ledger alone, appending a PackRecord for each; a re-render writes a new
     version's file beside the earlier ones (see ``pack_file_name``), never over one the ledger records.
 
@@ -205,8 +206,10 @@ def render_packs(store: Store, run_id: str, regimes, out_dir: Path, *, redact: b
     for regime in regimes:
         with progress.stage(f"Rendering the {regime.upper()} pack"):
             out = out_dir / pack_file_name(regime, run_id, records)
+            attached = pack_attachments(store, run_id, regime, redact_outputs=report.get("redact_outputs", True),
+                                        report=report, comparison=comparison, key_path=key_path)
             pages = render_pack(records, regime, out, redact_outputs=report.get("redact_outputs", True),
-                                report=report, comparison=comparison)
+                                report=report, comparison=comparison, attachments=attached)
             pack = PackRecord(regime=regime, path=str(out.resolve()), digest=tree_digest(out).digest, pages=pages,
                               final=final, rendered_at=utc_now())
             store.append(run_id, [pack])

@@ -6,8 +6,9 @@ predicate (``attest_predicate.py``) says how they were evaluated and what was de
 
 The statement is built from the ledger alone and serialised as RFC 8785 canonical JSON, and Ed25519
 signatures are deterministic, so the same ledger state and key give the same envelope, byte for byte (a
-pack can embed it and still re-render identically). An envelope is always signed: an unsigned statement
-would be an unauthenticated copy of what ``assure show --json`` prints.
+pack can embed it and still re-render identically). ``assure attest`` always signs: an unsigned statement
+would be an unauthenticated copy of what ``assure show --json`` prints. Only a pack of an unsigned run
+embeds one unsigned (``envelope(statement, None)``), beside the chain it summarises.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from .records import (
     VerdictRecord,
 )
 from .seal import load_private_key, public_key_b64
-from .store import Store, parse_payload
+from .store import LedgerEntry, Store, parse_payload
 from .verify import verify_run
 
 MODEL_ROLES = ("adapter", "tuned_model")
@@ -84,16 +85,15 @@ def pae(payload_type: str, body: bytes) -> bytes:
     return b"DSSEv1 %d %b %d %b" % (len(kind), kind, len(body), body)
 
 
-def envelope(statement: dict, key: Ed25519PrivateKey) -> dict:
+def envelope(statement: dict, key: Ed25519PrivateKey | None) -> dict:
     """The DSSE JSON envelope of ``statement``, signed with ``key``; ``keyid`` is the signer's public key in
-    base64, as ``assure keygen`` prints it and the manifest records it."""
+    base64, as ``assure keygen`` prints it and the manifest records it. ``key=None`` (only for the attestation
+    a pack of an unsigned run embeds) gives an envelope whose empty ``signatures`` says it authenticates
+    nothing: the pack's attached chain and manifest are what can be checked."""
     body = canonical_json(statement)
-    sig = key.sign(pae(PAYLOAD_TYPE, body))
-    return {
-        "payload": base64.b64encode(body).decode("ascii"),
-        "payloadType": PAYLOAD_TYPE,
-        "signatures": [{"keyid": public_key_b64(key.public_key()), "sig": base64.b64encode(sig).decode("ascii")}],
-    }
+    signatures = [] if key is None else [{"keyid": public_key_b64(key.public_key()),
+                                          "sig": base64.b64encode(key.sign(pae(PAYLOAD_TYPE, body))).decode("ascii")}]
+    return {"payload": base64.b64encode(body).decode("ascii"), "payloadType": PAYLOAD_TYPE, "signatures": signatures}
 
 
 def attest_run(store: Store, run_id: str, key: Ed25519PrivateKey, *, packs: bool = True) -> dict:
@@ -117,13 +117,17 @@ def attest_run(store: Store, run_id: str, key: Ed25519PrivateKey, *, packs: bool
 
 def build_statement(store: Store, run_id: str, *, packs: bool = True) -> dict:
     """The in-toto Statement v1 of a sealed run, as JSON-ready data (the envelope's payload)."""
-    entries = store.entries(run_id)
+    return statement_of(run_id, store.entries(run_id), packs=packs)
+
+
+def statement_of(run_id: str, entries: list[LedgerEntry], *, packs: bool = True) -> dict:
+    """``build_statement`` over ledger rows already read (a pack builds its attachments from one read)."""
     manifest_row = next((e for e in reversed(entries) if e.kind == "manifest"), None)
     if manifest_row is None:
         raise AttestError(f"run {run_id}: never sealed; there is no verdict to attest (resume it first)")
     manifest = parse_payload(manifest_row.payload)
     assert isinstance(manifest, ManifestRecord), "a manifest row holds a manifest record"
-    records = store.records(run_id, kinds=_READ_KINDS)
+    records = [parse_payload(e.payload) for e in entries if e.kind in _READ_KINDS]
     started = next(r for r in records if isinstance(r, RunStarted))
     subjects = _subjects(records, packs=packs)
     if not subjects:

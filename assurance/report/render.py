@@ -12,8 +12,9 @@ Three rules shape this module:
   target and rename it into place.
 
 Every rendered value passes through ``filters.neutralise`` (the environment's ``finalize``),
-so bidirectional overrides and other invisible characters show as markers. The PDF is tagged
-(PDF/UA-1: structure tree, language, title, outline from the headings) and deterministic: its
+so bidirectional overrides and other invisible characters show as markers. The PDF is PDF/A-3b
+with the run's evidence attached (see ``evidence/pack_evidence.py``), tagged (structure tree, language,
+title, outline from the headings) and deterministic: its
 dates come from the records, never the clock, so the same ledger state gives the same bytes.
 """
 
@@ -23,16 +24,17 @@ import base64
 import mimetypes
 import os
 import tempfile
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 from pypdf import PdfReader
-from weasyprint import HTML
+from weasyprint import HTML, Attachment
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
 from assurance.evidence.records import Record, SampleRecord
@@ -51,6 +53,9 @@ from assurance.report.view import RunView, build_view
 from assurance.requirements.checklist import context as requirements_context
 from assurance.requirements.fields import describe
 
+if TYPE_CHECKING:
+    from assurance.evidence.pack_evidence import PackAttachment
+
 __all__ = ["FetchRefused", "TemplateOnlyFetcher", "redact", "render_html", "render_pack"]
 
 
@@ -60,9 +65,11 @@ TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 REDACT_KEEP = 24
 """Characters of a model output shown before the redaction note."""
 
-PDF_OPTIONS: dict[str, Any] = {"pdf_variant": "pdf/ua-1", "pdf_tags": True}
-"""How WeasyPrint writes a pack: PDF/UA-1, tagged for screen readers. ``pdf_tags`` is kept
-explicitly so that a switch to another variant (PDF/A-3b for embedded evidence) stays tagged."""
+PDF_OPTIONS: dict[str, Any] = {"pdf_variant": "pdf/a-3b", "pdf_tags": True}
+"""How WeasyPrint writes a pack: PDF/A-3b (archival, and the PDF/A part that allows embedded files, so a
+pack carries its evidence), still tagged for screen readers: PDF/A-3b does not ask for tags, so
+``pdf_tags`` keeps the structure tree, language and outline that PDF/UA-1 had. WeasyPrint writes one
+variant's XMP identification, so the file names itself PDF/A-3 (``pdfaid``), not PDF/UA."""
 
 
 class FetchRefused(ValueError):
@@ -210,8 +217,10 @@ def _loss_charts(view: RunView) -> dict[str, str]:
 
 def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
                 report: dict[str, Any] | None = None, n_samples: int = 5,
-                comparison: list[Record] | None = None, counts: RecordCounts | None = None) -> str:
-    """The pack's HTML (exposed for tests and previews); ``comparison`` as for ``render_pack``.
+                comparison: list[Record] | None = None, counts: RecordCounts | None = None,
+                attachments: Sequence[PackAttachment] | None = None) -> str:
+    """The pack's HTML (exposed for tests and previews); ``comparison`` and ``attachments`` as for
+    ``render_pack``.
 
     ``counts`` (``counts.record_counts`` of the records the view was built from) is what the
     evidence register states; ``render_pack`` always passes it, a preview may leave it None.
@@ -253,6 +262,7 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
         **hazard_context(view, view.profile),
         **requirements,
         "record_counts": counts,
+        "evidence": _evidence(attachments),
         "metric_labels": sections.METRIC_LABELS,
         **extra,
     }
@@ -260,7 +270,8 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
 
 
 def render_pack(records: list[Record], regime: Regime, out_path: Path, *, redact_outputs: bool = True,
-                report: dict | None = None, comparison: list[Record] | None = None) -> int:
+                report: dict | None = None, comparison: list[Record] | None = None,
+                attachments: Sequence[PackAttachment] | None = None) -> int:
     """Write the ``regime`` pack for a run's records to ``out_path``; return its page count.
 
     ``report`` is the plan's ``report`` section; when not given it is read from
@@ -271,10 +282,13 @@ def render_pack(records: list[Record], regime: Regime, out_path: Path, *, redact
     fetches them for the plan's ``report.compare_with``); the pack then has a "Recipe
     comparison" section. When the plan names a comparison run and ``comparison`` is None,
     the section says the run was not found; when neither is set, the pack is unchanged.
+
+    ``attachments`` (``evidence.pack_evidence.pack_attachments``) are embedded as PDF/A-3 associated
+    files, dated from the ledger so that the bytes stay the same for the same ledger state.
     """
     view = build_view(records)
     html = render_html(view, regime, redact_outputs=redact_outputs, report=report, comparison=comparison,
-                       counts=record_counts(records))
+                       counts=record_counts(records), attachments=attachments)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".part", dir=out_path.parent)
@@ -284,7 +298,7 @@ def render_pack(records: list[Record], regime: Regime, out_path: Path, *, redact
             document = HTML(string=html, base_url=str(TEMPLATES_DIR) + os.sep,
                             url_fetcher=TemplateOnlyFetcher()).render()
             _set_metadata(document.metadata, view, regime)
-            document.write_pdf(fh, **PDF_OPTIONS)
+            document.write_pdf(fh, attachments=_embedded(attachments or ()), **PDF_OPTIONS)
             fh.flush()
             os.fsync(fh.fileno())
         pages = len(PdfReader(str(tmp)).pages)
@@ -293,6 +307,25 @@ def render_pack(records: list[Record], regime: Regime, out_path: Path, *, redact
         tmp.unlink(missing_ok=True)
         raise
     return pages
+
+
+def _evidence(attachments: Sequence[PackAttachment] | None) -> dict[str, Any] | None:
+    """What the evidence register says about the files the pack embeds: their names and the seal's row."""
+    if not attachments:
+        return None
+    from assurance.evidence.pack_evidence import seal_row
+
+    return {"names": sorted(a.name for a in attachments), "seal": seal_row(attachments)}
+
+
+def _embedded(attachments: Sequence[PackAttachment]) -> list[Attachment]:
+    # WeasyPrint dates an attachment by the clock unless told, which would change the bytes on every render.
+    return [Attachment(string=a.data, name=a.name, description=a.description, relationship=a.relationship,
+                       created=a.when or _EPOCH, modified=a.when or _EPOCH, url_fetcher=TemplateOnlyFetcher())
+            for a in attachments]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _set_metadata(metadata: Any, view: RunView, regime: Regime) -> None:
