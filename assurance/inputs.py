@@ -120,7 +120,8 @@ def input_artifacts(prep: Prepared, plan_path: Path | None) -> list[ArtifactReco
     if plan.stress.enabled:
         sources["dataset:stress"] = plan.stress.data
     if prep.supplied:  # evaluate-only: what was supplied, the target first (its model folder is ``base_model``)
-        arts = [a for stage in ("tuned", "base") if stage in prep.supplied for a in prep.supplied[stage].artifacts()]
+        arts = [artifact_record(role, path) for stage in ("tuned", "base") if stage in prep.supplied
+                for role, path in prep.supplied[stage].hashed()]
     else:
         arts = [artifact_record("base_model", prep.model_path)]
     arts += [artifact_record(role, _data_path(spec)) for role, spec in sources.items()]

@@ -41,23 +41,21 @@ class SuppliedModel:
     def stage(self) -> Literal["base", "tuned"]:
         return ROLES[self.role]
 
-    def artifacts(self) -> list[ArtifactRecord]:
-        """The artifact records of what can be hashed; the target's model folder is ``base_model``, as the
-        folder a fine-tune run starts from is, so packs and ``assure verify`` find it where they always have."""
-        from .inputs import artifact_record  # inputs imports this module
-
+    def hashed(self) -> list[tuple[str, Path]]:
+        """(artifact role, folder) of everything that can be hashed. The target's model folder is ``base_model``,
+        as the folder a fine-tune run starts from is, so packs and ``assure verify`` find it where they always have."""
         prefix = "" if self.role == "target" else "baseline_"
-        arts = []
+        found = []
         if self.model_path is not None:
-            arts.append(artifact_record("base_model" if self.role == "target" else "baseline_model", self.model_path))
+            found.append(("base_model" if self.role == "target" else "baseline_model", self.model_path))
         if self.adapter_path is not None:
-            arts.append(artifact_record(f"{prefix}supplied_adapter", self.adapter_path))
+            found.append((f"{prefix}supplied_adapter", self.adapter_path))
         if self.tokenizer_path is not None:
-            arts.append(artifact_record(f"{prefix}endpoint_tokenizer", self.tokenizer_path))
-        return arts
+            found.append((f"{prefix}endpoint_tokenizer", self.tokenizer_path))
+        return found
 
     def record(self, arts: list[ArtifactRecord]) -> SuppliedModelRecord:
-        """What was supplied, with the digests just taken (``arts`` from ``artifacts()``)."""
+        """What was supplied, with the digests just taken (``arts``: the artifact records of ``hashed()``)."""
         digests = {Path(a.path): a.digest for a in arts}
         spec = self.spec
         common: dict[str, Any] = {"role": self.role, "stage": self.stage, "source": spec.kind}
