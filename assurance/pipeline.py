@@ -113,7 +113,8 @@ def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: D
     try:
         judge = prep.judges[0]
         if done.provenance:
-            base_digest = done.artifacts["base_model"].digest
+            base_art = done.artifacts.get("base_model")  # an endpoint target has none
+            base_digest = base_art.digest if base_art else ""
         else:
             env = environment_record(prep)
             with progress.stage("Provenance: hashing the model, data and plan"):
