@@ -131,7 +131,7 @@ def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: D
             stage = "evaluate base"
             base = stages.evaluate_supplied(store, run_id, prep, judge, "base", done, progress)
             stage = "evaluate tuned"
-            tuned = stages.evaluate_supplied(store, run_id, prep, judge, "tuned", done, progress, earlier=base)
+            tuned = stages.evaluate_target(store, run_id, prep, judge, done, progress, earlier=base)
         else:
             stage = "evaluate base"
             base = stages.evaluate_or_reuse(store, run_id, prep, judge, "base", lambda: prep.model, done, progress,

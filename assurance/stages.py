@@ -180,6 +180,15 @@ def evaluate_supplied(store: Store, run_id: str, prep: Prepared, judge, stage: S
         free_generator(generator)
 
 
+def evaluate_target(store: Store, run_id: str, prep: Prepared, judge, done: Done, progress: Progress, *,
+                    earlier: Evaluated | None = None) -> Evaluated:
+    """Evaluate-only runs: the supplied target, as the ``tuned`` stage (``evaluate_supplied``)."""
+    evaluated = evaluate_supplied(store, run_id, prep, judge, "tuned", done, progress, earlier=earlier)
+    if evaluated is None:
+        raise ValueError("an evaluate-only run has no target to evaluate")  # prepare() always supplies one
+    return evaluated
+
+
 def evaluate(store: Store, run_id: str, prep: Prepared, judge, stage: Stage, model, progress: Progress, *,
              earlier: Evaluated | None = None, generator=None, tokenizer=None) -> Evaluated:
     """Run the battery (and the extra suites beside it) on one model; record samples, metrics, the secondary

@@ -64,6 +64,7 @@ class SuppliedModel:
                                        endpoint_api=spec.api, weights_hashed=False,
                                        tokenizer_digest=digests.get(self.tokenizer_path) if self.tokenizer_path
                                        else None)
+        assert self.model_path is not None  # a folder or adapter target always has one
         return SuppliedModelRecord(**common, model_path=str(self.model_path), model_digest=digests[self.model_path],
                                    adapter_path=str(self.adapter_path) if self.adapter_path else None,
                                    adapter_digest=digests.get(self.adapter_path) if self.adapter_path else None,

@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 import yaml
+from _pdf import assert_no_machine_paths, pdftotext
 from typer.testing import CliRunner
 
-from _pdf import assert_no_machine_paths, pdftotext
 from assurance.cli import app
 from assurance.endpoint import EndpointGenerator
 from assurance.evidence.hashing import tree_digest
