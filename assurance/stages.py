@@ -192,14 +192,15 @@ def evaluate_target(store: Store, run_id: str, prep: Prepared, judge, done: Done
 def evaluate(store: Store, run_id: str, prep: Prepared, judge, stage: Stage, model, progress: Progress, *,
              earlier: Evaluated | None = None, generator=None, tokenizer=None) -> Evaluated:
     """Run the battery (and the extra suites beside it) on one model; record samples, metrics, the secondary
-    judges' verdicts and agreement, and the paired comparison with the ``earlier`` stage. Before the base
-    model, the judges' agreement with the plan's human labels (``battery.judge_validation``), in the same
-    transaction.
+    judges' verdicts and agreement, and the paired comparison with the ``earlier`` stage. Before the first
+    model (the base, or an evaluate-only run's target when it has no baseline), the judges' agreement with the
+    plan's human labels (``battery.judge_validation``), in the same transaction.
 
     The metrics include the extra suites' (the gate reads only the ``refusal`` suite). ``tokenizer`` is the
     model's own when it is not the run's (a supplied baseline)."""
     records: list[Record] = []
-    if stage == "base" and prep.judge_labels:  # the judges are measured against people before they score
+    first = "tuned" if prep.supplied and "base" not in prep.supplied else "base"  # evaluate-only, no baseline
+    if stage == first and prep.judge_labels:  # the judges are measured against people before they score
         with progress.stage(f"Validating the refusal judges against {len(prep.judge_labels)} labels file(s)"):
             records += validate_judges(prep.judges, prep.benign_judge, prep.judge_labels,
                                        prep.plan.battery.judge_validation, prep.plan.seed)
