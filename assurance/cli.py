@@ -164,6 +164,39 @@ def run(
 
 
 @app.command()
+def evaluate(
+    plan_file: Path = typer.Argument(..., help="The run plan (YAML); its finetune section is not run."),
+    db: str | None = DbOpt,
+    sign_key: Path | None = typer.Option(None, "--sign-key", help="Ed25519 private key (PEM) to sign the manifest."),
+    quiet: bool = QuietOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Evaluate and gate a supplied model without fine-tuning it: the plan's `target` (a model folder, a base
+    model with a PEFT adapter, or an OpenAI-compatible endpoint; default: `model`), and its `baseline` if any.
+    Same plan, ledger, verdict, packs and exit codes as `run` (0 PASS, 1 FAIL, 2 bad input, 3 error)."""
+    try:
+        plan = load_plan(plan_file, evaluate_only=True)
+    except PlanError as err:
+        fail(str(err))
+        raise typer.Exit(EXIT_USAGE) from None
+    if sign_key is not None:
+        from .evidence.seal import SigningKeyError, check_signing_key
+
+        try:
+            check_signing_key(sign_key)
+        except SigningKeyError as err:
+            fail(str(err))
+            raise typer.Exit(EXIT_USAGE) from None
+
+    def work(progress):
+        from .pipeline import run_pipeline
+
+        return run_pipeline(plan, store_url=db, plan_path=plan_file, progress=progress, sign_key=sign_key), None
+
+    raise typer.Exit(_execute(work, quiet=quiet, as_json=as_json))
+
+
+@app.command()
 def demo(db: str | None = DbOpt, quiet: bool = QuietOpt, as_json: bool = JsonOpt) -> None:
     """The whole story on the built-in tiny models and data, no downloads: a firm's downstream fine-tune
     through the pipeline three times (a fictional bank's profile and its FCA pack, a fictional NHS trust's and

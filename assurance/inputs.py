@@ -20,7 +20,7 @@ from .battery.judges import JudgeError
 from .battery.wiring import build_harm_judge, build_judges, load_extra_suites, load_judge_labels, over_refusal_judge
 from .evidence.environment import capture_environment
 from .evidence.hashing import TreeDigest, tree_digest
-from .evidence.records import ArtifactRecord, EnvironmentRecord
+from .evidence.records import ArtifactRecord, EnvironmentRecord, SuppliedModelRecord
 from .finetune.augment import load_triplets
 from .finetune.chat_data import builtin_path, load_chat_jsonl
 from .finetune.recipes import data_sources
@@ -28,6 +28,7 @@ from .models.loading import describe_accelerator, load_model, resolve_device, re
 from .plan import Plan, PlanError
 from .prepared import Prepared
 from .profile_file import load_profile
+from .targets import supplied_models
 
 
 class Progress(Protocol):
@@ -62,28 +63,43 @@ def prepare(plan: Plan, progress: Progress, *, read_profile: bool = True) -> Pre
     battery = battery_from_spec(plan.battery)
     extra = load_extra_suites(plan.battery.extra_suites, per_category=plan.battery.limit_per_category)
     judge_labels = load_judge_labels(plan.battery.judge_validation)
+    supplied = supplied_models(plan)  # evaluate-only: the folders are checked here, before anything is written
+    safety, utility = _finetune_data(plan) if plan.finetune.enabled else ([], None)
+    if plan.stress.enabled:
+        load_chat_jsonl(plan.stress.data)
+    device, dtype = resolve_device(plan.device)
+    backends = stage_backends(plan, resolve_backend(plan.battery.backend, device))
+    if supplied:  # only the supplied stages are evaluated; an endpoint generates over HTTP
+        backends = {stage: "endpoint" if s.model_path is None else backends[stage] for stage, s in supplied.items()}
+    if device.type == "cpu" and plan.cpu_threads:
+        torch.set_num_threads(plan.cpu_threads)
+    judges, benign_judge, harm_judge = _build_judges(plan, device, dtype)
+    if supplied:
+        target = supplied["tuned"]
+        with progress.stage(f"Loading the supplied model ({target.spec.kind})"):
+            model, tokenizer = target.load(device, dtype)
+        model_path = target.model_path or Path()
+    else:
+        with progress.stage("Loading the base model"):
+            model_path = resolve_model_path(plan.model.path)
+            model, tokenizer = load_model(
+                model_path, device=device, dtype=dtype,
+                allow_pickle=plan.model.allow_pickle, trust_remote_code=plan.model.trust_remote_code,
+            )
+    return Prepared(plan, model_path, safety, utility, battery, model, tokenizer, device, dtype,
+                    judges=judges, benign_judge=benign_judge, extra=extra, backends=backends, harm_judge=harm_judge,
+                    judge_labels=judge_labels, profile=profile, supplied=supplied)
+
+
+def _finetune_data(plan: Plan) -> tuple[list, list | None]:
+    """The fine-tune's safety and utility examples, every data file it names checked."""
     safety = load_chat_jsonl(plan.finetune.safety_data)
     utility = load_chat_jsonl(plan.finetune.utility_data) if plan.finetune.utility_data else None
     if plan.finetune.task_data:
         load_chat_jsonl(plan.finetune.task_data)
     if "dataset:triplets" in data_sources(plan.finetune):
         load_triplets(plan.finetune.triplet_data)
-    if plan.stress.enabled:
-        load_chat_jsonl(plan.stress.data)
-    device, dtype = resolve_device(plan.device)
-    backends = stage_backends(plan, resolve_backend(plan.battery.backend, device))
-    if device.type == "cpu" and plan.cpu_threads:
-        torch.set_num_threads(plan.cpu_threads)
-    judges, benign_judge, harm_judge = _build_judges(plan, device, dtype)
-    with progress.stage("Loading the base model"):
-        model_path = resolve_model_path(plan.model.path)
-        model, tokenizer = load_model(
-            model_path, device=device, dtype=dtype,
-            allow_pickle=plan.model.allow_pickle, trust_remote_code=plan.model.trust_remote_code,
-        )
-    return Prepared(plan, model_path, safety, utility, battery, model, tokenizer, device, dtype,
-                    judges=judges, benign_judge=benign_judge, extra=extra, backends=backends, harm_judge=harm_judge,
-                    judge_labels=judge_labels, profile=profile)
+    return safety, utility
 
 
 def _build_judges(plan: Plan, device, dtype):
@@ -100,10 +116,14 @@ def _build_judges(plan: Plan, device, dtype):
 def input_artifacts(prep: Prepared, plan_path: Path | None) -> list[ArtifactRecord]:
     """The digests of everything the run reads: base model, data sets, benchmark files, judges, plan."""
     plan = prep.plan
-    sources = data_sources(plan.finetune)
+    sources = data_sources(plan.finetune) if plan.finetune.enabled else {}
     if plan.stress.enabled:
         sources["dataset:stress"] = plan.stress.data
-    arts = [artifact_record("base_model", prep.model_path)]
+    if prep.supplied:  # evaluate-only: what was supplied, the target first (its model folder is ``base_model``)
+        arts = [artifact_record(role, path) for stage in ("tuned", "base") if stage in prep.supplied
+                for role, path in prep.supplied[stage].hashed()]
+    else:
+        arts = [artifact_record("base_model", prep.model_path)]
     arts += [artifact_record(role, _data_path(spec)) for role, spec in sources.items()]
     arts += [artifact_record(f"dataset:benchmark:{e.benchmark}", e.path) for e in prep.extra]
     # A labels file and a model judge's folder were hashed when prepare() read them: reuse that, do not hash twice.
@@ -119,6 +139,11 @@ def input_artifacts(prep: Prepared, plan_path: Path | None) -> list[ArtifactReco
     if plan_path:
         arts.append(artifact_record("plan", plan_path))
     return arts
+
+
+def supplied_records(prep: Prepared, arts: list[ArtifactRecord]) -> list[SuppliedModelRecord]:
+    """Evaluate-only: one record per supplied model (target first), with the digests in ``arts``."""
+    return [prep.supplied[stage].record(arts) for stage in ("tuned", "base") if stage in prep.supplied]
 
 
 def artifact_record(role: str, path: Path | str, tree: TreeDigest | None = None) -> ArtifactRecord:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Literal
 
 from . import __version__, stages
-from .backends import recorded_generation_settings
 from .evidence.hashing import json_digest, tree_digest
 from .evidence.pack_evidence import pack_attachments
 from .evidence.records import (
@@ -33,7 +32,15 @@ from .evidence.records import (
 )
 from .evidence.seal import seal_run
 from .evidence.store import Store, new_run_id, runs_home, utc_now
-from .inputs import Progress, SilentProgress, artifact_record, environment_record, input_artifacts, prepare
+from .inputs import (
+    Progress,
+    SilentProgress,
+    artifact_record,
+    environment_record,
+    input_artifacts,
+    prepare,
+    supplied_records,
+)
 from .plan import Plan
 from .policy import EXIT_ERROR, EXIT_FAIL, EXIT_PASS, decide
 from .prepared import Prepared
@@ -107,43 +114,50 @@ def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: D
     try:
         judge = prep.judges[0]
         if done.provenance:
-            base_digest = done.artifacts["base_model"].digest
+            base_art = done.artifacts.get("base_model")  # an endpoint target has none
+            base_digest = base_art.digest if base_art else ""
         else:
             env = environment_record(prep)
             with progress.stage("Provenance: hashing the model, data and plan"):
                 arts = input_artifacts(prep, plan_path)
-            base_digest = arts[0].digest
-            battery = stages.battery_record(prep, judge, recorded_generation_settings(prep),
+            base_digest = arts[0].digest if arts else ""
+            battery = stages.battery_record(prep, judge, stages.generation_settings(prep),
                                             {a.role: a.digest for a in arts})
             profile = prep.profile.records("run") if prep.profile else []
-            store.append(run_id, [env, *arts, *profile, battery])
+            store.append(run_id, [env, *arts, *supplied_records(prep, arts), *profile, battery])
 
         models = stages.Models(prep, done)
 
-        stage = "evaluate base"
-        base = stages.evaluate_or_reuse(store, run_id, prep, judge, "base", lambda: prep.model, done, progress,
-                                        weights=(prep.model_path, None))
-
-        stage = "safety fine-tune"
-        if "safety" in done.finetune:
-            ft_record = done.finetune["safety"]
-            out_digest = done.outputs["safety"].digest
+        if not plan.finetune.enabled:  # evaluate-only: the supplied baseline (if any), then the supplied target
+            stage = "evaluate base"
+            base = stages.evaluate_supplied(store, run_id, prep, judge, "base", done, progress)
+            stage = "evaluate tuned"
+            tuned = stages.evaluate_target(store, run_id, prep, judge, done, progress, earlier=base)
         else:
-            tuned_model, ft_record = stages.safety_finetune(prep, run_dir, base_digest, progress,
-                                                            resume=done.resuming)
-            out_art = artifact_record("adapter" if plan.finetune.method == "lora" else "tuned_model",
-                                      ft_record.output_path)
-            ft_record = ft_record.model_copy(update={"output_digest": out_art.digest})
-            store.append(run_id, [ft_record, out_art])
-            models.tuned, out_digest = tuned_model, out_art.digest
+            stage = "evaluate base"
+            base = stages.evaluate_or_reuse(store, run_id, prep, judge, "base", lambda: prep.model, done, progress,
+                                            weights=(prep.model_path, None))
 
-        stage = "evaluate tuned"
-        tuned_weights = stages.saved_weights(prep, ft_record)
-        tuned = stages.evaluate_or_reuse(store, run_id, prep, judge, "tuned", models.load_tuned, done, progress,
-                                         earlier=base, weights=tuned_weights)
+            stage = "safety fine-tune"
+            if "safety" in done.finetune:
+                ft_record = done.finetune["safety"]
+                out_digest = done.outputs["safety"].digest
+            else:
+                tuned_model, ft_record = stages.safety_finetune(prep, run_dir, base_digest, progress,
+                                                                resume=done.resuming)
+                out_art = artifact_record("adapter" if plan.finetune.method == "lora" else "tuned_model",
+                                          ft_record.output_path)
+                ft_record = ft_record.model_copy(update={"output_digest": out_art.digest})
+                store.append(run_id, [ft_record, out_art])
+                models.tuned, out_digest = tuned_model, out_art.digest
+
+            stage = "evaluate tuned"
+            tuned_weights = stages.saved_weights(prep, ft_record)
+            tuned = stages.evaluate_or_reuse(store, run_id, prep, judge, "tuned", models.load_tuned, done, progress,
+                                             earlier=base, weights=tuned_weights)
 
         stress_metrics: list[MetricRecord] = []
-        if plan.stress.enabled:
+        if plan.stress.enabled:  # never in an evaluate-only run: the plan turns it off (it needs training)
             stage = "persistence stress fine-tune"
             st_record: FinetuneRecord | None
             if "stress" not in done.finetune and "stress" not in done.metrics:
@@ -163,7 +177,7 @@ def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: D
                                                       done, progress, earlier=tuned, weights=stress_weights).metrics
 
         stage = "verdict"
-        metrics = base.metrics + tuned.metrics + stress_metrics
+        metrics = (base.metrics if base else []) + tuned.metrics + stress_metrics
         verdict = done.verdict
         if verdict is None:
             verdict = decide(plan.policy, metrics, comparisons=store.records(run_id, kinds=["comparison"]))

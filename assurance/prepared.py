@@ -57,3 +57,7 @@ class Prepared:
     profile: LoadedProfile | None = None
     """The plan's ``report.profile``, read, validated and hashed; None without one (or on a resume, whose
     profile is already in the ledger)."""
+    supplied: dict = field(default_factory=dict)
+    """Evaluate-only runs: evaluated stage (``tuned``, and ``base`` with a baseline) -> the supplied model it
+    evaluates (``targets.SuppliedModel``); empty for a fine-tune run. ``model`` is then the target, loaded
+    (None for an endpoint)."""

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .evidence.hashing import PREFIX, sha256_hex
 from .evidence.records import ArtifactRecord, ProfileRecord, ProfileSource
 from .evidence.store import utc_now
 from .plan import PlanError, field_errors
+from .plan.yaml_file import strict_yaml
 from .profile import OrgProfile
 
 
@@ -68,7 +67,7 @@ def load_profile(path: str | Path) -> LoadedProfile:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ProfileError(f"{p}: not UTF-8 text (byte {err.start})") from None
-    data = strict_yaml(text, str(p))
+    data = strict_yaml(text, str(p), ProfileError)
     return LoadedProfile(p.resolve(), PREFIX + sha256_hex(raw), len(raw), profile_from_data(data, str(p)))
 
 
@@ -82,43 +81,3 @@ def profile_from_data(data: Any, source: str) -> OrgProfile:
         return OrgProfile.model_validate(data)
     except ValidationError as err:
         raise ProfileError(f"{source}: {field_errors(err)}") from None
-
-
-def strict_yaml(text: str, source: str) -> Any:
-    """Parse one YAML document (safe tags only), refusing duplicate keys anywhere in it."""
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _refuse_duplicates(node, "", source, set())
-        return loader.construct_document(node)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        what = " ".join(" ".join(str(part) for part in (err.context, err.problem) if part).split()) or "invalid"
-        raise ProfileError(f"{source}: not valid YAML: {what}{where}") from None
-    except yaml.YAMLError as err:
-        raise ProfileError(f"{source}: not valid YAML: {' '.join(str(err).split())}") from None
-    finally:
-        loader.dispose()
-
-
-def _refuse_duplicates(node: Node, path: str, source: str, seen: set[int]) -> None:
-    if id(node) in seen:  # an alias to a node already walked
-        return
-    seen.add(id(node))
-    if isinstance(node, MappingNode):
-        lines: dict[tuple[str, str], int] = {}
-        for key, value in node.value:
-            name = key.value if isinstance(key, ScalarNode) else str(key.start_mark)
-            dotted = f"{path}.{name}" if path else name
-            line = key.start_mark.line + 1
-            if (key.tag, name) in lines:
-                raise ProfileError(f"{source}: {dotted}: duplicate key (lines {lines[(key.tag, name)]} and {line}); "
-                                   "YAML would keep only the last")
-            lines[(key.tag, name)] = line
-            _refuse_duplicates(value, dotted, source, seen)
-    elif isinstance(node, SequenceNode):
-        for i, item in enumerate(node.value):
-            _refuse_duplicates(item, f"{path}.{i}", source, seen)

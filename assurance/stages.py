@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .backends import free_generator, vllm_generator
+from .backends import free_generator, recorded_generation_settings, vllm_generator
 from .battery import runner
 from .battery.wiring import compare_stages, cross_judge, judge_entries, validate_judges
 from .evidence.records import (
@@ -143,16 +143,64 @@ def evaluate_or_reuse(store: Store, run_id: str, prep: Prepared, judge, stage: S
         free_generator(generator)
 
 
-def evaluate(store: Store, run_id: str, prep: Prepared, judge, stage: Stage, model, progress: Progress, *,
-             earlier: Evaluated | None = None, generator=None) -> Evaluated:
-    """Run the battery (and the extra suites beside it) on one model; record samples, metrics, the secondary
-    judges' verdicts and agreement, and the paired comparison with the ``earlier`` stage. Before the base
-    model, the judges' agreement with the plan's human labels (``battery.judge_validation``), in the same
-    transaction.
+def generation_settings(prep: Prepared) -> dict:
+    """The decoding settings for the battery record; an endpoint's own settings where a supplied model is one
+    (its stage's entry in ``backend_by_stage`` is then ``endpoint``)."""
+    endpoints = {stage: s.generator().settings() for stage, s in prep.supplied.items() if s.model_path is None}
+    if "tuned" not in endpoints:
+        return recorded_generation_settings(prep) | {f"endpoint_{st}": e for st, e in endpoints.items()}
+    battery = prep.plan.battery
+    return endpoints["tuned"] | {
+        "max_new_tokens": battery.max_new_tokens, "batch_size": battery.batch_size,
+        "backend_requested": battery.backend, "backend_by_stage": dict(prep.backends),
+        "limit_per_category": battery.limit_per_category,
+    } | {f"endpoint_{st}": e for st, e in endpoints.items() if st != "tuned"}
 
-    The metrics include the extra suites' (the gate reads only the ``refusal`` suite)."""
+
+def evaluate_supplied(store: Store, run_id: str, prep: Prepared, judge, stage: Stage, done: Done, progress: Progress,
+                      *, earlier: Evaluated | None = None) -> Evaluated | None:
+    """Evaluate-only runs: evaluate the model supplied for ``stage`` (the target, loaded by ``prepare``, or the
+    baseline, loaded now), locally or over its endpoint, paired with ``earlier``; None when nothing was supplied
+    for the stage (no baseline)."""
+    supplied = prep.supplied.get(stage)
+    if supplied is None:
+        return None
+    if stage in done.metrics:
+        return evaluate_or_reuse(store, run_id, prep, judge, stage, lambda: None, done, progress)
+    if stage == "tuned":
+        model, tokenizer = prep.model, prep.tokenizer
+    else:
+        with progress.stage(f"Loading the supplied {supplied.role} ({supplied.spec.kind})"):
+            model, tokenizer = supplied.load(prep.device, prep.dtype)
+    generator = supplied.generator() or vllm_generator(prep, stage, supplied.weights())
+    try:
+        return evaluate(store, run_id, prep, judge, stage, model, progress, earlier=earlier, generator=generator,
+                        tokenizer=tokenizer)
+    finally:
+        free_generator(generator)
+
+
+def evaluate_target(store: Store, run_id: str, prep: Prepared, judge, done: Done, progress: Progress, *,
+                    earlier: Evaluated | None = None) -> Evaluated:
+    """Evaluate-only runs: the supplied target, as the ``tuned`` stage (``evaluate_supplied``)."""
+    evaluated = evaluate_supplied(store, run_id, prep, judge, "tuned", done, progress, earlier=earlier)
+    if evaluated is None:
+        raise ValueError("an evaluate-only run has no target to evaluate")  # prepare() always supplies one
+    return evaluated
+
+
+def evaluate(store: Store, run_id: str, prep: Prepared, judge, stage: Stage, model, progress: Progress, *,
+             earlier: Evaluated | None = None, generator=None, tokenizer=None) -> Evaluated:
+    """Run the battery (and the extra suites beside it) on one model; record samples, metrics, the secondary
+    judges' verdicts and agreement, and the paired comparison with the ``earlier`` stage. Before the first
+    model (the base, or an evaluate-only run's target when it has no baseline), the judges' agreement with the
+    plan's human labels (``battery.judge_validation``), in the same transaction.
+
+    The metrics include the extra suites' (the gate reads only the ``refusal`` suite). ``tokenizer`` is the
+    model's own when it is not the run's (a supplied baseline)."""
     records: list[Record] = []
-    if stage == "base" and prep.judge_labels:  # the judges are measured against people before they score
+    first = "tuned" if prep.supplied and "base" not in prep.supplied else "base"  # evaluate-only, no baseline
+    if stage == first and prep.judge_labels:  # the judges are measured against people before they score
         with progress.stage(f"Validating the refusal judges against {len(prep.judge_labels)} labels file(s)"):
             records += validate_judges(prep.judges, prep.benign_judge, prep.judge_labels,
                                        prep.plan.battery.judge_validation, prep.plan.seed)
@@ -160,7 +208,8 @@ def evaluate(store: Store, run_id: str, prep: Prepared, judge, stage: Stage, mod
     total = runner.planned_probes(battery, prep.plan.battery.sampling)
     with progress.stage(f"Evaluating the {stage} model: {total} probes in {len(battery.suite_names)} suites",
                         total=total) as advance:
-        samples, metrics = runner.evaluate(model, prep.tokenizer, battery, judge, stage=stage,
+        tok = prep.tokenizer if tokenizer is None else tokenizer
+        samples, metrics = runner.evaluate(model, tok, battery, judge, stage=stage,
                                            max_new_tokens=prep.plan.battery.max_new_tokens,
                                            batch_size=prep.plan.battery.batch_size, progress=advance,
                                            sampling=prep.plan.battery.sampling, benign_judge=prep.benign_judge,

@@ -11,16 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from ..evidence.records.check import DecisionRule
 from ..regimes import REGIMES, Regime
 from .base import PlanError, Section
 from .battery import BatterySpec, ComparisonSpec, ExtraSuiteSpec, JudgeSpec, SamplingSpec, SuiteName
+from .targets import AdapterTarget, EndpointTarget, FolderTarget, Target
 from .training import ConstrainedSpec, DeepAlignmentSpec, FinetuneSpec, LoraSpec, StressSpec
+from .yaml_file import strict_yaml
 
 __all__ = [
+    "AdapterTarget", "EndpointTarget", "FolderTarget", "Target",
     "BatterySpec", "ComparisonSpec", "ConstrainedSpec", "DeepAlignmentSpec", "ExtraSuiteSpec", "FinetuneSpec",
     "JudgeSpec", "LoraSpec", "ModelSpec", "Plan", "PlanError", "PolicySpec", "ReportSpec", "SamplingSpec",
     "StressSpec", "SuiteName", "field_errors", "load_plan", "plan_from_dict", "resolve_paths",
@@ -121,6 +123,46 @@ class Plan(Section):
     """Release-gate thresholds."""
     report: ReportSpec = Field(default_factory=ReportSpec)
     """The packs."""
+    target: Target | None = None
+    """Evaluate-only runs: the supplied model to evaluate and gate, as the ``tuned`` stage (``kind``: ``folder``,
+    ``adapter`` or ``endpoint``); null evaluates ``model`` as it is. Only with ``finetune.enabled: false``."""
+    baseline: Target | None = None
+    """Evaluate-only runs: the model before the change, evaluated with the same battery as the ``base`` stage, so
+    the paired base -> tuned comparisons and ``policy.max_regression`` apply; null: no base stage."""
+
+    @model_validator(mode="after")
+    def _evaluate_only(self) -> Plan:
+        if self.finetune.enabled:
+            for name in ("target", "baseline"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name}: only for an evaluate-only run (finetune.enabled: false, or "
+                                     "`assure evaluate`); a fine-tune run evaluates and tunes `model`")
+            return self
+        if self.stress.enabled and "enabled" in self.stress.model_fields_set:
+            raise ValueError("stress.enabled: the persistence stress fine-tune needs training, which "
+                             "finetune.enabled: false leaves out; remove it or set it to false")
+        self.stress.enabled = False
+        for name in ("target", "baseline"):
+            spec = getattr(self, name)
+            if isinstance(spec, EndpointTarget):
+                _endpoint_battery(name, spec, self.battery)
+        return self
+
+    def evaluated_target(self) -> Target:
+        """What an evaluate-only run evaluates: ``target``, or else ``model`` as a folder target."""
+        return self.target or FolderTarget(kind="folder", path=self.model.path, allow_pickle=self.model.allow_pickle,
+                                           trust_remote_code=self.model.trust_remote_code)
+
+
+def _endpoint_battery(name: str, spec: EndpointTarget, battery: BatterySpec) -> None:
+    """Suites an endpoint cannot serve are a plan error, not a silently reduced battery."""
+    suites = battery.suites
+    if suites is None or "capability" in suites:
+        raise ValueError(f"{name}: an endpoint cannot run the capability suite (its multiple-choice items are "
+                         "scored by log-likelihood, which the API does not give); list battery.suites without it")
+    if spec.api == "chat" and ("prefill" in suites or battery.prefill_responses is not None):
+        raise ValueError(f"{name}: api 'chat' cannot send prefilling attacks; use api 'completions' with the "
+                         "tokenizer, or leave the prefill suites out of battery.suites")
 
 
 def field_errors(err: ValidationError) -> str:
@@ -141,7 +183,7 @@ def field_errors(err: ValidationError) -> str:
             msg = f"must be <= {e['ctx']['le']}"
         elif e["type"] == "less_than":
             msg = f"must be < {e['ctx']['lt']}"
-        lines.append(f"{loc}: {msg}")
+        lines.append(f"{loc}: {msg}" if e["loc"] else msg)  # a whole-plan check names its own fields
     return "; ".join(lines)
 
 
@@ -157,15 +199,24 @@ def plan_from_dict(data: object, source: str = "plan") -> Plan:
         raise PlanError(f"{source}: {field_errors(err)}") from None
 
 
-def load_plan(path: str | Path) -> Plan:
-    """Read and validate a plan file. Relative data and model paths resolve against the plan's folder."""
+def load_plan(path: str | Path, *, evaluate_only: bool = False) -> Plan:
+    """Read and validate a plan file. Relative data and model paths resolve against the plan's folder.
+
+    Duplicate keys and an empty file are errors (YAML would keep the last value, or run every default).
+    ``evaluate_only`` (``assure evaluate``) sets ``finetune.enabled: false`` before validating."""
     p = Path(path)
     if not p.is_file():
         raise PlanError(f"{p}: plan file not found")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise PlanError(f"{p}: not valid YAML: {err}") from None
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise PlanError(f"{p}: not UTF-8 text (byte {err.start})") from None
+    data = strict_yaml(text, str(p))
+    if data is None:
+        raise PlanError(f"{p}: plan file is empty (write {{}} to accept every default)")
+    if evaluate_only and isinstance(data, dict):
+        finetune = data.get("finetune")
+        data = {**data, "finetune": {**(finetune if isinstance(finetune, dict) else {}), "enabled": False}}
     plan = plan_from_dict(data, source=str(p))
     return resolve_paths(plan, p.parent)
 
@@ -199,4 +250,11 @@ def resolve_paths(plan: Plan, base: Path) -> Plan:
     for labels in plan.battery.judge_validation:
         labels.labels = fix(labels.labels)  # type: ignore[assignment]
     plan.report.profile = fix(plan.report.profile)
+    for target in (plan.target, plan.baseline):
+        if isinstance(target, FolderTarget):
+            target.path = fix(target.path)  # type: ignore[assignment]
+        elif isinstance(target, AdapterTarget):
+            target.base, target.adapter = fix(target.base), fix(target.adapter)  # type: ignore[assignment]
+        elif target is not None:
+            target.tokenizer = fix(target.tokenizer)
     return plan

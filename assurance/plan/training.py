@@ -52,6 +52,9 @@ Recipe = Literal["sft", "deep-alignment", "constrained", "deep-alignment+constra
 class FinetuneSpec(Section):
     """The plan's fine-tune: a safety fine-tune, or (with ``task_data``) a downstream fine-tune of an aligned model."""
 
+    enabled: bool = True
+    """Fine-tune the model. False: an evaluate-only run (as ``assure evaluate``) that evaluates and gates the
+    supplied ``target`` (or ``model``) as it is; the persistence stress fine-tune, which needs training, is off."""
     recipe: Recipe = "sft"
     """Named recipe: a data augmentation and an objective joined by ``+``. ``sft``: cross-entropy on
     assistant tokens. ``deep-alignment``: adds safety-recovery examples built from ``triplet_data``.

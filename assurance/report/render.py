@@ -49,6 +49,7 @@ from assurance.report.document import document_control
 from assurance.report.filters import digest, display_path, neutralise, scrub_paths
 from assurance.report.hazards import context as hazard_context
 from assurance.report.measured import interpretability
+from assurance.report.supplied import supplied_rows
 from assurance.report.view import RunView, build_view
 from assurance.requirements.checklist import context as requirements_context
 from assurance.requirements.fields import describe
@@ -264,6 +265,7 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
         "record_counts": counts,
         "evidence": _evidence(attachments),
         "metric_labels": sections.METRIC_LABELS,
+        "supplied": supplied_rows(view),  # evaluate-only: "model supplied" in place of the fine-tuning sections
         **extra,
     }
     return _environment().get_template(f"{regime}/pack.html").render(**context)

@@ -35,6 +35,7 @@ from assurance.evidence.records import (
     RunStarted,
     SampleRecord,
     SignoffRecord,
+    SuppliedModelRecord,
     VerdictRecord,
 )
 from assurance.plan import PolicySpec, ReportSpec
@@ -117,6 +118,8 @@ class RunView:
     """The safety fine-tune."""
     stress_finetune: FinetuneRecord | None = None
     """The benign persistence-stress fine-tune, when the run made one."""
+    supplied: list[SuppliedModelRecord] = field(default_factory=list)
+    """Evaluate-only runs: the models supplied (target first, then any baseline); empty when the run fine-tuned."""
     verdict: VerdictRecord | None = None
     manifest: ManifestRecord | None = None
     failure: RunFailed | None = None
@@ -196,6 +199,9 @@ class RunView:
         art = self.artifact("base_model")
         if art is not None:
             return art.path
+        endpoint = next((s for s in self.supplied if s.role == "target" and not s.weights_hashed), None)
+        if endpoint is not None:  # evaluate-only over HTTP: there is no folder, and `model` was not what ran
+            return f"{endpoint.endpoint_url} (endpoint: weights not hashed)"
         return str(self.plan.get("model", {}).get("path", ""))
 
     def signoff_rows(self, regime: str) -> list[SignoffRow]:
@@ -328,6 +334,8 @@ def build_view(records: list[Record]) -> RunView:
             view.judge_validations.append(rec)
         elif isinstance(rec, ProfileRecord):
             view.profile_record = rec
+        elif isinstance(rec, SuppliedModelRecord):
+            view.supplied.append(rec)
     if view.profile_record is not None:
         view.profile = _profile(view.profile_record)
     view.refusal = _rows(view, "refusal_rate")

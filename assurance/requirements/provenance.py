@@ -17,6 +17,9 @@ def model_identity(view: RunView) -> Finding:
     """The base model is identified by its content digest (and the tuned output by its own)."""
     digest = view.base_model_digest
     if not digest:
+        if any(not s.weights_hashed for s in view.supplied):
+            return Finding("not measured", "The model was reached over an endpoint: no weights could be hashed.",
+                           ["supplied_model target"])
         return Finding("not measured", "No base-model digest was recorded.")
     records = ["artifact base_model"] if view.artifact("base_model") else ["finetune safety"]
     tuned = ""

@@ -40,6 +40,7 @@ from .run import (
     SignoffRecord,
     VerdictRecord,
 )
+from .supplied import SuppliedKind, SuppliedModelRecord
 from .training import FinetuneRecord
 
 Record = Annotated[
@@ -59,7 +60,8 @@ Record = Annotated[
     | ManifestRecord
     | PackRecord
     | SignoffRecord
-    | ProfileRecord,
+    | ProfileRecord
+    | SuppliedModelRecord,
     Field(discriminator="kind"),
 ]
 """Any evidence record, discriminated by its ``kind``."""
@@ -93,5 +95,7 @@ __all__ = [
     "SampleRecord",
     "SignoffRecord",
     "Stage",
+    "SuppliedKind",
+    "SuppliedModelRecord",
     "VerdictRecord",
 ]
