@@ -14,7 +14,7 @@ FOUND = find_namespace_packages(include=["assurance", "assurance.*"], exclude=["
 PACKAGES = [*FOUND, "assurance.templates"]
 
 PACKAGE_DATA = {
-    "assurance": ["py.typed", "demo_profiles/*.yaml"],
+    "assurance": ["py.typed", "__init__.pyi", "demo_profiles/*.yaml"],
     "assurance.battery": ["data/*.json", "data/*.jsonl", "data/*.md"],
     "assurance.finetune": ["data/*.jsonl"],
     "assurance.models": ["data/*"],

@@ -12,22 +12,17 @@ The Python API (the command line ``assure`` is built on the same calls)::
     assert report.ok, [f.line() for f in report.findings]
 
 Names are imported on first use (PEP 562), so ``import assurance`` loads no torch,
-transformers or WeasyPrint; only starting a run or rendering a pack does.
+transformers or WeasyPrint; only starting a run or rendering a pack does. Their types are in
+``__init__.pyi`` (this module names its submodules only as strings, so importing any of them never
+comes back through here).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
-
-if TYPE_CHECKING:
-    from .api import run
-    from .evidence.store import Store, StoreError
-    from .evidence.verify import VerifyReport, verify_run
-    from .pipeline import RunResult
-    from .plan import Plan, PlanError, load_plan
 
 # Public name -> the module that defines it.
 _LAZY = {
