@@ -4,7 +4,8 @@
 # the checkout, loads a stored ledger (one complete run written by the code at d406631) and verifies,
 # gates and renders it with the installed `assure` alone. Fails if any template, data file or
 # migration is missing from the wheel, or if anything is found through the checkout.
-# About 1.5 minutes on two idle cores (most of it installing torch and the other dependencies).
+# About 1.5 minutes on two idle cores, most of it installing torch and the other dependencies (--no-compile:
+# byte-compiling every module of them would cost more than the check itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
@@ -21,7 +22,7 @@ unset PYTHONPATH
 wheel=$(ls "$tmp"/dist/assurance-*.whl)
 
 "$PYTHON" -m venv "$tmp/venv"
-"$tmp/venv/bin/pip" install -q -c "$src/constraints.txt" "$wheel" >"$tmp/install.log" 2>&1 \
+"$tmp/venv/bin/pip" install -q --no-compile -c "$src/constraints.txt" "$wheel" >"$tmp/install.log" 2>&1 \
   || { cat "$tmp/install.log"; exit 1; }
 echo "wheel-check: built and installed $(basename "$wheel") in $((SECONDS - start))s"
 
