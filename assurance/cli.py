@@ -13,7 +13,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub look-ups, ever: models are local
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -21,13 +21,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import typer
 
+# Only light modules at the top: `digest`, `verify`, `gate`, `show` and `runs` must start without torch,
+# transformers or WeasyPrint (tests/test_fast_imports.py); each command imports what it needs.
 from .cli_judge import judge_app
 from .cli_profile import profile_app
-from .console import RichProgress, decision_rule_text, err_console, fail, out_console, show_run, verdict_style
-from .evidence.store import Store, StoreError
-from .plan import PlanError, load_plan
-from .policy import EXIT_FAIL, EXIT_PASS, EXIT_USAGE
+from .console import err_console, fail, out_console
+from .exit_codes import EXIT_FAIL, EXIT_PASS, EXIT_USAGE
 from .regimes import REGIMES, Regime
+
+if TYPE_CHECKING:
+    from .evidence.store import Store
 
 app = typer.Typer(
     help="assurance: auditable safety fine-tuning, evidence ledgers and UK assurance packs.",
@@ -46,13 +49,17 @@ REGIME_HELP = " or ".join(REGIMES) + "."
 
 def _input_errors() -> tuple[type[BaseException], ...]:
     from .battery.items import BatteryError
+    from .evidence.store import StoreError
     from .finetune.chat_data import DataError
     from .models.loading import ModelLoadError
+    from .plan import PlanError
 
     return (PlanError, DataError, ModelLoadError, BatteryError, StoreError)
 
 
 def _open_store(db: str | None, *, must_exist: bool = True) -> Store:
+    from .evidence.store import Store, StoreError
+
     try:
         return Store(db, create=not must_exist)
     except StoreError as err:
@@ -62,6 +69,8 @@ def _open_store(db: str | None, *, must_exist: bool = True) -> Store:
 
 def _open_run(db: str | None, run_id: str | None) -> tuple[Store, str]:
     """The store and the full run id for a prefix (latest when None); a usage error otherwise."""
+    from .evidence.store import StoreError
+
     store = _open_store(db)
     try:
         return store, store.resolve(run_id)
@@ -73,6 +82,8 @@ def _open_run(db: str | None, run_id: str | None) -> tuple[Store, str]:
 def _execute(work, *, quiet: bool, as_json: bool, story: bool = False, resumed: bool = False) -> int:
     """Run ``work(progress) -> (result, comparison)`` and report the finished run the same way for
     ``run``, ``run --resume`` and ``demo``; bad input is exit 2 with nothing written."""
+    from .console import RichProgress, show_run, verdict_style
+    from .evidence.store import Store
     from .inputs import SilentProgress
 
     start = time.perf_counter()
@@ -128,6 +139,8 @@ def run(
              "too must be the recorded plan. Exit 2, nothing appended, if the run is sealed or its inputs changed."),
 ) -> None:
     """Run the plan: provenance, evaluate, safety fine-tune, evaluate, verdict, seal, packs."""
+    from .plan import PlanError, load_plan
+
     plan = None
     if plan_file is not None:
         try:
@@ -174,6 +187,8 @@ def evaluate(
     """Evaluate and gate a supplied model without fine-tuning it: the plan's `target` (a model folder, a base
     model with a PEFT adapter, or an OpenAI-compatible endpoint; default: `model`), and its `baseline` if any.
     Same plan, ledger, verdict, packs and exit codes as `run` (0 PASS, 1 FAIL, 2 bad input, 3 error)."""
+    from .plan import PlanError, load_plan
+
     try:
         plan = load_plan(plan_file, evaluate_only=True)
     except PlanError as err:
@@ -304,6 +319,8 @@ def show(
     as_json: bool = JsonOpt,
 ) -> None:
     """A readable summary of a run: models and digests, settings, scores before and after, verdict."""
+    from .console import show_run
+
     store, rid = _open_run(db, run_id)
     records = store.records(rid)
     if as_json:
@@ -403,8 +420,10 @@ def gate(
 ) -> None:
     """The release gate: exit 0 PASS, 1 FAIL, 3 when the run is incomplete or failed, 4 awaiting approval
     (policy.require_signoff), 2 usage."""
+    from .console import decision_rule_text
     from .evidence.store import parse_payload
     from .gate import approvals, gate_outcome, gate_verdict, junit_xml, required_roles
+    from .plan import PlanError, load_plan
 
     store, rid = _open_run(db, run_id)
     policy = None

@@ -23,11 +23,9 @@ from pathlib import Path
 from typing import Literal
 
 import typer
-import yaml
-from pydantic import TypeAdapter, ValidationError
 
 from .console import fail
-from .policy import EXIT_ERROR, EXIT_USAGE
+from .exit_codes import EXIT_ERROR, EXIT_USAGE
 
 judge_app = typer.Typer(help="Judges measured against people: agreement with human labels.",
                         no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -41,6 +39,9 @@ class JudgeOptionError(ValueError):
 
 def judge_from_option(text: str):
     """The judge spec a ``--judge`` value names, and the folder its relative paths resolve against."""
+    import yaml  # here, not at the top: every `assure` command imports this module
+    from pydantic import TypeAdapter, ValidationError
+
     from .plan import JudgeSpec
 
     text = text.strip()

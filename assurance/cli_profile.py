@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from .console import fail
-from .policy import EXIT_USAGE
+from .exit_codes import EXIT_USAGE
 
 profile_app = typer.Typer(help="The organisation profile: what only the organisation can supply to the packs.",
                           no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)

@@ -6,38 +6,17 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
+# Only rich's Console at import time: `assure digest`, `verify`, `gate` and `runs` print through this module
+# and must start fast; the tables, bars and records load in the functions that use them.
 from rich.console import Console
-from rich.panel import Panel
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
 
-from .battery.categories import category_name
-from .battery.metrics import is_greedy, is_main
-from .evidence.records import (
-    ArtifactRecord,
-    BatteryRecord,
-    EnvironmentRecord,
-    FinetuneRecord,
-    JudgeValidationRecord,
-    ManifestRecord,
-    MetricRecord,
-    PackRecord,
-    Record,
-    RunFailed,
-    RunStarted,
-    SignoffRecord,
-    VerdictRecord,
-)
-from .evidence.verify import incomplete_reason
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+    from rich.table import Table
+
+    from .evidence.records import BatteryRecord, MetricRecord, Record, VerdictRecord
 
 err_console = Console(stderr=True)
 out_console = Console()
@@ -56,6 +35,8 @@ class RichProgress:
 
     @contextlib.contextmanager
     def stage(self, title: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
         start = time.perf_counter()
         columns = [SpinnerColumn(), TextColumn("[bold]{task.description}")]
         if total:
@@ -92,6 +73,11 @@ def _pct(x: float | None) -> str:
 
 def metrics_table(metrics: list[MetricRecord], name: str, title: str, suite: str = "refusal") -> Table:
     """Per-category rates for base, tuned and (when run) stressed models, greedy decoding."""
+    from rich.table import Table
+
+    from .battery.categories import category_name
+    from .battery.metrics import is_main
+
     rows: dict[str, dict[str, MetricRecord]] = {}
     for m in metrics:
         if m.name == name and is_main(m, suite):
@@ -119,6 +105,10 @@ def metrics_table(metrics: list[MetricRecord], name: str, title: str, suite: str
 
 def variants_table(metrics: list[MetricRecord], name: str, title: str) -> Table | None:
     """Overall rates per variant (prefill k, jailbreak template) across stages."""
+    from rich.table import Table
+
+    from .battery.metrics import is_greedy
+
     rows: dict[str, dict[str, MetricRecord]] = {}
     for m in metrics:
         if m.name == name and is_greedy(m) and m.category == "overall" and m.variant:
@@ -138,6 +128,8 @@ def variants_table(metrics: list[MetricRecord], name: str, title: str) -> Table 
 
 def judge_agreement_line(records: list[Record], battery: BatteryRecord) -> str:
     """The primary judge's measured agreement with human labels, or that it was not measured."""
+    from .evidence.records import JudgeValidationRecord
+
     found = [r for r in records if isinstance(r, JudgeValidationRecord) and r.judge_digest == battery.judge_digest]
     if not found:
         return f"{battery.judge_id}@{battery.judge_version} not validated against human labels in this run"
@@ -151,6 +143,24 @@ def judge_agreement_line(records: list[Record], battery: BatteryRecord) -> str:
 
 def show_run(records: list[Record], console: Console = out_console) -> None:
     """A readable summary of one run: models and digests, settings, scores, verdict."""
+    from rich.panel import Panel
+    from rich.table import Table
+
+    from .evidence.records import (
+        ArtifactRecord,
+        BatteryRecord,
+        EnvironmentRecord,
+        FinetuneRecord,
+        ManifestRecord,
+        MetricRecord,
+        PackRecord,
+        RunFailed,
+        RunStarted,
+        SignoffRecord,
+        VerdictRecord,
+    )
+    from .evidence.verify import incomplete_reason
+
     start = next(r for r in records if isinstance(r, RunStarted))
     env = next((r for r in records if isinstance(r, EnvironmentRecord)), None)
     battery = next((r for r in records if isinstance(r, BatteryRecord)), None)

@@ -31,14 +31,12 @@ from .battery.metrics import is_greedy, is_main
 from .battery.stats import newcombe_difference
 from .evidence.records import Check, ComparisonRecord, DecisionRule, MetricRecord, Record, Stage, VerdictRecord
 from .evidence.records.check import Comparison, Counted, IntervalMethod, Outcome
+from .exit_codes import EXIT_AWAITING as EXIT_AWAITING  # re-exported: gate and pipeline read the codes here
+from .exit_codes import EXIT_ERROR as EXIT_ERROR
+from .exit_codes import EXIT_FAIL as EXIT_FAIL
+from .exit_codes import EXIT_PASS as EXIT_PASS
+from .exit_codes import EXIT_USAGE as EXIT_USAGE
 from .plan import PolicySpec
-
-EXIT_PASS = 0
-EXIT_FAIL = 1
-EXIT_USAGE = 2
-EXIT_ERROR = 3
-EXIT_AWAITING = 4
-"""The gate: the verdict is PASS but a role the policy requires (``require_signoff``) has not approved yet."""
 
 ATTACK_METRICS = ("attack_success_rate", "non_refusal_rate")
 """Attack measures in order of preference: harm judged where a harm judge scored the attack, else the

@@ -23,6 +23,8 @@ from .store import GENESIS, Store, chain_digest, parse_payload
 
 @dataclass
 class VerifyReport:
+    """What ``verify_run`` found: ``ok`` unless a finding is an error; ``complete`` when the run finished."""
+
     run_id: str
     n_records: int
     complete: bool
@@ -56,6 +58,9 @@ def incomplete_reason(records: Iterable[Record]) -> str | None:
 
 
 def verify_run(store: Store, run_id: str, *, check_files: bool = True, trusted_key: str | None = None) -> VerifyReport:
+    """Re-check a run offline, as ``assure verify`` does: every record's digest and the hash chain, the manifest
+    (and its signature, which must be by ``trusted_key`` when given) and, with ``check_files``, the digest of
+    every artifact still on disk. The report's ``ok`` is False when any finding is an error."""
     entries = store.entries(run_id)
     findings: list[Finding] = []
     prev = GENESIS

@@ -6,7 +6,7 @@ Three rules shape this module:
   mark output ``|safe``; outputs are redacted by default (full text stays in the
   ledger).
 * The renderer fetches nothing from the network or the file system outside the
-  project's ``templates/`` folder: ``TemplateOnlyFetcher`` serves template assets
+  templates folder (``TEMPLATES_DIR``): ``TemplateOnlyFetcher`` serves template assets
   and ``data:`` URIs (the charts) and refuses every other URL.
 * A failed render leaves no half-written PDF: we write a temp file beside the
   target and rename it into place.
@@ -60,8 +60,15 @@ if TYPE_CHECKING:
 __all__ = ["FetchRefused", "TemplateOnlyFetcher", "redact", "render_html", "render_pack"]
 
 
-# The project-root templates folder, beside the package (the package is installed editable).
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+def _templates_dir() -> Path:
+    """``assurance/templates`` in an installed wheel (setup.py maps it there), else the checkout's
+    top-level ``templates/`` beside the package (a source tree or an editable install)."""
+    package = Path(__file__).resolve().parents[1]
+    packaged = package / "templates"
+    return packaged if packaged.is_dir() else package.parent / "templates"
+
+
+TEMPLATES_DIR = _templates_dir()
 
 REDACT_KEEP = 24
 """Characters of a model output shown before the redaction note."""
