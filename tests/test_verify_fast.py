@@ -1,5 +1,5 @@
 """The fast paths of verification give the general encoder's answers: the chain digest written out
-directly, and the canonical-form check that tries Python's C JSON writer first (verify.CanonicalReader)."""
+directly, and the canonical-form check that tries pydantic-core's JSON writer first (CanonicalReader)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import json
 import random
 
 import pytest
+from pydantic_core import to_json
 
 from assurance.evidence.hashing import canonical_json, json_digest
 from assurance.evidence.store import chain_digest
-from assurance.evidence.verify import CanonicalReader
+from assurance.evidence.canonical_read import CanonicalReader
 
 ODD_STRINGS = ['say "hi"', "back\\slash", "caf\u00e9", "tab\there", "\x7f", "\u2028", "\U0001f600", "", "\x00"]
 
@@ -62,6 +63,8 @@ TRICKY = [
     '{"x":"\U0001f600"}', '{"x":"\\u00e9"}', '{"x":"\u00e9"}', '{"x":"\u2028"}',
     '{"\ue000":1,"\U0001f600":2}', '{"\U0001f600":2,"\ue000":1}', '{"\U0001f600":2,"a":1}', '{"a":1,"\U0001f600":2}',
     '{"a":[1,2.5,{"c":true,"b":null}]}', '{"a":[1,2.5,{"b":null,"c":true}]}', '[]', '"s"', '{"x":1E+22}',
+    '{"a":{"\u00e9":1,"e":2}}', '{"a":{"e":2,"é":1}}', '{"d":"9007199254740993"}', '{"x":[{},[],""]}',
+    '{"x":2.5e-05}', '{"x":0.00025}', '{"x":1.5e300}', '{"x":5e-324}', '{"B":1,"a":2}', '{"a":2,"B":1}',
 ]
 
 
@@ -71,8 +74,10 @@ def test_canonical_check_agrees_with_the_canonical_encoder(payload):
 
 
 def test_canonical_check_on_every_character():
-    # Escaping is per character, so one string of every code point (surrogates apart) covers them all.
+    # Escaping is per character, so one string of every code point (surrogates apart) covers them all:
+    # the fast writer escapes exactly as RFC 8785 does, so reproducing a payload means the same bytes.
     text = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    assert to_json(text) == canonical_json(text)
     canonical = canonical_json({"s": text}).decode("utf-8")
     assert _fast(canonical) is True
     escaped = json.dumps({"s": text}, separators=(",", ":"))  # \uXXXX escapes everywhere: not canonical
