@@ -215,7 +215,7 @@ class Store:
         t = LedgerEntry.__table__  # type: ignore[attr-defined]
         query = sa.select(*(t.c[name] for name in LedgerRow._fields)).where(t.c.run_id == run_id).order_by(t.c.seq)
         with self.engine.connect() as conn:
-            return [LedgerRow._make(r) for r in conn.execute(query)]
+            return [LedgerRow._make(r) for r in conn.execute(query).all()]
 
     def records(self, run_id: str, kinds: Iterable[str] | None = None) -> list[Record]:
         """The run's records, typed, in chain order; only those of ``kinds`` when given (read by index,

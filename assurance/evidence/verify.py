@@ -89,29 +89,31 @@ def _read_chain(entries: Sequence[LedgerRow]) -> tuple[list[Finding], list[tuple
     records: list[tuple[LedgerRow, Record]] = []
     prev = GENESIS
     read = CanonicalReader()
+    validate = RECORD_ADAPTER.validator.validate_python  # pydantic-core's own, without the adapter's wrapper
     for i, e in enumerate(entries):
-        subject = f"record {e.seq} ({e.kind})"
+        # Rows are nearly always sound: name the record only when there is something to say about it.
+        problems: list[str] = []
         if e.seq != i:
-            findings.append(Finding("error", subject, f"sequence gap: expected {i}"))
+            problems.append(f"sequence gap: expected {i}")
         body = e.payload.encode("utf-8")
         if PREFIX + sha256_hex(body) != e.record_digest:
-            findings.append(Finding("error", subject, "payload does not match its digest (record altered)"))
+            problems.append("payload does not match its digest (record altered)")
         try:
             obj, canonical = read(e.payload, body)
             if not canonical:
-                findings.append(Finding("error", subject, "payload is not in canonical form"))
-            rec = RECORD_ADAPTER.validate_python(obj)
+                problems.append("payload is not in canonical form")
+            rec = validate(obj)
             if rec.kind != e.kind:
-                findings.append(Finding("error", subject, f"row kind {e.kind!r} differs from record kind {rec.kind!r}"))
+                problems.append(f"row kind {e.kind!r} differs from record kind {rec.kind!r}")
             records.append((e, rec))
         except (ValueError, ValidationError) as err:
-            findings.append(
-                Finding("error", subject, f"payload does not parse as an evidence record: {str(err)[:200]}"))
+            problems.append(f"payload does not parse as an evidence record: {str(err)[:200]}")
         if e.prev_digest != prev:
-            findings.append(Finding("error", subject, "chain broken: previous digest does not match"))
-        expect = chain_digest(e.run_id, e.seq, e.kind, e.record_digest, e.prev_digest, e.created_at)
-        if expect != e.digest:
-            findings.append(Finding("error", subject, "chain digest does not match the row"))
+            problems.append("chain broken: previous digest does not match")
+        if chain_digest(e.run_id, e.seq, e.kind, e.record_digest, e.prev_digest, e.created_at) != e.digest:
+            problems.append("chain digest does not match the row")
+        if problems:
+            findings += [Finding("error", f"record {e.seq} ({e.kind})", p) for p in problems]
         prev = e.digest
     return findings, records
 
