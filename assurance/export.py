@@ -13,6 +13,7 @@ torch nor WeasyPrint.
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import json
 from collections.abc import Sequence
@@ -131,9 +132,9 @@ _ARROW_TYPES = {"seq": "int64", "k": "int64", "seed": "int64", "output_chars": "
 
 def write_parquet(rows: Sequence[dict[str, Any]], out: Path) -> None:
     """A Parquet file with typed columns (a verdict column is boolean; absent values are null)."""
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    try:  # an optional dependency (no type stubs either), so looked up by name
+        pa = importlib.import_module("pyarrow")
+        pq = importlib.import_module("pyarrow.parquet")
     except ImportError:
         raise ExportError(f"Parquet export needs pyarrow: pip install 'assurance[{PARQUET_EXTRA}]' "
                           "(or pip install pyarrow)") from None
