@@ -9,9 +9,9 @@ import random
 import pytest
 from pydantic_core import to_json
 
+from assurance.evidence.canonical_read import CanonicalReader
 from assurance.evidence.hashing import canonical_json, json_digest
 from assurance.evidence.store import chain_digest
-from assurance.evidence.canonical_read import CanonicalReader
 
 ODD_STRINGS = ['say "hi"', "back\\slash", "caf\u00e9", "tab\there", "\x7f", "\u2028", "\U0001f600", "", "\x00"]
 
