@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -350,6 +351,30 @@ def runs(db: str | None = DbOpt) -> None:
         table.add_row(rid, started.plan.get("name", ""), started.started_at[:19].replace("T", " "),
                       verdicts[-1].status if verdicts else "unsealed")
     out_console.print(table)
+
+
+@app.command()
+def export(
+    run_id: str = typer.Argument(..., help="Run id or unique prefix (latest: the newest run)."),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl, csv, parquet (needs pyarrow) or inspect (Inspect "
+                                                        "eval logs, one per stage, into the --out folder)."),
+    out: Path | None = typer.Option(None, "--out", help="File to write (a folder for inspect; default: stdout)."),
+    unredacted: bool = typer.Option(False, "--unredacted", help="Model outputs and prompts in full (default: "
+                                                                "outputs masked as in the packs, prompts left out)."),
+    db: str | None = DbOpt,
+) -> None:
+    """One row per sample: stage, suite, item, variant, prompt digest, output and every judge's verdict.
+    Exit 0 written, 2 usage (unknown run or format, no --out for parquet/inspect, pyarrow missing)."""
+    from .export import ExportError, export_run
+
+    store, rid = _open_run(db, run_id)
+    try:
+        written = export_run(store, rid, fmt, out, unredacted=unredacted)
+    except ExportError as err:
+        fail(str(err))
+        raise typer.Exit(EXIT_USAGE) from None
+    for path in written:  # on stderr: a pipe reading the export from stdout gets the rows only
+        print(f"exported: run {rid} -> {path}", file=sys.stderr)
 
 
 @app.command()

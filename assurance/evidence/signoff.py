@@ -34,10 +34,13 @@ SignatureStatus = Literal["valid", "invalid", "unsigned"]
 
 
 class Row(Protocol):
-    """A ledger row as the checks need it (``LedgerEntry``)."""
+    """A ledger row as the checks need it (``LedgerEntry`` or ``LedgerRow``); read-only, as a row is."""
 
-    seq: int
-    digest: str
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def digest(self) -> str: ...
 
 
 def statement(rec: SignoffRecord) -> dict:

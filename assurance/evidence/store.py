@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import secrets
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter
@@ -73,8 +75,38 @@ class LedgerEntry(SQLModel, table=True):
     """UTC time of appending, ISO 8601."""
 
 
+class LedgerRow(NamedTuple):
+    """One ledger row as plain values, read without the ORM (about 3x faster to load than ``LedgerEntry``)."""
+
+    id: int
+    run_id: str
+    seq: int
+    kind: str
+    payload: str
+    record_digest: str
+    prev_digest: str
+    digest: str
+    created_at: str
+
+
+_PLAIN = re.compile(r'[ !#-\[\]-~]*')
+"""Printable ASCII without ``"`` and ``\\``: a string RFC 8785 writes as itself between quotes."""
+
+_SAFE_INT = 2**53 - 1
+
+
 def chain_digest(run_id: str, seq: int, kind: str, record_digest: str, prev: str, created_at: str) -> str:
-    """The chain link: SHA-256 over the canonical JSON of the row's identity."""
+    """The chain link: SHA-256 over the canonical JSON of the row's identity.
+
+    Every row written or verified computes one, so the usual row (plain ASCII strings, a small
+    sequence number) is written out directly, in RFC 8785's key order; anything else goes through
+    the general canonical encoder. Both give the same bytes (tests/test_verify_fast.py)."""
+    # The pattern is a run of allowed characters, so the joined strings match exactly when each one does.
+    plain = _PLAIN.fullmatch(run_id + kind + record_digest + prev + created_at)
+    if plain and type(seq) is int and 0 <= seq <= _SAFE_INT:
+        body = (f'{{"created_at":"{created_at}","kind":"{kind}","prev":"{prev}","record":"{record_digest}",'
+                f'"run_id":"{run_id}","seq":{seq},"v":1}}')
+        return PREFIX + sha256_hex(body.encode("ascii"))
     return json_digest({
         "v": 1, "run_id": run_id, "seq": seq, "kind": kind, "record": record_digest, "prev": prev,
         "created_at": created_at,
@@ -174,14 +206,22 @@ class Store:
 
     # -- reading -----------------------------------------------------------
     def entries(self, run_id: str) -> list[LedgerEntry]:
+        """The run's rows in chain order, as ORM objects (see ``rows`` for reading many quickly)."""
         with Session(self.engine) as session:
             return list(session.exec(select(LedgerEntry).where(LedgerEntry.run_id == run_id).order_by(LedgerEntry.seq)))
+
+    def rows(self, run_id: str) -> list[LedgerRow]:
+        """The run's rows in chain order, as plain tuples: what ``verify`` and ``records`` read."""
+        t = LedgerEntry.__table__  # type: ignore[attr-defined]
+        query = sa.select(*(t.c[name] for name in LedgerRow._fields)).where(t.c.run_id == run_id).order_by(t.c.seq)
+        with self.engine.connect() as conn:
+            return [LedgerRow._make(r) for r in conn.execute(query).all()]
 
     def records(self, run_id: str, kinds: Iterable[str] | None = None) -> list[Record]:
         """The run's records, typed, in chain order; only those of ``kinds`` when given (read by index,
         so listing runs does not parse thousands of sample records)."""
         if kinds is None:
-            return [parse_payload(e.payload) for e in self.entries(run_id)]
+            return [parse_payload(e.payload) for e in self.rows(run_id)]
         with Session(self.engine) as session:
             rows = session.exec(select(LedgerEntry.payload).where(
                 LedgerEntry.run_id == run_id, col(LedgerEntry.kind).in_(list(kinds))).order_by(LedgerEntry.seq))

@@ -40,6 +40,7 @@ from weasyprint.urls import URLFetcher, URLFetcherResponse
 from assurance.evidence.records import Record, SampleRecord
 from assurance.plan import ReportSpec
 from assurance.profile import profile_value
+from assurance.redaction import redact
 from assurance.regimes import REGIMES, Regime, regime_title
 from assurance.report import charts, sections
 from assurance.report.comparison import recipe_comparison
@@ -69,9 +70,6 @@ def _templates_dir() -> Path:
 
 
 TEMPLATES_DIR = _templates_dir()
-
-REDACT_KEEP = 24
-"""Characters of a model output shown before the redaction note."""
 
 PDF_OPTIONS: dict[str, Any] = {"pdf_variant": "pdf/a-3b", "pdf_tags": True}
 """How WeasyPrint writes a pack: PDF/A-3b (archival, and the PDF/A part that allows embedded files, so a
@@ -125,14 +123,6 @@ class TemplateOnlyFetcher(URLFetcher):
         mime = params[0] or "text/plain"
         body = base64.b64decode(payload) if "base64" in params[1:] else unquote(payload).encode("utf-8")
         return URLFetcherResponse(url, body, {"Content-Type": mime})
-
-
-def redact(text: str, ref: str, *, enabled: bool) -> str:
-    """Mask a model output: its first characters, then a note pointing to the ledger record."""
-    if not enabled or len(text) <= REDACT_KEEP:
-        return text
-    hidden = len(text) - REDACT_KEEP
-    return f"{text[:REDACT_KEEP]}… [redacted: {hidden} chars; full text in the evidence ledger, record {ref}]"
 
 
 def _sample_ref(s: SampleRecord) -> str:

@@ -1,0 +1,84 @@
+"""The fast paths of verification give the general encoder's answers: the chain digest written out
+directly, and the canonical-form check that tries pydantic-core's JSON writer first (CanonicalReader)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from pydantic_core import to_json
+
+from assurance.evidence.canonical_read import CanonicalReader
+from assurance.evidence.hashing import canonical_json, json_digest
+from assurance.evidence.store import chain_digest
+
+ODD_STRINGS = ['say "hi"', "back\\slash", "caf\u00e9", "tab\there", "\x7f", "\u2028", "\U0001f600", "", "\x00"]
+
+
+def _general(run_id, seq, kind, rdig, prev, created_at) -> str:
+    return json_digest({"v": 1, "run_id": run_id, "seq": seq, "kind": kind, "record": rdig, "prev": prev,
+                        "created_at": created_at})
+
+
+def test_chain_digest_matches_the_canonical_encoder():
+    rng = random.Random(7)
+    plain = ("0193-aa", "sample", "sha256:" + "ab" * 32, "sha256:" + "0" * 64, "2026-11-30T12:00:00.000001Z")
+    for seq in (0, 1, 99_999, 2**53 - 1):
+        assert chain_digest(plain[0], seq, *plain[1:]) == _general(plain[0], seq, *plain[1:])
+    for _ in range(200):  # odd characters in any one field fall back to the general encoder, same digest
+        fields = list(plain)
+        i = rng.randrange(5)
+        fields[i] = fields[i][:3] + rng.choice(ODD_STRINGS) + fields[i][3:]
+        assert chain_digest(fields[0], 5, *fields[1:]) == _general(fields[0], 5, *fields[1:])
+    with pytest.raises(ValueError):  # beyond 2**53 the canonical encoder refuses, and so does the chain
+        chain_digest(plain[0], 2**53, *plain[1:])
+
+
+def _exact(payload: str) -> bool | str:
+    """The general encoder's answer: canonical or not, or the error it raises."""
+    try:
+        return canonical_json(json.loads(payload)) == payload.encode("utf-8")
+    except ValueError as err:
+        return type(err).__name__
+
+
+def _fast(payload: str) -> bool | str:
+    try:
+        obj, canonical = CanonicalReader()(payload, payload.encode("utf-8"))
+    except ValueError as err:
+        return type(err).__name__
+    assert obj == json.loads(payload) or payload.count("NaN")
+    return canonical
+
+
+TRICKY = [
+    '{"a":1,"b":"x"}', '{"b":1,"a":2}', '{"a": 1}', ' {"a":1}', '{"a":1,"a":2}',
+    '{"x":1.0}', '{"x":1}', '{"x":0.5}', '{"x":1e-07}', '{"x":1e-7}', '{"x":1e-06}', '{"x":0.000001}',
+    '{"x":1e+22}', '{"x":1e22}', '{"x":1e+21}', '{"x":1e21}', '{"x":100000000000000000000}', '{"x":1e16}',
+    '{"x":10000000000000000}', '{"x":-0.0}', '{"x":0}', '{"x":-0}', '{"x":0.1}', '{"x":123.456}',
+    '{"x":9007199254740991}', '{"x":9007199254740992}', '{"x":-9007199254740992}', '{"x":123456789012345678}',
+    '{"x":NaN}', '{"x":Infinity}', '{"x":"\\u007f"}', '{"x":"\x7f"}', '{"x":"\\u001f"}', '{"x":"\\u001F"}',
+    '{"x":"\\n"}', '{"x":"\\u000a"}', '{"x":"\\/"}', '{"x":"/"}', '{"x":"\\ud800"}', '{"x":"\\ud83d\\ude00"}',
+    '{"x":"\U0001f600"}', '{"x":"\\u00e9"}', '{"x":"\u00e9"}', '{"x":"\u2028"}',
+    '{"\ue000":1,"\U0001f600":2}', '{"\U0001f600":2,"\ue000":1}', '{"\U0001f600":2,"a":1}', '{"a":1,"\U0001f600":2}',
+    '{"a":[1,2.5,{"c":true,"b":null}]}', '{"a":[1,2.5,{"b":null,"c":true}]}', '[]', '"s"', '{"x":1E+22}',
+    '{"a":{"\u00e9":1,"e":2}}', '{"a":{"e":2,"é":1}}', '{"d":"9007199254740993"}', '{"x":[{},[],""]}',
+    '{"x":2.5e-05}', '{"x":0.00025}', '{"x":1.5e300}', '{"x":5e-324}', '{"B":1,"a":2}', '{"a":2,"B":1}',
+]
+
+
+@pytest.mark.parametrize("payload", TRICKY)
+def test_canonical_check_agrees_with_the_canonical_encoder(payload):
+    assert _fast(payload) == _exact(payload)
+
+
+def test_canonical_check_on_every_character():
+    # Escaping is per character, so one string of every code point (surrogates apart) covers them all:
+    # the fast writer escapes exactly as RFC 8785 does, so reproducing a payload means the same bytes.
+    text = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    assert to_json(text) == canonical_json(text)
+    canonical = canonical_json({"s": text}).decode("utf-8")
+    assert _fast(canonical) is True
+    escaped = json.dumps({"s": text}, separators=(",", ":"))  # \uXXXX escapes everywhere: not canonical
+    assert _fast(escaped) is False is _exact(escaped)
