@@ -5,6 +5,7 @@ The Python API (the command line ``assure`` is built on the same calls)::
     import assurance
 
     result = assurance.run("plan.yaml")            # or a Plan, or a dict with a plan file's contents
+    gate = assurance.evaluate("release.yaml")      # a supplied model: no fine-tune, same battery and gate
     print(result.status, result.exit_code, result.packs)
 
     store = assurance.Store("sqlite:///assure-runs/evidence.db")
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 # Public name -> the module that defines it.
 _LAZY = {
     "run": "assurance.api",
+    "evaluate": "assurance.api",
     "Plan": "assurance.plan",
     "PlanError": "assurance.plan",
     "load_plan": "assurance.plan",
@@ -37,8 +39,8 @@ _LAZY = {
     "VerifyReport": "assurance.evidence.verify",
 }
 
-__all__ = ["Plan", "PlanError", "RunResult", "Store", "StoreError", "VerifyReport", "__version__", "load_plan", "run",
-           "verify_run"]
+__all__ = ["Plan", "PlanError", "RunResult", "Store", "StoreError", "VerifyReport", "__version__", "evaluate",
+           "load_plan", "run", "verify_run"]
 
 
 def __getattr__(name: str) -> Any:

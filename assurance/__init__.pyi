@@ -1,4 +1,5 @@
 # Types of the names assurance/__init__.py imports on first use (PEP 562).
+from .api import evaluate as evaluate
 from .api import run as run
 from .evidence.store import Store as Store
 from .evidence.store import StoreError as StoreError

@@ -16,22 +16,30 @@ if TYPE_CHECKING:
     from .pipeline import RunResult
     from .plan import Plan
 
-def as_plan(plan: Plan | Mapping[str, Any] | str | os.PathLike[str]) -> tuple[Plan, Path | None]:
+def as_plan(plan: Plan | Mapping[str, Any] | str | os.PathLike[str], *,
+            evaluate_only: bool = False) -> tuple[Plan, Path | None]:
     """The validated plan and the file it came from (None for a Plan object or a mapping).
 
     A path is read as ``assure run`` reads it (relative paths in it resolve against its folder); a
     mapping is validated as a plan file's contents would be, its relative paths resolving against the
-    current directory. Raises ``PlanError`` naming each bad field.
+    current directory. ``evaluate_only`` sets ``finetune.enabled: false`` first, as ``assure evaluate``
+    does. Raises ``PlanError`` naming each bad field.
     """
     from .plan import Plan, PlanError, load_plan, plan_from_dict, resolve_paths
 
     if isinstance(plan, Plan):
-        return plan, None
+        if not evaluate_only:
+            return plan, None
+        plan = plan.model_dump(mode="python")
     if isinstance(plan, Mapping):
-        return resolve_paths(plan_from_dict(dict(plan), source="plan"), Path.cwd()), None
+        data = dict(plan)
+        if evaluate_only:
+            finetune = data.get("finetune")
+            data["finetune"] = {**(finetune if isinstance(finetune, Mapping) else {}), "enabled": False}
+        return resolve_paths(plan_from_dict(data, source="plan"), Path.cwd()), None
     if isinstance(plan, (str, os.PathLike)):
         path = Path(plan)
-        return load_plan(path), path
+        return load_plan(path, evaluate_only=evaluate_only), path
     raise PlanError(f"a plan is a Plan, a mapping or a path to a plan file, not {type(plan).__name__}")
 
 
@@ -58,6 +66,28 @@ def run(
     from .pipeline import run_pipeline
 
     resolved, path = as_plan(plan)
+    return run_pipeline(resolved, store_url=store_url, plan_path=path, progress=progress,
+                        sign_key=Path(sign_key) if sign_key is not None else None,
+                        run_root=Path(run_root) if run_root is not None else None)
+
+
+def evaluate(
+    plan: Plan | Mapping[str, Any] | str | os.PathLike[str],
+    *,
+    store_url: str | None = None,
+    sign_key: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+    run_root: str | os.PathLike[str] | None = None,
+) -> RunResult:
+    """Evaluate and gate a supplied model without fine-tuning it, as ``assure evaluate PLAN`` does.
+
+    The plan's ``target`` (a model folder, a base model with a PEFT adapter, or an OpenAI-compatible
+    endpoint; default: its ``model``) gets the battery, and its ``baseline``, if any, the same battery as the
+    "base" stage. Arguments and result are those of ``run``; ``finetune.enabled`` is set to false.
+    """
+    from .pipeline import run_pipeline
+
+    resolved, path = as_plan(plan, evaluate_only=True)
     return run_pipeline(resolved, store_url=store_url, plan_path=path, progress=progress,
                         sign_key=Path(sign_key) if sign_key is not None else None,
                         run_root=Path(run_root) if run_root is not None else None)

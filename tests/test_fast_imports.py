@@ -58,7 +58,8 @@ def legacy_db(tmp_path_factory) -> tuple[str, str]:
     return store.url, rows[0]["run_id"]
 
 
-@pytest.mark.parametrize("command", ["digest", "verify --no-files", "gate", "show", "show --json", "runs"])
+@pytest.mark.parametrize("command", ["digest", "verify --no-files", "gate", "show", "show --json", "runs",
+                                     "export --format jsonl"])
 def test_read_only_commands_import_nothing_heavy(command, legacy_db, tmp_path):
     url, run_id = legacy_db
     if command == "digest":

@@ -44,6 +44,20 @@ def test_run_a_plan_mapping_then_verify_it_with_the_api(tmp_path, tiny_model_dir
     assert store.records(result.run_id)[0].plan["name"] == "api"
 
 
+def test_evaluate_a_supplied_model_with_the_api(tmp_path, tiny_model_dir):
+    # The same plan through evaluate: the fine-tune section is switched off, so the run holds no fine-tune
+    # record, the supplied model is recorded, and the run verifies complete.
+    url = f"sqlite:///{tmp_path / 'evidence.db'}"
+    result = assurance.evaluate(small_plan(tiny_model_dir), store_url=url, run_root=tmp_path / "runs")
+    assert result.status in ("PASS", "FAIL"), result.error
+    store = assurance.Store(url)
+    kinds = {r.kind for r in store.records(result.run_id)}
+    assert "finetune" not in kinds and "supplied_model" in kinds, kinds
+    assert store.records(result.run_id)[0].plan["finetune"]["enabled"] is False
+    report = assurance.verify_run(store, result.run_id)
+    assert report.ok and report.complete, [f.line() for f in report.findings]
+
+
 def test_a_bad_plan_raises_plan_error_and_writes_nothing(tmp_path):
     url = f"sqlite:///{tmp_path / 'evidence.db'}"
     with pytest.raises(assurance.PlanError, match="finetune.max_step"):
@@ -69,7 +83,7 @@ def test_plans_as_a_file_a_mapping_or_a_plan(tmp_path, monkeypatch):
 
 
 def test_the_public_names_are_documented_and_listed():
-    for name in ("run", "Store", "verify_run", "Plan", "load_plan", "RunResult", "VerifyReport"):
+    for name in ("run", "evaluate", "Store", "verify_run", "Plan", "load_plan", "RunResult", "VerifyReport"):
         value = getattr(assurance, name)
         assert name in assurance.__all__ and name in dir(assurance)
         assert (value.__doc__ or "").strip(), f"assurance.{name} has no docstring"
