@@ -151,6 +151,7 @@ def bench_vllm(model, tokenizer, convs, args) -> None:
     report("gen_vllm_s", wall)
     report("gen_vllm_prompts_per_s", len(convs) / wall)
     report("gen_vllm_tokens_per_s", tokens / wall)
+    gen.close()  # the engine goes; the Hugging Face copy it moved off the GPU comes back
     del gen
     release()
 
