@@ -60,14 +60,18 @@ def vllm_generator(prep: Prepared, stage: str, weights: tuple[Path | str, Path |
     if prep.backends.get(stage) != "vllm" or weights is None:
         return None
     model_path, adapter = weights
+    engine = prep.plan.battery.vllm
     return vllm_backend.VLLMGenerator(model_path, dtype=str(prep.dtype).removeprefix("torch."), seed=prep.plan.seed,
-                                      adapter_path=adapter)
+                                      adapter_path=adapter, tensor_parallel_size=engine.tensor_parallel_size,
+                                      gpu_memory_utilization=engine.gpu_memory_utilization,
+                                      max_model_len=engine.max_model_len)
 
 
 def free_generator(generator) -> None:
     """Release a vLLM engine's GPU memory before the next stage needs it."""
     if generator is None:
         return
+    generator.close()  # the engine goes, the Hugging Face copy comes back to the GPU
     del generator
     gc.collect()
     if torch.cuda.is_available():

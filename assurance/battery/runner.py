@@ -70,16 +70,19 @@ def evaluate(
             raise ValueError(f"suite {p.suite}: multiple-choice item {p.item.id} needs capability scoring")
     capability = CapabilityScorer()
     samples: list[SampleRecord] = []
+    # Choices are scored by the Hugging Face model before any generation: a vLLM generator moves that
+    # model off the GPU when its engine starts (and back when it closes).
+    all_choices = [p for p in probes if p.item.choices is not None]
+    chosen = _choose(model, tokenizer, all_choices, batch_size)
+    if all_choices and progress is not None:
+        progress(len(all_choices))
     for decoding in passes:
         generated = [p for p in probes if p.item.choices is None]
         outputs = gen(model, tokenizer, [p.messages for p in generated], max_new_tokens=max_new_tokens,
                       batch_size=batch_size, prefills=[p.prefill or "" for p in generated], progress=progress,
                       sampling=decoding)
         by_probe = dict(zip(map(id, generated), outputs, strict=True))
-        choice_probes = [p for p in probes if p.item.choices is not None] if decoding is None else []
-        chosen = _choose(model, tokenizer, choice_probes, batch_size)
-        if choice_probes and progress is not None:
-            progress(len(choice_probes))
+        choice_probes = all_choices if decoding is None else []
         seed = decoding.seed if decoding else None
         refused, judged_by = _judge_outputs(judge, benign_judge, scoring, generated, outputs)
         scored: dict[int, SampleRecord] = {}

@@ -172,6 +172,20 @@ class ComparisonSpec(Section):
     """Bootstrap seed; null uses the plan's ``seed``."""
 
 
+class VllmSpec(Section):
+    """vLLM engine settings, used when the battery's backend is vLLM (see ``battery.backend``)."""
+
+    tensor_parallel_size: int = Field(1, ge=1, le=64)
+    """GPUs one engine shards the model across (tensor parallelism). Must not exceed the GPUs visible to the
+    run, and the model's attention heads must divide by it (vLLM checks that when the engine starts)."""
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    """Share of each GPU's whole memory vLLM reserves at start (weights, KV cache). The Hugging Face copy of
+    the model is moved off the GPU first, so that share must be free then; lower it when other processes
+    share the card."""
+    max_model_len: int | None = Field(None, gt=0)
+    """Longest prompt plus reply the engine plans its KV cache for; null: the model's own context length."""
+
+
 class BatterySpec(Section):
     """The fixed evaluation battery."""
 
@@ -222,6 +236,9 @@ class BatterySpec(Section):
     the base model, the tuned model (base + saved adapter, or the saved full model) and a stress model saved in
     full; a LoRA stress model (merged in memory) is evaluated with transformers. The backend used for each stage
     is recorded in the battery record's generation settings. Judges are not affected."""
+    vllm: VllmSpec = Field(default_factory=VllmSpec)
+    """vLLM engine settings (tensor parallelism, GPU memory share); unused by the transformers backend. The
+    LoRA rank the engine is sized for is read from the adapter itself."""
 
     @model_validator(mode="after")
     def _unique_extra_suites(self) -> BatterySpec:
