@@ -78,6 +78,7 @@ class TrainResult:
     recipe_settings: dict[str, Any] = field(default_factory=dict)
     literature: list[str] = field(default_factory=list)
     resumed_from_step: int | None = None
+    resumed_from_checkpoint_digest: str | None = None
 
 
 def parse_recipe(recipe: str) -> tuple[str, str]:
@@ -373,6 +374,7 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
         hyperparameters=hp, n_safety=mix.n_safety, n_utility=mix.n_utility, achieved_ratio=mix.achieved_ratio,
         recipe=spec.recipe, objective=objective, augmentation=augmentation, recipe_settings=settings,
         literature=literature, resumed_from_step=start_step if latest is not None else None,
+        resumed_from_checkpoint_digest=ckpt.recorded_digest(latest) if latest is not None else None,
     )
 
 
