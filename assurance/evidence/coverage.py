@@ -78,15 +78,21 @@ class Signing:
 
 def signing(seals: Sequence[tuple[int, ManifestRecord]], trusted_key: str | None,
             require_signed: bool) -> Signing:
-    """Summarise the seals' signatures; an unsigned seal is an error when a trusted key is given or signatures
-    are required, and seals signed by two keys are an error (a later seal re-signed by another hand).
+    """Summarise the seals' signatures. An unsigned seal is an error when a trusted key is given, signatures
+    are required, or an earlier seal is signed; seals signed by two keys are an error (a later seal re-signed
+    by another hand).
     Each signature's own check is ``seal.check_signature``."""
     problems: list[Problem] = []
     signed = [(seq, m) for seq, m in seals if m.signature is not None]
     for seq, m in seals:
-        if m.signature is None and (trusted_key or require_signed):
+        if m.signature is not None:
+            continue
+        if trusted_key or require_signed:
             why = "a trusted key was given" if trusted_key else "signatures are required (--require-signed)"
             problems.append((f"record {seq} (manifest)", f"manifest is unsigned but {why}"))
+        elif signed and signed[0][0] < seq:  # assure never seals a signed run again without its key
+            problems.append((f"record {seq} (manifest)", "manifest is unsigned, but an earlier seal of the run is "
+                                                         "signed: a signature was stripped"))
     keys = {m.public_key for _, m in signed}
     if len(keys) > 1:
         problems.append((f"record {signed[-1][0]} (manifest)",
