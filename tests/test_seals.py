@@ -191,7 +191,7 @@ def test_signatures_reported_stripped_and_mixed_keys_found(tmp_path):
     out = json.loads(res.stdout)
     assert (out["signed"], out["signer_key"], out["key_trusted"]) == ("signed", pub, True)
 
-    # A later seal without the signature (a re-render by hand, bypassing assure) is found without any flag,
+    # A seal without the signature (a re-render by hand, bypassing assure) is found without any flag,
     seal_run(store, RUN_ID, complete=True, scope="packs")
     report = verify_run(store, RUN_ID, check_files=False)
     assert report.signed == "mixed" and any("signature was stripped" in e for e in errors(report))
@@ -235,6 +235,15 @@ def test_render_of_an_unsealed_run_is_refused(tmp_path):
     res = runner.invoke(app, ["render", RUN_ID, "--regime", "fca", "--db", store.url, "--out", str(tmp_path / "p")])
     assert res.exit_code == 2 and "never sealed" in res.output and "--resume" in res.output
     assert not (tmp_path / "p").exists()
+
+
+def test_an_unsigned_run_is_not_half_signed_by_a_render(tmp_path):
+    store = evidence_sealed(tmp_path)
+    generate_key(tmp_path / "key.pem")
+    n = store.count(RUN_ID)
+    res = runner.invoke(app, ["render", RUN_ID, "--regime", "fca", "--db", store.url, "--out", str(tmp_path / "p"),
+                              "--sign-key", str(tmp_path / "key.pem")])
+    assert res.exit_code == 2 and "seals are unsigned" in res.output and store.count(RUN_ID) == n
 
 
 def test_a_run_killed_between_the_seals_resumes_to_its_packs(tmp_path):

@@ -68,7 +68,7 @@ class Signing:
     """Whether a run's seals are signed, by which key, and whether that is the trusted one."""
 
     signed: Literal["signed", "unsigned", "mixed"]
-    """``signed``: every seal; ``unsigned``: none; ``mixed``: some (a stripped signature, or a run signed late)."""
+    """``signed``: every seal; ``unsigned``: none; ``mixed``: some (a stripped signature: always a finding)."""
     signer_key: str | None
     """The public key (base64) of the latest signed seal."""
     key_trusted: bool | None
@@ -79,8 +79,8 @@ class Signing:
 def signing(seals: Sequence[tuple[int, ManifestRecord]], trusted_key: str | None,
             require_signed: bool) -> Signing:
     """Summarise the seals' signatures. An unsigned seal is an error when a trusted key is given, signatures
-    are required, or an earlier seal is signed; seals signed by two keys are an error (a later seal re-signed
-    by another hand).
+    are required, or another seal of the run is signed; seals signed by two keys are an error (a later seal
+    re-signed by another hand).
     Each signature's own check is ``seal.check_signature``."""
     problems: list[Problem] = []
     signed = [(seq, m) for seq, m in seals if m.signature is not None]
@@ -90,8 +90,8 @@ def signing(seals: Sequence[tuple[int, ManifestRecord]], trusted_key: str | None
         if trusted_key or require_signed:
             why = "a trusted key was given" if trusted_key else "signatures are required (--require-signed)"
             problems.append((f"record {seq} (manifest)", f"manifest is unsigned but {why}"))
-        elif signed and signed[0][0] < seq:  # assure never seals a signed run again without its key
-            problems.append((f"record {seq} (manifest)", "manifest is unsigned, but an earlier seal of the run is "
+        elif signed:  # assure signs all of a run's seals with one key, or none
+            problems.append((f"record {seq} (manifest)", "manifest is unsigned, but another seal of the run is "
                                                          "signed: a signature was stripped"))
     keys = {m.public_key for _, m in signed}
     if len(keys) > 1:

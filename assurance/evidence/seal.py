@@ -121,11 +121,14 @@ def seal_run(store: Store, run_id: str, *, complete: bool, key_path: str | Path 
 def key_for_run(records: Iterable[Record], key_path: str | Path | None) -> str | None:
     """Why ``key_path`` may not seal more of a run with ``records`` (its seals at least), or None when it may.
 
-    A run sealed with a key is sealed with that key again (a later seal made without it, or with another,
-    would read as a stripped or forged signature); an unsigned run may be signed from here on."""
+    All of a run's seals are signed with one key, or none is: a seal made without the key, or with another,
+    would read as a stripped or forged signature (``coverage.signing``)."""
     seals = [r for r in records if isinstance(r, ManifestRecord)]
     signer = next((m.public_key for m in reversed(seals) if m.signature and m.public_key), None)
     if signer is None:
+        if key_path is not None and seals:
+            return (f"the run's seals are unsigned, so its packs are sealed unsigned too (a signed seal would leave "
+                    f"the run half signed); leave out --sign-key {key_path}")
         return None
     if key_path is None:
         return f"the run's seals are signed by key {signer}; give that key with --sign-key to seal its packs"
