@@ -59,10 +59,11 @@ class Fixture:
                  if p.is_file() and p.name != "evidence.db"}
         return sha256_hex(canonical_json({"rows": [list(r) for r in rows], "files": files}))
 
-    def verify(self, *, trusted: bool = True) -> VerifyReport:
+    def verify(self, *, trusted: bool = True, require_signed: bool = False) -> VerifyReport:
         store = Store(f"sqlite:///{self.db}", create=False)
         try:
-            return verify_run(store, self.run_id, trusted_key=self.trusted_key if trusted else None)
+            return verify_run(store, self.run_id, trusted_key=self.trusted_key if trusted else None,
+                              require_signed=require_signed)
         finally:
             store.engine.dispose()
 
@@ -91,8 +92,9 @@ def _write_artifacts(live: Path) -> list[ArtifactRecord]:
 
 
 def build_fixture(work: Path, variant: str) -> Fixture:
-    """Append a report-test run (its records, with real artifacts) into a real ledger, seal it (signed with a
-    key made as ``assure keygen`` makes one, or not), then append a pack and two sign-offs."""
+    """Append a report-test run (its records, with real artifacts) into a real ledger, seal its evidence (signed
+    with a key made as ``assure keygen`` makes one, or not), append a pack, seal the packs, then append two
+    sign-offs."""
     from _report_records import RUN_ID, make_records  # tests/ is on sys.path (see tamper_campaign.py)
 
     live, pristine = work / f"live-{variant}", work / f"pristine-{variant}"
@@ -104,7 +106,7 @@ def build_fixture(work: Path, variant: str) -> Fixture:
     store.append(RUN_ID, records)
     key_path = work / f"{variant}.pem" if variant == "signed" else None
     trusted = generate_key(key_path) if key_path else None
-    seal_run(store, RUN_ID, complete=True, key_path=key_path)
+    seal_run(store, RUN_ID, complete=True, key_path=key_path, scope="evidence")
     pdf = live / "packs" / "fca.pdf"
     pdf.parent.mkdir()
     writer = PdfWriter()
@@ -113,7 +115,9 @@ def build_fixture(work: Path, variant: str) -> Fixture:
     with open(pdf, "wb") as f:
         writer.write(f)
     store.append(RUN_ID, [
-        PackRecord(regime="fca", path=str(pdf), digest=file_digest(pdf), pages=1, final=True, rendered_at=utc_now()),
+        PackRecord(regime="fca", path=str(pdf), digest=file_digest(pdf), pages=1, final=True, rendered_at=utc_now())])
+    seal_run(store, RUN_ID, complete=True, key_path=key_path, scope="packs")
+    store.append(RUN_ID, [
         SignoffRecord(name="R. Officer", role="Chief Risk Officer", decision="reject", regime="fca",
                       note="Cybercrime refusal below the minimum.", signed_at=utc_now()),
         SignoffRecord(name="Jane Doe", role="SMF24 Chief Operations", decision="approve-with-conditions",
@@ -142,6 +146,7 @@ class Ledger:
 
     @property
     def manifest_index(self) -> int:
+        """The first seal: the evidence seal."""
         return next(i for i, r in enumerate(self.rows) if r["kind"] == "manifest")
 
     def indices(self, kind: str) -> list[int]:
@@ -228,14 +233,15 @@ def artifact_files(fx: Fixture) -> list[Path]:
 
 
 def resign(fx: Fixture, led: Ledger, key_path: Path) -> None:
-    """The manifest re-signed with the attacker's own key (after ``rechain`` moved its chain head)."""
-    i = led.manifest_index
-    m = ManifestRecord.model_validate_json(led.rows[i]["payload"])
+    """Every seal re-signed with the attacker's own key (after ``rechain`` moved its chain head), each in turn
+    since re-signing one moves the chain head of the next."""
     key = load_private_key(key_path)
-    sig = base64.b64encode(key.sign(signing_payload(m))).decode()
-    led.set_payload(i, {**json.loads(led.rows[i]["payload"]), "signature": sig,
-                        "public_key": public_key_b64(key.public_key())})
-    led.rechain(i)
+    for i in led.indices("manifest"):
+        m = ManifestRecord.model_validate_json(led.rows[i]["payload"])
+        sig = base64.b64encode(key.sign(signing_payload(m))).decode()
+        led.set_payload(i, {**json.loads(led.rows[i]["payload"]), "signature": sig,
+                            "public_key": public_key_b64(key.public_key())})
+        led.rechain(i)
 
 
 Mutation = Callable[[random.Random, Fixture, Path], bool]

@@ -5,8 +5,8 @@ Builds one real sealed run per variant (Ed25519-signed, unsigned; see ``_tamper.
 (with the trusted key where the run is signed, unless the class is about leaving it out), plus
 ``--clean`` verifications of untouched copies. Each class is marked by the threat model of
 evidence/README.md: ``detectable`` (verify must find every one) or ``undetectable-by-design`` (a hash
-chain held by the attacker cannot show it without a key or a chain head held elsewhere; today's code
-does not, issue 10 items 1, 2, 4 and 7 close some). Prints one line per class, then
+chain held by the attacker cannot show it without a key or a chain head held elsewhere; the packs seal
+made pack swaps detectable, signed sign-offs and heads held in packs close more, issue 10 items 2 and 4). Prints one line per class, then
 ``detected=N/M`` over the detectable classes and, last, ``false_alarms=K``.
 
     python benchmarks/tamper_campaign.py [--mutations 1300] [--clean 24] [--seed 0]
@@ -57,6 +57,8 @@ class MutationClass:
     edit: Callable[[random.Random, Fixture, Path], bool]
     trusted: bool = True
     """Verify with the trusted key when the run is signed."""
+    require_signed: bool = False
+    """Verify with ``require_signed`` (``assure verify --require-signed``)."""
     why: str = ""
 
 
@@ -159,13 +161,26 @@ def number_resigned_own_key(rng, fx, work):
     return True
 
 
-def signature_stripped(rng, fx, work):
-    led = Ledger(fx)
-    i = led.manifest_index
+def _strip(led: Ledger, i: int) -> None:
     obj = json.loads(led.rows[i]["payload"])
     obj["signature"] = obj["public_key"] = None
     led.set_payload(i, obj)
     led.rechain(i)
+
+
+def signature_stripped(rng, fx, work):
+    """Every seal's signature removed, the chain recomputed: the run now reads as never signed."""
+    led = Ledger(fx)
+    for i in led.indices("manifest"):
+        _strip(led, i)
+    led.close()
+    return True
+
+
+def signature_stripped_one_seal(rng, fx, work):
+    """One seal's signature removed (the evidence or the packs seal), the chain recomputed."""
+    led = Ledger(fx)
+    _strip(led, rng.choice(led.indices("manifest")))
     led.close()
     return True
 
@@ -191,15 +206,29 @@ def signoff_flipped_rechained(rng, fx, work):
     return _flip_signoff(rng, fx, rechain=True)
 
 
-def pack_swapped_rechained(rng, fx, work):
+def _swap_pack(rng, fx, *, reseal: bool) -> bool:
+    """Another PDF in the pack's place, its pack record's digest rewritten and the chain recomputed;
+    ``reseal``: the packs seal's list of digests rewritten too (its signature, if any, cannot be)."""
     pdf = fx.live / "packs" / "fca.pdf"
     flip_file_byte(rng, pdf)
     led = Ledger(fx)
     i = led.indices("pack")[0]
     led.set_payload(i, {**json.loads(led.rows[i]["payload"]), "digest": file_digest(pdf)})
+    if reseal:
+        j = led.indices("manifest")[-1]
+        seal = json.loads(led.rows[j]["payload"])
+        led.set_payload(j, {**seal, "packs": {name: file_digest(pdf) for name in seal["packs"]}})
     led.rechain(i)
     led.close()
     return True
+
+
+def pack_swapped_rechained(rng, fx, work):
+    return _swap_pack(rng, fx, reseal=False)
+
+
+def pack_swapped_resealed(rng, fx, work):
+    return _swap_pack(rng, fx, reseal=True)
 
 
 def artifact_removed(rng, fx, work):
@@ -221,20 +250,27 @@ CLASSES = [
     MutationClass("number_rechained_signed_trusted", DETECTABLE, 12, S, number_rechained_sealed),
     MutationClass("number_resigned_own_key_trusted", DETECTABLE, 3, S, number_resigned_own_key),
     MutationClass("signature_stripped_trusted", DETECTABLE, 2, S, signature_stripped),
+    MutationClass("signature_stripped_required", DETECTABLE, 2, S, signature_stripped, trusted=False,
+                  require_signed=True),
+    MutationClass("signature_stripped_one_seal", DETECTABLE, 2, S, signature_stripped_one_seal, trusted=False),
+    MutationClass("pack_swapped_rechained", DETECTABLE, 2, BOTH, pack_swapped_rechained),
+    MutationClass("pack_swapped_resealed_signed", DETECTABLE, 2, S, pack_swapped_resealed),
     MutationClass("number_rechained_unsigned", UNDETECTABLE, 4, U, number_rechained_sealed,
                   why="no signature: whoever holds the database recomputes the whole chain"),
     MutationClass("number_resigned_own_key_untrusted", UNDETECTABLE, 2, S, number_resigned_own_key, trusted=False,
-                  why="verify without --trusted-key accepts any key (issue 10 item 7)"),
+                  why="verify without --trusted-key accepts any one key (it prints which: the reader compares)"),
     MutationClass("signature_stripped_untrusted", UNDETECTABLE, 2, S, signature_stripped, trusted=False,
-                  why="verify without --trusted-key accepts an unsigned manifest (issue 10 item 7)"),
+                  why="verify without --trusted-key or --require-signed accepts a run that was never signed "
+                      "(it prints UNSIGNED)"),
     MutationClass("rows_deleted_after_seal", UNDETECTABLE, 3, BOTH, rows_deleted_after_seal,
-                  why="rows after the manifest are covered by no seal (issue 10 items 1, 4)"),
+                  why="a chain cut back to a seal is whole (found only against a later head held elsewhere); "
+                      "a cut that leaves packs unsealed is found, one to the evidence seal reads INCOMPLETE"),
     MutationClass("signoff_forged_appended", UNDETECTABLE, 3, BOTH, signoff_forged_appended,
                   why="a sign-off is a typed name, not a signature (issue 10 item 2)"),
     MutationClass("signoff_flipped_rechained", UNDETECTABLE, 3, BOTH, signoff_flipped_rechained,
                   why="sign-offs follow the seal and are unsigned (issue 10 items 1, 2)"),
-    MutationClass("pack_swapped_rechained", UNDETECTABLE, 2, BOTH, pack_swapped_rechained,
-                  why="the pack record follows the seal (issue 10 item 1)"),
+    MutationClass("pack_swapped_resealed_unsigned", UNDETECTABLE, 2, U, pack_swapped_resealed,
+                  why="no signature: whoever holds the database rewrites the packs seal too"),
     MutationClass("artifact_removed", UNDETECTABLE, 2, BOTH, artifact_removed,
                   why="an artifact no longer on disk is a warning, not an error (files may move)"),
 ]
@@ -284,7 +320,7 @@ def mutate_once(cls: MutationClass, fixtures: dict[str, Fixture], pristine: dict
     fx.reset()
     if not cls.edit(rng, fx, work) or fx.fingerprint() == pristine[fx.variant]:
         return None
-    return fx.verify(trusted=cls.trusted)
+    return fx.verify(trusted=cls.trusted, require_signed=cls.require_signed)
 
 
 def setup(work: Path) -> tuple[dict[str, Fixture], dict[str, str]]:
