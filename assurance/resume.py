@@ -57,13 +57,13 @@ from .evidence.records import (
     SampleRecord,
     VerdictRecord,
 )
+from .evidence.seal import key_for_run
 from .evidence.store import Store, runs_home
 from .inputs import Progress, SilentProgress, environment_record, input_artifacts, prepare
-from .evidence.seal import key_for_run
 from .pipeline import RunResult, render_packs, run_stages
-from .policy import EXIT_ERROR, EXIT_FAIL, EXIT_PASS
 from .plan import Plan, PlanError, plan_from_dict
 from .plan.battery import adopt_recorded_versions, recorded_judge_versions
+from .policy import EXIT_ERROR, EXIT_FAIL, EXIT_PASS
 from .prepared import Prepared
 from .runlock import run_lock
 from .stages import Done, paired_samples

@@ -6,8 +6,8 @@ Builds one real sealed run per variant (Ed25519-signed, unsigned; see ``_tamper.
 ``--clean`` verifications of untouched copies. Each class is marked by the threat model of
 evidence/README.md: ``detectable`` (verify must find every one) or ``undetectable-by-design`` (a hash
 chain held by the attacker cannot show it without a key or a chain head held elsewhere; the packs seal
-made pack swaps detectable, signed sign-offs and heads held in packs close more, issue 10 items 2 and 4). Prints one line per class, then
-``detected=N/M`` over the detectable classes and, last, ``false_alarms=K``.
+made pack swaps detectable, signed sign-offs and heads held in packs close more, issue 10 items 2 and 4).
+Prints one line per class, then ``detected=N/M`` over the detectable classes and, last, ``false_alarms=K``.
 
     python benchmarks/tamper_campaign.py [--mutations 1300] [--clean 24] [--seed 0]
 """

@@ -145,6 +145,7 @@ def test_pack_subjects_are_the_latest_pack_record_of_each_file(tmp_path):
     store.append(RUN_ID, [pack("fca", fca), pack("nhs", nhs)])
     fca.write_bytes(b"%PDF-1.7 re-rendered over the first")  # `assure render` writes to the same path
     store.append(RUN_ID, [pack("fca", fca)])
+    seal_run(store, RUN_ID, complete=True, scope="packs")  # packs are sealed after they are recorded
     res = runner.invoke(app, ["attest", RUN_ID, "--db", store.url, "--key", str(key)])
     assert res.exit_code == 0, res.output
     subjects = payload(json.loads(res.stdout))["subject"]

@@ -14,10 +14,10 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from .hashing import PREFIX, canonical_json, sha256_hex, tree_digest
-from .records import ArtifactRecord, ManifestRecord, PackRecord, Record, RunFailed, VerdictRecord
 from .coverage import coverage_problems
 from .coverage import signing as seal_signing
+from .hashing import PREFIX, canonical_json, sha256_hex, tree_digest
+from .records import ArtifactRecord, ManifestRecord, PackRecord, Record, RunFailed, VerdictRecord
 from .seal import check_signature
 from .store import GENESIS, Store, chain_digest, parse_payload
 

@@ -279,7 +279,9 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
 
     start_step, curve, counts, prior_wall = 0, [], Counters(), 0.0
     latest = ckpt.latest(ckpt_dir) if resume else None
+    resumed_digest = None
     if latest is not None:
+        resumed_digest = ckpt.recorded_digest(latest)  # read now: later checkpoints prune this one
         start_step, curve, counts, prior_wall = restore(latest, named, optimizer, device)
 
     # The data position is the number of micro-batches consumed: replay the (cheap) index stream to it.
@@ -374,7 +376,7 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
         hyperparameters=hp, n_safety=mix.n_safety, n_utility=mix.n_utility, achieved_ratio=mix.achieved_ratio,
         recipe=spec.recipe, objective=objective, augmentation=augmentation, recipe_settings=settings,
         literature=literature, resumed_from_step=start_step if latest is not None else None,
-        resumed_from_checkpoint_digest=ckpt.recorded_digest(latest) if latest is not None else None,
+        resumed_from_checkpoint_digest=resumed_digest,
     )
 
 
