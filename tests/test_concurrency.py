@@ -96,7 +96,7 @@ def test_a_sequence_conflict_is_retried_on_the_new_head(url, monkeypatch):
     calls = _stale_head(2, monkeypatch)
     store.append(run_id, [signoff("J. Smith", 0), signoff("A. Jones", 1)])
     assert len(calls) == 3
-    assert [e.seq for e in store.entries(run_id)] == list(range(8))
+    assert [e.seq for e in store.entries(run_id)] == list(range(9))
     assert verify_run(store, run_id, check_files=False).ok
 
 

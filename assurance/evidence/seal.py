@@ -21,7 +21,7 @@ from .records import ArtifactRecord, ManifestRecord, PackRecord, Record
 from .records.run import SealScope
 from .store import Store, utc_now
 
-LEGACY_DEFAULTS = {"scope": None, "packs": {}}
+LEGACY_DEFAULTS: dict[str, object] = {"scope": None, "packs": {}}
 """Fields added after signed manifests were in ledgers: left out of the signed bytes while they hold these
 values, so a signature made before they existed still verifies."""
 
