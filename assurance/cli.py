@@ -5,6 +5,7 @@ Exit codes (documented in the README):
   gate:              4 awaiting approval (policy.require_signoff roles have not all approved)
   verify:            0 intact, 1 findings, 2 usage
   signoff:           0 signed and recorded, 2 refused (nothing recorded)
+  render:            0 rendered and sealed, 2 usage (unsealed run, missing or other --sign-key; nothing written)
 """
 
 from __future__ import annotations
@@ -243,17 +244,19 @@ def verify(
     against: Path | None = typer.Option(
         None, "--against", help="A pack PDF, attestation or signed sign-off statement holding a later ledger head: "
                                 "report ledger rows missing (truncated) or differing."),
+    require_signed: bool = typer.Option(
+        False, "--require-signed", help="An unsigned seal is a finding (a stripped signature then fails)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Re-check, offline, the hash chain of every record and the digest of every artifact still on disk.
     Given a pack PDF instead of a run, check the pack on its own, with no ledger (exit 2: no evidence in it)."""
     if run_id and run_id.lower().endswith(".pdf") and Path(run_id).is_file():
         _verify_pack(Path(run_id), trusted_key, as_json)
-    from .evidence.verify import verify_run
+    from .evidence.verify import signing_line, verify_run
 
     roster = _roster(signers)
     store, rid = _open_run(db, run_id)
-    report = verify_run(store, rid, check_files=not no_files, trusted_key=trusted_key)
+    report = verify_run(store, rid, check_files=not no_files, trusted_key=trusted_key, require_signed=require_signed)
     if roster is not None:
         from .evidence.signoff import roster_findings
         from .evidence.store import parse_payload
@@ -265,12 +268,14 @@ def verify(
     if as_json:
         out_console.print_json(json.dumps({
             "run_id": rid, "ok": report.ok, "records": report.n_records, "complete": report.complete,
-            "files_checked": report.files_checked,
+            "files_checked": report.files_checked, "signed": report.signed, "signer_key": report.signer_key,
+            "key_trusted": report.key_trusted,
             "findings": [f.__dict__ for f in report.findings],
         }))
     else:
         for f in report.findings:
             print(f.line())
+        print(signing_line(report))
         state = "complete" if report.complete else "INCOMPLETE"
         word = "INTACT" if report.ok else "FAILED"
         print(f"{word}: run {rid}: {report.n_records} records, chain checked, {report.files_checked} artifacts "
@@ -383,18 +388,32 @@ def render(
     regime: Regime = typer.Option(..., "--regime", help=REGIME_HELP),
     out: Path | None = typer.Option(None, "--out", help="Folder for the PDF (default: the run's packs folder)."),
     db: str | None = DbOpt,
+    sign_key: Path | None = typer.Option(
+        None, "--sign-key", help="Ed25519 private key (PEM) to sign the new packs seal; required, and must be the "
+                                 "same key, when the run's seals are signed (exit 2, nothing written, otherwise)."),
     no_redact: bool = typer.Option(False, "--no-redact", help="Show model outputs in full (default: redacted)."),
     profile: Path | None = typer.Option(
         None, "--profile", help="Record this organisation profile (YAML) for the run first, so its packs carry the "
                                 "organisation's part without re-running; checked as `assure profile check` does "
                                 "(exit 2, nothing recorded, when it is not valid)."),
 ) -> None:
-    """Re-render a pack from the evidence store alone; no model needed."""
+    """Re-render a pack from the evidence store alone, as a new version, then seal the packs again; no model
+    needed."""
+    from .evidence.seal import SigningKeyError, key_for_run
     from .evidence.store import runs_home
     from .pipeline import render_packs
     from .profile_file import ProfileError, load_profile
 
     store, rid = _open_run(db, run_id)
+    seals = store.records(rid, kinds=["manifest"])
+    try:
+        problem = (f"run {rid} was never sealed; `assure run --resume {rid}` finishes it" if not seals
+                   else key_for_run(seals, sign_key))
+    except SigningKeyError as err:
+        problem = str(err)
+    if problem:
+        fail(problem)
+        raise typer.Exit(EXIT_USAGE)
     if profile is not None:
         try:
             loaded = load_profile(profile)
@@ -403,7 +422,7 @@ def render(
             raise typer.Exit(EXIT_USAGE) from None
         store.append(rid, loaded.records("render"))
     path = render_packs(store, rid, [regime], out or runs_home() / rid / "packs",
-                        redact=False if no_redact else None)[regime]
+                        redact=False if no_redact else None, key_path=sign_key)[regime]
     print(path)
 
 

@@ -17,18 +17,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from xml.etree import ElementTree as ET
 
-from .evidence.records import Check, ManifestRecord, MetricRecord, Record, RunStarted, SignoffRecord, VerdictRecord
+from .evidence.records import Check, MetricRecord, Record, RunStarted, SignoffRecord, VerdictRecord
 from .evidence.roster import Roster
 from .evidence.signoff import Row, is_risk_acceptance, key_fingerprint, role_matches, valid_signoffs
+from .evidence.verify import incomplete_reason
 from .plan import PolicySpec
 from .policy import EXIT_AWAITING, EXIT_ERROR, EXIT_FAIL, EXIT_PASS, decide
 
 
 def gate_verdict(records: list[Record], policy: PolicySpec | None = None) -> tuple[VerdictRecord, int]:
     """The run's verdict, or the verdict of ``policy`` re-applied to its metrics, with its exit code."""
-    manifests = [r for r in records if isinstance(r, ManifestRecord)]
-    if not manifests or not manifests[-1].complete:
-        why = "the run was never sealed" if not manifests else "the run was sealed as incomplete"
+    why = incomplete_reason(records)
+    if why is not None:  # the rule verify reports INCOMPLETE by: a run between its two seals is one too
         return VerdictRecord(status="ERROR", checks=[], reasons=[why]), EXIT_ERROR
     if policy is None:
         verdict = next(r for r in reversed(records) if isinstance(r, VerdictRecord))

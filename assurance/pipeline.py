@@ -1,12 +1,14 @@
 """The one place that knows the order of the stages.
 
 plan -> provenance -> evaluate base -> safety fine-tune -> evaluate tuned
--> verdict -> seal -> packs.
+-> verdict -> evidence seal -> packs -> packs seal.
 
 Everything that can be checked before the run is checked first (plan, model
 folder, datasets, battery), and only then is anything written, so bad input
 leaves the evidence store untouched. Stages talk through evidence records;
-the packs are rendered from the ledger alone.
+the packs are rendered from the ledger alone. The evidence seal closes what the packs
+are made from; the packs seal lists every pack's digest, so after it only sign-offs
+may join the chain. A failed stage takes the same path, sealed incomplete, DRAFT packs.
 
 Each stage appends its records in one transaction, so a killed run's chain ends
 on a stage boundary; ``resume.py`` reads which stages are there and hands
@@ -24,13 +26,14 @@ from .evidence.hashing import json_digest, tree_digest
 from .evidence.pack_evidence import pack_attachments
 from .evidence.records import (
     FinetuneRecord,
+    ManifestRecord,
     MetricRecord,
     PackRecord,
     Record,
     RunFailed,
     RunStarted,
 )
-from .evidence.seal import seal_run
+from .evidence.seal import SigningKeyError, key_for_run, seal_run
 from .evidence.store import Store, new_run_id, runs_home, utc_now
 from .inputs import (
     Progress,
@@ -183,7 +186,7 @@ def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: D
             verdict = decide(plan.policy, metrics, comparisons=store.records(run_id, kinds=["comparison"]))
             store.append(run_id, [verdict])
         stage = "seal"
-        seal_run(store, run_id, complete=True, key_path=sign_key)
+        seal_run(store, run_id, complete=True, key_path=sign_key, scope="evidence")
         result.status, result.reasons = verdict.status, verdict.reasons
         result.metrics = metrics
         result.exit_code = EXIT_PASS if verdict.status == "PASS" else EXIT_FAIL
@@ -191,17 +194,22 @@ def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: D
         message = f"{type(err).__name__}: {err}"
         store.append(run_id, [RunFailed(stage=stage, error=message, failed_at=utc_now()),
                               decide(plan.policy, [], complete=False, error=f"{stage} failed: {message}")])
-        seal_run(store, run_id, complete=False, key_path=sign_key)
+        seal_run(store, run_id, complete=False, key_path=sign_key, scope="evidence")
         result.error = f"{stage} failed: {message}"
 
-    result.packs = render_packs(store, run_id, plan.report.regimes, run_dir / "packs", progress=progress)
+    result.packs = render_packs(store, run_id, plan.report.regimes, run_dir / "packs", progress=progress,
+                                key_path=sign_key)
     return result
 
 
 def render_packs(store: Store, run_id: str, regimes, out_dir: Path, *, redact: bool | None = None,
                  progress: Progress | None = None, key_path: Path | None = None) -> dict[str, Path]:
-    """Render packs from the ledger alone, appending a PackRecord for each; a re-render writes a new
-    version's file beside the earlier ones (see ``pack_file_name``), never over one the ledger records.
+    """Render packs from the ledger alone, appending a PackRecord for each, then a packs seal (signed with
+    ``key_path``) listing every pack of the run; a re-render writes a new version's file beside the earlier
+    ones (see ``pack_file_name``), never over one the ledger records.
+
+    The run must be sealed, and a run whose seals are signed is sealed again only with the same key:
+    SigningKeyError (before anything is written) otherwise.
 
     The run's records (and a comparison run's) are read once for all the packs; each
     PackRecord is also added to the in-memory list, so a later pack sees the ledger as it
@@ -209,6 +217,11 @@ def render_packs(store: Store, run_id: str, regimes, out_dir: Path, *, redact: b
     """
     progress = progress or SilentProgress()
     records: list[Record] = store.records(run_id)
+    seals = [r for r in records if isinstance(r, ManifestRecord)]
+    if not seals:
+        raise ValueError(f"run {run_id}: never sealed, so it has no evidence to render packs from")
+    if problem := key_for_run(seals, key_path):
+        raise SigningKeyError(problem)
     view = build_view(records)
     final = bool(view.final)
     report = dict(records[0].plan.get("report", {})) if isinstance(records[0], RunStarted) else {}
@@ -229,6 +242,8 @@ def render_packs(store: Store, run_id: str, regimes, out_dir: Path, *, redact: b
             store.append(run_id, [pack])
             records.append(pack)
             written[regime] = out
+    with progress.stage("Sealing the packs"):
+        seal_run(store, run_id, complete=seals[-1].complete, key_path=key_path, scope="packs")
     return written
 
 

@@ -2,12 +2,16 @@
 
 A run killed before its seal (SIGKILL, power loss, an OOM kill) has no manifest in
 the ledger; ``assure verify`` reports it as never sealed. Resuming it continues the
-same chain under the same run id, then seals and renders as usual:
+same chain under the same run id, then seals and renders as usual. A run killed
+after its evidence seal but before its packs seal only renders the packs the plan
+asks for that are not yet in the chain, then seals them (``resume_packs``):
 
 * The plan is the one in the run's RunStarted record, never a file that may have
   changed since. A plan file given beside ``--resume`` must have the recorded
   canonical digest, or the resume is refused.
-* A sealed run (complete or incomplete) is final: it cannot be resumed.
+* A run with a packs seal (or the single seal of older releases), complete or
+  incomplete, is final: it cannot be resumed. A run whose evidence seal is signed
+  has its packs sealed only with the same ``--sign-key``.
 * Every input is loaded and checked again (``inputs.prepare``), and the base
   model, data sets, benchmark files and judge models are re-hashed: any digest that
   differs from the run's ArtifactRecords refuses the resume. So does a saved
@@ -46,16 +50,20 @@ from .evidence.records import (
     FinetuneRecord,
     ManifestRecord,
     MetricRecord,
+    PackRecord,
     Record,
+    RunFailed,
     RunStarted,
     SampleRecord,
     VerdictRecord,
 )
+from .evidence.seal import key_for_run
 from .evidence.store import Store, runs_home
 from .inputs import Progress, SilentProgress, environment_record, input_artifacts, prepare
-from .pipeline import RunResult, run_stages
+from .pipeline import RunResult, render_packs, run_stages
 from .plan import Plan, PlanError, plan_from_dict
 from .plan.battery import adopt_recorded_versions, recorded_judge_versions
+from .policy import EXIT_ERROR, EXIT_FAIL, EXIT_PASS
 from .prepared import Prepared
 from .runlock import run_lock
 from .stages import Done, paired_samples
@@ -175,11 +183,13 @@ def resume_pipeline(
     if not isinstance(started, RunStarted):
         raise ResumeError(f"run {rid}: its first record is not run_started; not a run that can be resumed")
     seals = [r for r in records if isinstance(r, ManifestRecord)]
-    if seals:
+    if seals and seals[-1].scope != "evidence":
         state = "complete" if seals[-1].complete else "incomplete"
         raise ResumeError(f"run {rid} is already sealed ({state}); a sealed run is final and cannot be resumed. "
                           "Start a new run with `assure run PLAN`")
     the_plan = recorded_plan(started, plan, plan_path)
+    if seals:
+        return resume_packs(store, rid, records, the_plan, progress=progress, sign_key=sign_key, run_root=run_root)
     done = ledger_state(records)
 
     # The profile is recorded with the provenance: a run that has it reuses it and never reads the file again.
@@ -188,7 +198,7 @@ def resume_pipeline(
         check_unchanged(prep, done, records)
 
     outputs = [Path(ft.output_path) for ft in done.finetune.values()]
-    run_dir = outputs[0].parent if outputs else (run_root or runs_home()) / rid
+    run_dir = run_folder(rid, done, run_root)
     if not outputs and not run_dir.is_dir():
         progress.note(f"No run folder at {run_dir} (another ASSURE_HOME?): an interrupted fine-tune starts again "
                       "from step 0")
@@ -203,3 +213,43 @@ def resume_pipeline(
                       + (f"; evaluated already: {', '.join(skipped)}" if skipped else ""))
         return run_stages(store, rid, prep, run_dir, done, plan_path=plan_path, progress=progress,
                           sign_key=sign_key)
+
+
+def run_folder(run_id: str, done: Done, run_root: Path | None) -> Path:
+    """The run's folder: where its fine-tune saved its output, else ``<run root>/<run id>``."""
+    outputs = [Path(ft.output_path) for ft in done.finetune.values()]
+    return outputs[0].parent if outputs else (run_root or runs_home()) / run_id
+
+
+def resume_packs(store: Store, run_id: str, records: list[Record], plan: Plan, *, progress: Progress,
+                 sign_key: Path | None, run_root: Path | None) -> RunResult:
+    """Finish a run killed between its evidence seal and its packs seal: render the plan's packs that are not
+    in the chain after the evidence seal, then seal the packs. Nothing is evaluated again."""
+    seals = [r for r in records if isinstance(r, ManifestRecord)]
+    if problem := key_for_run(seals, sign_key):
+        raise ResumeError(f"cannot resume run {run_id}: {problem}")
+    last_seal = max(i for i, r in enumerate(records) if isinstance(r, ManifestRecord))
+    rendered = {r.regime for r in records[last_seal:] if isinstance(r, PackRecord)}
+    missing = [regime for regime in plan.report.regimes if regime not in rendered]
+    run_dir = run_folder(run_id, ledger_state(records), run_root)
+    with run_lock(run_dir, run_id):
+        progress.note(f"Resuming run {run_id}: sealed, its packs were not; rendering "
+                      + (", ".join(r.upper() for r in missing) if missing else "none (all rendered)")
+                      + " and sealing them")
+        render_packs(store, run_id, missing, run_dir / "packs", progress=progress, key_path=sign_key)
+    return ledger_result(store, run_id, run_dir)
+
+
+def ledger_result(store: Store, run_id: str, run_dir: Path) -> RunResult:
+    """The RunResult of a sealed run, read back from its ledger (its latest version of each pack)."""
+    records = store.records(run_id, kinds=("verdict", "metric", "run_failed", "pack"))
+    verdict = next((r for r in reversed(records) if isinstance(r, VerdictRecord)), None)
+    failed = next((r for r in records if isinstance(r, RunFailed)), None)
+    status = verdict.status if verdict else "ERROR"
+    result = RunResult(run_id, status, {"PASS": EXIT_PASS, "FAIL": EXIT_FAIL}.get(status, EXIT_ERROR), store.url,
+                       run_dir, reasons=verdict.reasons if verdict else [])
+    result.metrics = [r for r in records if isinstance(r, MetricRecord)]
+    result.packs = {r.regime: Path(r.path) for r in records if isinstance(r, PackRecord)}
+    if failed is not None:
+        result.error = f"{failed.stage} failed: {failed.error}"
+    return result

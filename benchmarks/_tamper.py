@@ -63,12 +63,14 @@ class Fixture:
                  if p.is_file() and p.name != "evidence.db"}
         return sha256_hex(canonical_json({"rows": [list(r) for r in rows], "files": files}))
 
-    def verify(self, *, trusted: bool = True, roster: bool = False) -> VerifyReport:
-        """``verify_run`` (with the trusted key unless ``trusted`` is False), plus the roster's findings as
-        ``assure verify --signers`` adds them when ``roster``."""
+    def verify(self, *, trusted: bool = True, roster: bool = False, require_signed: bool = False) -> VerifyReport:
+        """``verify_run`` (with the trusted key unless ``trusted`` is False, and ``require_signed`` as
+        ``assure verify --require-signed``), plus the roster's findings as ``assure verify --signers`` adds
+        them when ``roster``."""
         store = Store(f"sqlite:///{self.db}", create=False)
         try:
-            report = verify_run(store, self.run_id, trusted_key=self.trusted_key if trusted else None)
+            report = verify_run(store, self.run_id, trusted_key=self.trusted_key if trusted else None,
+                                require_signed=require_signed)
             if roster:
                 rows = [(e, parse_payload(e.payload)) for e in store.entries(self.run_id) if e.kind == "signoff"]
                 report.findings += roster_findings(rows, self.roster)
@@ -101,8 +103,9 @@ def _write_artifacts(live: Path) -> list[ArtifactRecord]:
 
 
 def build_fixture(work: Path, variant: str) -> Fixture:
-    """Append a report-test run (its records, with real artifacts) into a real ledger, seal it (signed with a
-    key made as ``assure keygen`` makes one, or not), then append a pack and two sign-offs."""
+    """Append a report-test run (its records, with real artifacts) into a real ledger, seal its evidence (signed
+    with a key made as ``assure keygen`` makes one, or not), append a pack, seal the packs, then append two
+    sign-offs."""
     from _report_records import RUN_ID, make_records  # tests/ is on sys.path (see tamper_campaign.py)
 
     live, pristine = work / f"live-{variant}", work / f"pristine-{variant}"
@@ -114,7 +117,7 @@ def build_fixture(work: Path, variant: str) -> Fixture:
     store.append(RUN_ID, records)
     key_path = work / f"{variant}.pem" if variant == "signed" else None
     trusted = generate_key(key_path) if key_path else None
-    seal_run(store, RUN_ID, complete=True, key_path=key_path)
+    seal_run(store, RUN_ID, complete=True, key_path=key_path, scope="evidence")
     pdf = live / "packs" / "fca.pdf"
     pdf.parent.mkdir()
     writer = PdfWriter()
@@ -125,6 +128,7 @@ def build_fixture(work: Path, variant: str) -> Fixture:
     pack = PackRecord(regime="fca", path=str(pdf), digest=file_digest(pdf), pages=1, final=True,
                       rendered_at=utc_now())
     store.append(RUN_ID, [pack])
+    seal_run(store, RUN_ID, complete=True, key_path=key_path, scope="packs")
     # Two signed sign-offs, each by its own key, as `assure signoff --key` writes them (the PAdES-signed
     # pack is left out: the pack files the campaign edits are the ledger's).
     signers = {"R. Officer": load_private_key(_keyfile(work, "cro")),
@@ -182,6 +186,7 @@ class Ledger:
 
     @property
     def manifest_index(self) -> int:
+        """The first seal: the evidence seal."""
         return next(i for i, r in enumerate(self.rows) if r["kind"] == "manifest")
 
     def indices(self, kind: str) -> list[int]:
@@ -268,14 +273,15 @@ def artifact_files(fx: Fixture) -> list[Path]:
 
 
 def resign(fx: Fixture, led: Ledger, key_path: Path) -> None:
-    """The manifest re-signed with the attacker's own key (after ``rechain`` moved its chain head)."""
-    i = led.manifest_index
-    m = ManifestRecord.model_validate_json(led.rows[i]["payload"])
+    """Every seal re-signed with the attacker's own key (after ``rechain`` moved its chain head), each in turn
+    since re-signing one moves the chain head of the next."""
     key = load_private_key(key_path)
-    sig = base64.b64encode(key.sign(signing_payload(m))).decode()
-    led.set_payload(i, {**json.loads(led.rows[i]["payload"]), "signature": sig,
-                        "public_key": public_key_b64(key.public_key())})
-    led.rechain(i)
+    for i in led.indices("manifest"):
+        m = ManifestRecord.model_validate_json(led.rows[i]["payload"])
+        sig = base64.b64encode(key.sign(signing_payload(m))).decode()
+        led.set_payload(i, {**json.loads(led.rows[i]["payload"]), "signature": sig,
+                            "public_key": public_key_b64(key.public_key())})
+        led.rechain(i)
 
 
 Mutation = Callable[[random.Random, Fixture, Path], bool]

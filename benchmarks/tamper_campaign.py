@@ -5,9 +5,9 @@ Builds one real sealed run per variant (Ed25519-signed, unsigned; see ``_tamper.
 (with the trusted key where the run is signed, unless the class is about leaving it out), plus
 ``--clean`` verifications of untouched copies. Each class is marked by the threat model of
 evidence/README.md: ``detectable`` (verify must find every one) or ``undetectable-by-design`` (a hash
-chain held by the attacker cannot show it without a key or a chain head held elsewhere; today's code
-does not, issue 10 items 1, 2, 4 and 7 close some). Prints one line per class, then
-``detected=N/M`` over the detectable classes and, last, ``false_alarms=K``.
+chain held by the attacker cannot show it without a key or a chain head held elsewhere; the packs seal
+made pack swaps detectable, signed sign-offs and heads held in packs close more, issue 10 items 2 and 4).
+Prints one line per class, then ``detected=N/M`` over the detectable classes and, last, ``false_alarms=K``.
 
     python benchmarks/tamper_campaign.py [--mutations 1300] [--clean 24] [--seed 0]
 """
@@ -61,6 +61,8 @@ class MutationClass:
     """Verify with the trusted key when the run is signed."""
     roster: bool = False
     """Verify with the signer roster too (``assure verify --signers``)."""
+    require_signed: bool = False
+    """Verify with ``require_signed`` (``assure verify --require-signed``)."""
     why: str = ""
 
 
@@ -163,13 +165,26 @@ def number_resigned_own_key(rng, fx, work):
     return True
 
 
-def signature_stripped(rng, fx, work):
-    led = Ledger(fx)
-    i = led.manifest_index
+def _strip(led: Ledger, i: int) -> None:
     obj = json.loads(led.rows[i]["payload"])
     obj["signature"] = obj["public_key"] = None
     led.set_payload(i, obj)
     led.rechain(i)
+
+
+def signature_stripped(rng, fx, work):
+    """Every seal's signature removed, the chain recomputed: the run now reads as never signed."""
+    led = Ledger(fx)
+    for i in led.indices("manifest"):
+        _strip(led, i)
+    led.close()
+    return True
+
+
+def signature_stripped_one_seal(rng, fx, work):
+    """One seal's signature removed (the evidence or the packs seal), the chain recomputed."""
+    led = Ledger(fx)
+    _strip(led, rng.choice(led.indices("manifest")))
     led.close()
     return True
 
@@ -218,15 +233,29 @@ def signoff_flipped_rechained(rng, fx, work):
     return _flip_signoff(rng, fx, rechain=True)
 
 
-def pack_swapped_rechained(rng, fx, work):
+def _swap_pack(rng, fx, *, reseal: bool) -> bool:
+    """Another PDF in the pack's place, its pack record's digest rewritten and the chain recomputed;
+    ``reseal``: the packs seal's list of digests rewritten too (its signature, if any, cannot be)."""
     pdf = fx.live / "packs" / "fca.pdf"
     flip_file_byte(rng, pdf)
     led = Ledger(fx)
     i = led.indices("pack")[0]
     led.set_payload(i, {**json.loads(led.rows[i]["payload"]), "digest": file_digest(pdf)})
+    if reseal:
+        j = led.indices("manifest")[-1]
+        seal = json.loads(led.rows[j]["payload"])
+        led.set_payload(j, {**seal, "packs": {name: file_digest(pdf) for name in seal["packs"]}})
     led.rechain(i)
     led.close()
     return True
+
+
+def pack_swapped_rechained(rng, fx, work):
+    return _swap_pack(rng, fx, reseal=False)
+
+
+def pack_swapped_resealed(rng, fx, work):
+    return _swap_pack(rng, fx, reseal=True)
 
 
 def artifact_removed(rng, fx, work):
@@ -252,14 +281,21 @@ CLASSES = [
     MutationClass("number_rechained_signed_trusted", DETECTABLE, 12, S, number_rechained_sealed),
     MutationClass("number_resigned_own_key_trusted", DETECTABLE, 3, S, number_resigned_own_key),
     MutationClass("signature_stripped_trusted", DETECTABLE, 2, S, signature_stripped),
+    MutationClass("signature_stripped_required", DETECTABLE, 2, S, signature_stripped, trusted=False,
+                  require_signed=True),
+    MutationClass("signature_stripped_one_seal", DETECTABLE, 2, S, signature_stripped_one_seal, trusted=False),
+    MutationClass("pack_swapped_rechained", DETECTABLE, 2, BOTH, pack_swapped_rechained),
+    MutationClass("pack_swapped_resealed_signed", DETECTABLE, 2, S, pack_swapped_resealed),
     MutationClass("number_rechained_unsigned", UNDETECTABLE, 4, U, number_rechained_sealed,
                   why="no signature: whoever holds the database recomputes the whole chain"),
     MutationClass("number_resigned_own_key_untrusted", UNDETECTABLE, 2, S, number_resigned_own_key, trusted=False,
-                  why="verify without --trusted-key accepts any key (issue 10 item 7)"),
+                  why="verify without --trusted-key accepts any one key (it prints which: the reader compares)"),
     MutationClass("signature_stripped_untrusted", UNDETECTABLE, 2, S, signature_stripped, trusted=False,
-                  why="verify without --trusted-key accepts an unsigned manifest (issue 10 item 7)"),
+                  why="verify without --trusted-key or --require-signed accepts a run that was never signed "
+                      "(it prints UNSIGNED)"),
     MutationClass("rows_deleted_after_seal", UNDETECTABLE, 3, BOTH, rows_deleted_after_seal,
-                  why="rows after the manifest are covered by no seal (issue 10 items 1, 4)"),
+                  why="a chain cut back to a seal is whole (found only against a later head held elsewhere); "
+                      "a cut that leaves packs unsealed is found, one to the evidence seal reads INCOMPLETE"),
     # Sign-offs are signed statements (issue 10 item 2): an unsigned one beside signed ones, or an altered
     # one, is found by anyone; one signed with the attacker's own key needs the signer roster.
     MutationClass("signoff_forged_unsigned", DETECTABLE, 3, BOTH, signoff_forged_unsigned),
@@ -271,8 +307,8 @@ CLASSES = [
                   why="without a roster (--signers) any key's signature verifies: the ledger cannot say whose"),
     MutationClass("signoff_flipped_resigned", UNDETECTABLE, 2, BOTH, signoff_flipped_resigned,
                   why="without a roster (--signers) a statement re-signed with another key verifies"),
-    MutationClass("pack_swapped_rechained", UNDETECTABLE, 2, BOTH, pack_swapped_rechained,
-                  why="the pack record follows the seal (issue 10 item 1)"),
+    MutationClass("pack_swapped_resealed_unsigned", UNDETECTABLE, 2, U, pack_swapped_resealed,
+                  why="no signature: whoever holds the database rewrites the packs seal too"),
     MutationClass("artifact_removed", UNDETECTABLE, 2, BOTH, artifact_removed,
                   why="an artifact no longer on disk is a warning, not an error (files may move)"),
 ]
@@ -322,7 +358,7 @@ def mutate_once(cls: MutationClass, fixtures: dict[str, Fixture], pristine: dict
     fx.reset()
     if not cls.edit(rng, fx, work) or fx.fingerprint() == pristine[fx.variant]:
         return None
-    return fx.verify(trusted=cls.trusted, roster=cls.roster)
+    return fx.verify(trusted=cls.trusted, roster=cls.roster, require_signed=cls.require_signed)
 
 
 def setup(work: Path) -> tuple[dict[str, Fixture], dict[str, str]]:

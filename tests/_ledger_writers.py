@@ -44,10 +44,11 @@ def signoff(who: str, n: int) -> SignoffRecord:
 
 
 def sealed_run(store: Store, run_id: str, n_metrics: int = 3) -> None:
-    """A complete run: started, metrics, a PASS verdict, the manifest."""
+    """A complete run: started, metrics, a PASS verdict, the evidence and packs seals."""
     store.append(run_id, [started(run_id)])
     store.append(run_id, [metric(i) for i in range(n_metrics)] + [VerdictRecord(status="PASS", checks=[], reasons=[])])
     seal_run(store, run_id, complete=True)
+    seal_run(store, run_id, complete=True, scope="packs")  # no packs: the packs seal lists none
 
 
 def sign_off_worker(url: str, run_id: str, who: str, n: int, barrier) -> dict:
@@ -65,7 +66,7 @@ def sign_off_worker(url: str, run_id: str, who: str, n: int, barrier) -> dict:
 
 
 def run_writer(url: str, run_ids: list[str], batches: int, batch_size: int, barrier) -> dict:
-    """Write whole runs the way a pipeline does: one transaction per stage, then the seal."""
+    """Write whole runs the way a pipeline does: one transaction per stage, then the two seals."""
     try:
         store = Store(url)
         barrier.wait(timeout=120)
@@ -75,6 +76,7 @@ def run_writer(url: str, run_ids: list[str], batches: int, batch_size: int, barr
                 store.append(run_id, [metric(b * batch_size + i) for i in range(batch_size)])
             store.append(run_id, [VerdictRecord(status="PASS", checks=[], reasons=[])])
             seal_run(store, run_id, complete=True)
+            seal_run(store, run_id, complete=True, scope="packs")
         return {"runs": run_ids, "error": None}
     except Exception:  # reported to the test, which fails on it
         return {"runs": run_ids, "error": traceback.format_exc()}

@@ -145,6 +145,7 @@ def test_pack_subjects_are_the_latest_pack_record_of_each_file(tmp_path):
     store.append(RUN_ID, [pack("fca", fca), pack("nhs", nhs)])
     fca.write_bytes(b"%PDF-1.7 re-rendered over the first")  # `assure render` writes to the same path
     store.append(RUN_ID, [pack("fca", fca)])
+    seal_run(store, RUN_ID, complete=True, scope="packs")  # packs are sealed after they are recorded
     res = runner.invoke(app, ["attest", RUN_ID, "--db", store.url, "--key", str(key)])
     assert res.exit_code == 0, res.output
     subjects = payload(json.loads(res.stdout))["subject"]
@@ -182,7 +183,7 @@ def test_the_predicate_carries_battery_judges_metrics_policy_checks_and_verdict(
     assert n_tests == len(verdict.checks) > 0
     assert pred["result"] == ("FAILED" if verdict.status != "PASS" else "WARNED" if pred["warnedTests"] else "PASSED")
     entries = store.entries(rid)
-    man = next(e for e in entries if e.kind == "manifest")
+    man = next(e for e in reversed(entries) if e.kind == "manifest")  # the latest seal: the packs seal
     assert ev["ledger"]["manifestDigest"] == man.record_digest
     assert ev["ledger"]["chainHead"] == entries[man.seq - 1].digest
     assert ev["ledger"]["head"] == {"seq": entries[-1].seq, "digest": entries[-1].digest, "nRecords": len(entries)}

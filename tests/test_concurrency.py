@@ -67,7 +67,7 @@ def test_four_concurrent_writers_lose_no_record(url):
     store = Store(url)
     runs = [run_id for job in jobs for run_id in job[1]]
     assert sorted(store.run_ids()) == sorted(runs)
-    per_run = 1 + BATCHES * BATCH + 1 + 1  # started, metrics, verdict, manifest
+    per_run = 1 + BATCHES * BATCH + 1 + 2  # started, metrics, verdict, evidence and packs seals
     assert store.count() == len(runs) * per_run
     for run_id in runs:
         report = verify_run(store, run_id, check_files=False)
@@ -96,7 +96,7 @@ def test_a_sequence_conflict_is_retried_on_the_new_head(url, monkeypatch):
     calls = _stale_head(2, monkeypatch)
     store.append(run_id, [signoff("J. Smith", 0), signoff("A. Jones", 1)])
     assert len(calls) == 3
-    assert [e.seq for e in store.entries(run_id)] == list(range(8))
+    assert [e.seq for e in store.entries(run_id)] == list(range(9))
     assert verify_run(store, run_id, check_files=False).ok
 
 

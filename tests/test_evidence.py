@@ -74,14 +74,15 @@ def sealed_run(store, tmp_path, key=None):
         _metric(),
         VerdictRecord(status="PASS", checks=[], reasons=[]),
     ])
-    seal_run(store, run_id, complete=True, key_path=key)
+    seal_run(store, run_id, complete=True, key_path=key)  # the evidence seal; no packs, so the packs seal follows
+    seal_run(store, run_id, complete=True, key_path=key, scope="packs")
     return run_id, model
 
 
 def test_chain_round_trip_and_listing(store, tmp_path):
     run_id, _ = sealed_run(store, tmp_path)
     records = store.records(run_id)
-    assert [r.kind for r in records] == ["run_started", "artifact", "metric", "verdict", "manifest"]
+    assert [r.kind for r in records] == ["run_started", "artifact", "metric", "verdict", "manifest", "manifest"]
     assert store.resolve(None) == run_id and store.resolve(run_id[:13]) == run_id
     report = verify_run(store, run_id)
     assert report.ok and report.complete and report.files_checked == 1, report.findings

@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 from assurance.finetune import checkpoint as ckpt
 from assurance.finetune.mixing import mix
+from assurance.finetune.recipes import finetune_record
 from assurance.finetune.trainer import train
 from assurance.plan import FinetuneSpec, LoraSpec
 from _finetune import CONVS, TRIPLETS, make_model
@@ -117,11 +118,16 @@ def test_lora_with_dropout_resumes_identically_after_a_crash(tokenizer, tmp_path
         train(make_model(tokenizer), tokenizer, m, s, seed=0, device=CPU, dtype=torch.float32,
               output_dir=tmp_path / "crashed", progress=crash)
     torch.manual_seed(123)  # disturb the global RNG: the checkpoint must restore it
+    state = ckpt.state_digest(tmp_path / "crashed" / "checkpoints" / "step-00000004")
     resumed = train(make_model(tokenizer), tokenizer, m, s, seed=0, device=CPU, dtype=torch.float32,
                     output_dir=tmp_path / "crashed", resume=True)
     straight = train(make_model(tokenizer), tokenizer, m, s, seed=0, device=CPU, dtype=torch.float32,
                      output_dir=tmp_path / "straight")
     assert resumed.resumed_from_step == 4 and straight.resumed_from_step is None
+    # the ledger names the exact checkpoint state the fine-tune continued from
+    assert resumed.resumed_from_checkpoint_digest == state and straight.resumed_from_checkpoint_digest is None
+    record = finetune_record(resumed, purpose="safety", seed=0, base_model_digest="sha256:" + "0" * 64)
+    assert (record.resumed_from_step, record.resumed_from_checkpoint_digest) == (4, state)
     a = load_file(tmp_path / "crashed" / "adapter_model.safetensors")
     b = load_file(tmp_path / "straight" / "adapter_model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -56,7 +56,7 @@ def test_a_good_sign_key_passes_the_check(tmp_path):
 
 
 def _sealed(tmp_path: Path, status: str, *, complete: bool = True, failed: bool = False) -> tuple[Store, str]:
-    """A real ledger: started, one metric, a verdict (after a RunFailed when ``failed``), the seal."""
+    """A real ledger: started, one metric, a verdict (after a RunFailed when ``failed``), the two seals."""
     from _ledger_writers import metric, started
 
     from assurance.evidence.records import RunFailed, VerdictRecord
@@ -69,6 +69,7 @@ def _sealed(tmp_path: Path, status: str, *, complete: bool = True, failed: bool 
         store.append(run_id, [RunFailed(stage="seal", error="ValueError: bad key", failed_at="2026-01-01T00:00:01Z")])
     store.append(run_id, [VerdictRecord(status=status, checks=[], reasons=[] if status == "PASS" else ["r"])])
     seal_run(store, run_id, complete=complete)
+    seal_run(store, run_id, complete=complete, scope="packs")  # a run with no packs: the packs seal lists none
     return store, run_id
 
 

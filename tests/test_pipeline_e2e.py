@@ -67,6 +67,11 @@ def test_run_writes_a_sealed_ledger_and_three_packs(finished_run):
     assert {r.purpose for r in records if r.kind == "finetune"} == {"safety", "stress"}
     base_digest = manifest.artifacts["base_model"]
     assert set(out["packs"]) == {"fca", "nhs", "uk-ai"}
+    # verdict, evidence seal, the packs, the packs seal listing each pack's digest
+    assert kinds[-6:] == ["verdict", "manifest", "pack", "pack", "pack", "manifest"]
+    evidence, packs = (r for r in records if r.kind == "manifest")
+    assert (evidence.scope, packs.scope, packs.complete) == ("evidence", "packs", True)
+    assert packs.packs == {Path(r.path).name: r.digest for r in records if r.kind == "pack"}
     for regime, path in out["packs"].items():
         text = pdf_text(path)
         flat = "".join(text.split())  # long digests wrap across lines in the PDF
@@ -79,7 +84,7 @@ def test_verify_show_and_render_from_the_ledger_alone(finished_run):
     out, db, env = finished_run["out"], finished_run["db"], finished_run["env"]
     ok = runner.invoke(app, ["verify", out["run_id"], "--db", db])
     assert ok.exit_code == 0, ok.output
-    assert "INTACT" in ok.output
+    assert "INTACT" in ok.output and "UNSIGNED" in ok.output and "run complete" in ok.output
     listed = runner.invoke(app, ["runs", "--db", db])
     assert listed.exit_code == 0 and out["run_id"][:8] in listed.output
     shown = runner.invoke(app, ["show", out["run_id"][:8], "--db", db])
@@ -194,8 +199,8 @@ def test_diverged_training_is_an_error_never_a_pass(tmp_path, tiny_model_dir):
     failed = [r for r in records if r.kind == "run_failed"]
     assert failed and failed[0].stage == "safety fine-tune"
     assert [r.status for r in records if r.kind == "verdict"] == ["ERROR"]
-    manifest = next(r for r in records if r.kind == "manifest")
-    assert manifest.complete is False
+    assert [(r.scope, r.complete) for r in records if r.kind == "manifest"] == [("evidence", False),
+                                                                                ("packs", False)]
     text = pdf_text(out["packs"]["fca"])
     assert "DRAFT" in text and "PASS" not in text
     assert runner.invoke(app, ["gate", out["run_id"], "--db", db]).exit_code == 3

@@ -59,8 +59,8 @@ def test_runs_are_written_and_verified_on_postgres(pg_url):
     sealed_run(store, run_id, n_metrics=5)
     store.append(run_id, [signoff("J. Smith", 0)])
     report = verify_run(store, run_id, check_files=False)
-    assert report.ok and report.complete and report.n_records == 9, report.findings
-    assert store.resolve(run_id[:8]) == run_id and store.count(run_id) == 9
+    assert report.ok and report.complete and report.n_records == 10, report.findings
+    assert store.resolve(run_id[:8]) == run_id and store.count(run_id) == 10
     assert [r.kind for r in store.records(run_id, kinds=["signoff"])] == ["signoff"]
     # A second open finds the schema at head and only reads.
     assert Store(pg_url).migrated_from == HEAD
@@ -80,7 +80,7 @@ def test_owner_cannot_update_delete_or_truncate(pg_url):
                 "DELETE FROM ledger WHERE false", "TRUNCATE ledger"):
         with pytest.raises(psycopg.errors.RestrictViolation, match="append-only"):
             raw(pg_url, sql)
-    assert verify_run(store, run_id, check_files=False).ok and store.count(run_id) == 6
+    assert verify_run(store, run_id, check_files=False).ok and store.count(run_id) == 7
 
 
 def test_writer_role_appends_and_reads_but_cannot_change(pg, pg_url):
@@ -99,7 +99,7 @@ def test_writer_role_appends_and_reads_but_cannot_change(pg, pg_url):
                 "DELETE FROM alembic_version"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             raw(writer_url, sql, user=WRITER)
-    assert store.count(run_id) == 6
+    assert store.count(run_id) == 7
 
 
 def test_writer_role_on_an_unmigrated_database_is_told_to_ask_the_owner(pg):

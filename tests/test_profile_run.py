@@ -102,7 +102,7 @@ def test_render_profile_records_a_new_profile_and_the_pack_shows_it(profiled_run
                               "--out", str(tmp_path / "packs")], env=env)
     assert res.exit_code == 0, res.output
     added = store.records(run_id)[n:]
-    assert [r.kind for r in added] == ["artifact", "org_profile", "pack"]
+    assert [r.kind for r in added] == ["artifact", "org_profile", "pack", "manifest"]  # the new packs seal last
     assert added[1].digest == "sha256:" + hashlib.sha256(later.read_bytes()).hexdigest()
     assert added[1].recorded_by == "render" and added[1].source == "completed.yaml"
     view = build_view(store.records(run_id))

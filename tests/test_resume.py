@@ -72,6 +72,9 @@ def test_killed_run_resumes_to_the_uninterrupted_result(killed):
 
     never = runner.invoke(app, ["verify", run_id, "--db", db])
     assert never.exit_code == 1 and "never finished and was never sealed" in never.output
+    # the checkpoint the fine-tune will continue from, as its meta.json recorded it when written
+    (ckpts,) = killed["run_dir"].glob("*/checkpoints")
+    latest = json.loads(sorted(ckpts.glob("step-*/meta.json"))[-1].read_text())
 
     # --resume with no plan file: the recorded plan is used
     done = cli("run", "--resume", run_id[:13], "--db", db, "--json", env=env)
@@ -86,13 +89,15 @@ def test_killed_run_resumes_to_the_uninterrupted_result(killed):
     assert "complete" in ok.output and "INCOMPLETE" not in ok.output
     kinds = [r.kind for r in records]
     assert kinds.count("run_started") == 1 and kinds.count("environment") == 2
-    assert kinds.count("manifest") == 1 and kinds.count("verdict") == 1 and kinds.count("pack") == 1
+    assert kinds.count("manifest") == 2 and kinds.count("verdict") == 1 and kinds.count("pack") == 1
     assert kinds.count("battery") == 1
     # the base stage was not evaluated twice
     assert [r for r in records if r.kind == "sample" and r.stage == "base"] == \
         [r for r in before if r.kind == "sample" and r.stage == "base"]
     (ft,) = [r for r in records if r.kind == "finetune"]
-    assert ft.resumed_from_step is not None and ft.resumed_from_step > 0 and ft.resumed_from_step % 5 == 0
+    assert ft.resumed_from_step == latest["step"] and ft.resumed_from_step > 0 and ft.resumed_from_step % 5 == 0
+    assert ft.resumed_from_checkpoint_digest == latest["state_sha256"]
+    assert ft.resumed_from_checkpoint_digest.startswith("sha256:")
     assert ft.steps == 40
     manifest = next(r for r in records if r.kind == "manifest")
     assert manifest.complete and manifest.artifacts["tuned_model"] == ft.output_digest
@@ -105,7 +110,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(killed):
     other = json.loads(straight.stdout)
     recs2 = store.records(other["run_id"])
     ft2 = next(r for r in recs2 if r.kind == "finetune")
-    assert ft2.resumed_from_step is None
+    assert ft2.resumed_from_step is None and ft2.resumed_from_checkpoint_digest is None
     assert ft.output_digest == ft2.output_digest
     assert ft.loss_curve == ft2.loss_curve and ft.tokens_seen == ft2.tokens_seen
 
@@ -157,7 +162,7 @@ def test_resume_refusals_append_nothing(tmp_path, tiny_model_dir):
     records = store.records(run_id)
     kinds = [r.kind for r in records]
     assert kinds[:2] == ["run_started", "environment"] and kinds.count("environment") == 1
-    assert kinds.count("manifest") == 1 and next(r for r in records if r.kind == "manifest").complete
+    assert [(r.scope, r.complete) for r in records if r.kind == "manifest"] == [("evidence", True), ("packs", True)]
 
 
 # ----------------------------------------------------------------------------- generation backend

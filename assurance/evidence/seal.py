@@ -9,6 +9,7 @@ can check it with any RFC 8785 implementation.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -16,12 +17,20 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .hashing import canonical_json
-from .records import ArtifactRecord, ManifestRecord
+from .records import ArtifactRecord, ManifestRecord, PackRecord, Record
+from .records.run import SealScope
 from .store import Store, utc_now
+
+LEGACY_DEFAULTS: dict[str, object] = {"scope": None, "packs": {}}
+"""Fields added after signed manifests were in ledgers: left out of the signed bytes while they hold these
+values, so a signature made before they existed still verifies."""
 
 
 def signing_payload(manifest: ManifestRecord) -> bytes:
     body = manifest.model_dump(mode="json", exclude={"signature", "public_key"})
+    for name, default in LEGACY_DEFAULTS.items():
+        if body.get(name) == default:
+            del body[name]
     return canonical_json(body)
 
 
@@ -75,20 +84,28 @@ def public_key_b64(pub: Ed25519PublicKey) -> str:
     return base64.b64encode(raw).decode()
 
 
-def seal_run(store: Store, run_id: str, *, complete: bool, key_path: str | Path | None = None) -> ManifestRecord:
-    """Append the run's manifest: chain head, record count and every artifact digest."""
+def seal_run(store: Store, run_id: str, *, complete: bool, key_path: str | Path | None = None,
+             scope: SealScope = "evidence") -> ManifestRecord:
+    """Append a seal: chain head, record count and every artifact digest; a ``packs`` seal also lists the
+    digest of every pack rendered so far (all versions, by file name)."""
     entries = store.entries(run_id)
     artifacts: dict[str, str] = {}
+    packs: dict[str, str] = {}
     for e in entries:
         if e.kind == "artifact":
             rec = ArtifactRecord.model_validate_json(e.payload)
             artifacts[rec.role] = rec.digest
+        elif e.kind == "pack" and scope == "packs":
+            pack = PackRecord.model_validate_json(e.payload)
+            packs[pack_name(pack)] = pack.digest
     manifest = ManifestRecord(
         complete=complete,
         chain_head=entries[-1].digest,
         n_records=len(entries),
         artifacts=artifacts,
         sealed_at=utc_now(),
+        scope=scope,
+        packs=packs,
     )
     if key_path is not None:
         key = load_private_key(key_path)
@@ -98,6 +115,32 @@ def seal_run(store: Store, run_id: str, *, complete: bool, key_path: str | Path 
         )
     store.append(run_id, [manifest])
     return manifest
+
+
+def key_for_run(records: Iterable[Record], key_path: str | Path | None) -> str | None:
+    """Why ``key_path`` may not seal more of a run with ``records`` (its seals at least), or None when it may.
+
+    All of a run's seals are signed with one key, or none is: a seal made without the key, or with another,
+    would read as a stripped or forged signature (``coverage.signing``)."""
+    seals = [r for r in records if isinstance(r, ManifestRecord)]
+    signer = next((m.public_key for m in reversed(seals) if m.signature and m.public_key), None)
+    if signer is None:
+        if key_path is not None and seals:
+            return (f"the run's seals are unsigned, so its packs are sealed unsigned too (a signed seal would leave "
+                    f"the run half signed); leave out --sign-key {key_path}")
+        return None
+    if key_path is None:
+        return f"the run's seals are signed by key {signer}; give that key with --sign-key to seal its packs"
+    given = public_key_b64(check_signing_key(key_path).public_key())
+    if given != signer:
+        return (f"{key_path} is key {given}, but the run's seals are signed by key {signer}; give that key "
+                "with --sign-key")
+    return None
+
+
+def pack_name(pack: PackRecord) -> str:
+    """The key a packs seal lists a pack under: its file name (each version has its own)."""
+    return Path(pack.path).name
 
 
 def check_signature(manifest: ManifestRecord, trusted_public_key: str | None = None) -> str | None:

@@ -11,10 +11,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import ValidationError
 
 from .canonical_read import CanonicalReader
+from .coverage import coverage_problems
+from .coverage import signing as seal_signing
 from .findings import Finding
 from .hashing import PREFIX, sha256_hex, tree_digest
 from .records import ArtifactRecord, ManifestRecord, PackRecord, Record, RunFailed, VerdictRecord
@@ -33,10 +36,20 @@ class VerifyReport:
     sealed: bool
     files_checked: int
     findings: list[Finding]
+    signed: Literal["signed", "unsigned", "mixed"] = "unsigned"
+    """Whether the run's seals carry signatures: all, none, or some."""
+    signer_key: str | None = None
+    """The public key (base64) that signed the latest signed seal."""
+    key_trusted: bool | None = None
+    """Every seal signed by the trusted key; None when no trusted key was given."""
 
     @property
     def ok(self) -> bool:
         return not any(f.severity == "error" for f in self.findings)
+
+
+PACKS_PENDING = "its packs were not rendered and sealed"
+"""Why a run killed between its evidence seal and its packs seal is not complete (``assure run --resume``)."""
 
 
 def incomplete_reason(records: Iterable[Record]) -> str | None:
@@ -56,6 +69,8 @@ def incomplete_reason(records: Iterable[Record]) -> str | None:
         return f"its {failed.stage} stage failed"
     if verdict is None or verdict.status == "ERROR":
         return "its verdict is ERROR" if verdict else "it has no verdict"
+    if manifest.scope == "evidence":
+        return PACKS_PENDING
     return None
 
 
@@ -108,10 +123,12 @@ def _read_chain(entries: Sequence[LedgerRow]) -> tuple[list[Finding], list[tuple
     return findings, records
 
 
-def verify_run(store: Store, run_id: str, *, check_files: bool = True, trusted_key: str | None = None) -> VerifyReport:
-    """Re-check a run offline, as ``assure verify`` does: every record's digest and the hash chain, the manifest
-    (and its signature, which must be by ``trusted_key`` when given) and, with ``check_files``, the digest of
-    every artifact still on disk. The report's ``ok`` is False when any finding is an error."""
+def verify_run(store: Store, run_id: str, *, check_files: bool = True, trusted_key: str | None = None,
+               require_signed: bool = False) -> VerifyReport:
+    """Re-check a run offline, as ``assure verify`` does: every record's digest and the hash chain, the seals
+    (what each covers, and their signature, which must be by ``trusted_key`` when given, and must exist with
+    ``require_signed``), the sign-offs and, with ``check_files``, the digest of every artifact still on disk.
+    The report's ``ok`` is False when any finding is an error."""
     with _gc_paused():
         entries = store.rows(run_id)
         findings, records = _read_chain(entries)
@@ -133,13 +150,19 @@ def verify_run(store: Store, run_id: str, *, check_files: bool = True, trusted_k
         problem = check_signature(m, trusted_key)
         if problem:
             findings.append(Finding("error", subject, problem))
-        elif trusted_key and m.signature is None:
-            findings.append(Finding("error", subject, "manifest is unsigned but a trusted key was given"))
         complete = m.complete
+    signing = seal_signing([(e.seq, m) for e, m in manifests], trusted_key, require_signed)
+    seal_problems = signing.problems + coverage_problems([(e.seq, r) for e, r in records])
+    findings += [Finding("error", subject, message) for subject, message in seal_problems]
+    awaiting_packs = bool(manifests) and manifests[-1][1].scope == "evidence"
     if manifests and not complete:
         findings.append(Finding("warning", f"run {run_id}", "sealed as INCOMPLETE: the run failed or was stopped"))
-    elif manifests and (why := incomplete_reason(r for _, r in records)):
+    elif manifests and (why := incomplete_reason(r for _, r in records)) not in (None, PACKS_PENDING):
         findings.append(Finding("warning", f"run {run_id}", f"sealed as complete, but {why}: the run is INCOMPLETE"))
+        complete = False
+    if awaiting_packs:
+        findings.append(Finding("warning", f"run {run_id}",
+                                f"packs not rendered and sealed; `assure run --resume {run_id}` finishes it"))
         complete = False
 
     findings += check_signoffs(records, check_files=check_files)
@@ -150,7 +173,17 @@ def verify_run(store: Store, run_id: str, *, check_files: bool = True, trusted_k
                 files_checked += _check_artifact(r, e.seq, findings)
             elif isinstance(r, PackRecord):
                 files_checked += _check_file(Path(r.path), r.digest, f"pack:{r.regime}", e.seq, findings)
-    return VerifyReport(run_id, len(entries), complete, bool(manifests), files_checked, findings)
+    return VerifyReport(run_id, len(entries), complete, bool(manifests), files_checked, findings,
+                        signing.signed, signing.signer_key, signing.key_trusted)
+
+
+def signing_line(report: VerifyReport) -> str:
+    """The one line ``assure verify`` prints about signatures: by which key, and whether it is trusted."""
+    if report.signed == "unsigned":
+        return "UNSIGNED: no seal of this run carries a signature"
+    trust = {None: "no trusted key given", True: "trusted", False: "NOT the trusted key"}[report.key_trusted]
+    some = "; some seals UNSIGNED" if report.signed == "mixed" else ""
+    return f"signed by key {report.signer_key} ({trust}){some}"
 
 
 def _check_file(path: Path, digest: str, role: str, seq: int, findings: list[Finding]) -> int:

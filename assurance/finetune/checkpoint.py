@@ -43,12 +43,17 @@ def state_digest(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def check(path: Path) -> None:
-    """Raise CheckpointError unless ``state.pt`` still has the digest ``meta.json`` recorded when it was written."""
+def recorded_digest(path: Path) -> str | None:
+    """The ``state_sha256`` that ``meta.json`` recorded when the checkpoint was written (None from older releases)."""
     try:
-        recorded = json.loads((path / "meta.json").read_text()).get("state_sha256")
+        return json.loads((path / "meta.json").read_text()).get("state_sha256")
     except (OSError, ValueError, AttributeError) as err:
         raise CheckpointError(f"checkpoint {path}: meta.json is unreadable ({err})") from None
+
+
+def check(path: Path) -> None:
+    """Raise CheckpointError unless ``state.pt`` still has the digest ``meta.json`` recorded when it was written."""
+    recorded = recorded_digest(path)
     if recorded is None:
         raise CheckpointError(f"checkpoint {path}: no state_sha256 in meta.json (written by an older release), so "
                               "it cannot be checked; delete the checkpoints folder to restart the fine-tune")

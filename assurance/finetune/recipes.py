@@ -133,5 +133,5 @@ def finetune_record(res: TrainResult, *, purpose: Literal["safety", "stress"], s
         peak_memory_bytes=res.peak_memory_bytes, base_model_digest=base_model_digest, output_digest=output_digest,
         output_path=str(Path(res.output_dir).resolve()), objective=res.objective, augmentation=res.augmentation,
         recipe_settings=res.recipe_settings, literature=res.literature, tokens_total=res.tokens_total,
-        resumed_from_step=res.resumed_from_step,
+        resumed_from_step=res.resumed_from_step, resumed_from_checkpoint_digest=res.resumed_from_checkpoint_digest,
     )

@@ -78,6 +78,7 @@ class TrainResult:
     recipe_settings: dict[str, Any] = field(default_factory=dict)
     literature: list[str] = field(default_factory=list)
     resumed_from_step: int | None = None
+    resumed_from_checkpoint_digest: str | None = None
 
 
 def parse_recipe(recipe: str) -> tuple[str, str]:
@@ -278,7 +279,9 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
 
     start_step, curve, counts, prior_wall = 0, [], Counters(), 0.0
     latest = ckpt.latest(ckpt_dir) if resume else None
+    resumed_digest = None
     if latest is not None:
+        resumed_digest = ckpt.recorded_digest(latest)  # read now: later checkpoints prune this one
         start_step, curve, counts, prior_wall = restore(latest, named, optimizer, device)
 
     # The data position is the number of micro-batches consumed: replay the (cheap) index stream to it.
@@ -373,6 +376,7 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
         hyperparameters=hp, n_safety=mix.n_safety, n_utility=mix.n_utility, achieved_ratio=mix.achieved_ratio,
         recipe=spec.recipe, objective=objective, augmentation=augmentation, recipe_settings=settings,
         literature=literature, resumed_from_step=start_step if latest is not None else None,
+        resumed_from_checkpoint_digest=resumed_digest,
     )
 
 

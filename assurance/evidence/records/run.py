@@ -101,8 +101,14 @@ class RunFailed(BaseRecord):
     """UTC time of the failure."""
 
 
+SealScope = Literal["evidence", "packs"]
+"""What a seal closes: ``evidence`` every record up to the verdict (what the packs are rendered from),
+``packs`` the packs rendered since, listed by digest."""
+
+
 class ManifestRecord(BaseRecord):
-    """The seal: chain head and every artifact digest at the end of the run."""
+    """A seal: chain head and every artifact digest. A run has an evidence seal after its verdict, then a packs
+    seal after its packs (and another after each re-render); only sign-offs may follow the last seal."""
 
     kind: Literal["manifest"] = "manifest"
     complete: bool
@@ -119,10 +125,16 @@ class ManifestRecord(BaseRecord):
     """Optional Ed25519 signature (base64) over the manifest's canonical JSON without this field."""
     public_key: str | None = None
     """Ed25519 public key (base64, raw 32 bytes) that made the signature."""
+    scope: SealScope | None = None
+    """``evidence`` or ``packs`` (see ``SealScope``); None on the single seal of runs sealed before packs were
+    sealed, whose pack records follow it uncovered."""
+    packs: dict[str, str] = Field(default_factory=dict)
+    """Packs seal only: file name -> ``sha256:`` digest of every pack of the run rendered so far, all versions."""
 
 
 class PackRecord(BaseRecord):
-    """A rendered PDF pack; appended after the seal because it is made from it."""
+    """A rendered PDF pack; appended after the evidence seal, which it is made from, and covered by the packs
+    seal that follows it."""
 
     kind: Literal["pack"] = "pack"
     regime: Regime

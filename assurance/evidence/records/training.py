@@ -62,3 +62,6 @@ class FinetuneRecord(BaseRecord):
     """All tokens processed (prompt and answer, without padding)."""
     resumed_from_step: int | None = None
     """Step of the checkpoint training resumed from, or null for an uninterrupted run."""
+    resumed_from_checkpoint_digest: str | None = None
+    """``sha256:`` of the checkpoint's ``state.pt`` training resumed from (its ``state_sha256``, checked against
+    the file before loading), or null for an uninterrupted run."""
