@@ -42,6 +42,7 @@ def _run(tmp_path, status="PASS", roles=(), pack=True) -> Store:
             w.write(f)
         store.append(RUN, [PackRecord(regime="fca", path=str(pdf), digest=file_digest(pdf), pages=1, final=True,
                                       rendered_at=utc_now())])
+    seal_run(store, RUN, complete=True, scope="packs")  # a run is complete once its packs are sealed
     return store
 
 
@@ -64,7 +65,7 @@ def test_signoff_signs_a_statement_naming_the_seal_and_pack_and_verify_checks_it
     assert key_fingerprint(pub) in res.output
     (rec,) = store.records(RUN, kinds=["signoff"])
     assert rec.public_key == pub and signature_status(rec) == "valid"
-    seal_row = next(e for e in store.entries(RUN) if e.kind == "manifest")
+    seal_row = [e for e in store.entries(RUN) if e.kind == "manifest"][-1]  # the packs seal
     pack = next(r for r in store.records(RUN, kinds=["pack"]))
     assert rec.manifest_digest == seal_row.digest and rec.pack_digest == pack.digest and rec.run_id == RUN
     kept = json.loads((tmp_path / "statement.json").read_text())
