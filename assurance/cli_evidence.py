@@ -39,7 +39,8 @@ def verify(
         None, "--against", help="A pack PDF, attestation or signed sign-off statement holding a later ledger head: "
                                 "report ledger rows missing (truncated) or differing."),
     require_signed: bool = typer.Option(
-        False, "--require-signed", help="An unsigned seal is a finding (a stripped signature then fails)."),
+        False, "--require-signed", help="An unsigned seal is a finding (a stripped signature then fails); "
+                                        "also set by a --signers roster with require_signatures: true."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Re-check, offline, the hash chain of every record and the digest of every artifact still on disk.
@@ -50,6 +51,8 @@ def verify(
 
     roster = _roster(signers)
     store, rid = open_run(db, run_id)
+    # A roster that requires signatures requires them of the seals too: a stripped seal signature is a finding.
+    require_signed = require_signed or bool(roster is not None and roster.require_signatures)
     report = verify_run(store, rid, check_files=not no_files, trusted_key=trusted_key, require_signed=require_signed)
     if roster is not None:
         from .evidence.signoff import roster_findings

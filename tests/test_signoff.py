@@ -185,8 +185,7 @@ def test_verify_with_a_roster_finds_unknown_keys_and_wrong_roles(tmp_path):
     store = _run(tmp_path)
     key, pub = _key(tmp_path)
     other, _ = _key(tmp_path, "attacker")
-    roster = _roster(tmp_path, f"require_signatures: true\nsigners:\n  - {{name: J. Smith, role: SMF24, "
-                               f"public_key: '{pub}'}}\n")
+    roster = _roster(tmp_path, f"signers:\n  - {{name: J. Smith, role: SMF24, public_key: '{pub}'}}\n")
     assert _sign(store, key).exit_code == 0
     args = ["verify", RUN, "--db", store.url, "--signers", str(roster)]
     assert runner.invoke(app, args).exit_code == 0
@@ -196,6 +195,21 @@ def test_verify_with_a_roster_finds_unknown_keys_and_wrong_roles(tmp_path):
     # Signed with the attacker's own key: valid signature, but no roster entry.
     assert _sign(store, other).exit_code == 0
     assert "in no entry of signers.yaml" in runner.invoke(app, args, terminal_width=400).output
+
+
+def test_a_roster_that_requires_signatures_requires_them_of_the_seals_too(tmp_path):
+    # The fixture's seals are unsigned: with require_signatures a stripped (or never made) seal signature is a
+    # finding, as with --require-signed; the same roster without the setting accepts the run.
+    store = _run(tmp_path)
+    key, pub = _key(tmp_path)
+    assert _sign(store, key).exit_code == 0
+    entry = f"signers:\n  - {{name: J. Smith, role: SMF24, public_key: '{pub}'}}\n"
+    lenient, strict = _roster(tmp_path, entry), tmp_path / "strict.yaml"
+    strict.write_text("require_signatures: true\n" + entry)
+    args = ["verify", RUN, "--db", store.url, "--no-files", "--signers"]
+    assert runner.invoke(app, [*args, str(lenient)]).exit_code == 0
+    res = runner.invoke(app, [*args, str(strict)], terminal_width=400)
+    assert res.exit_code == 1 and "UNSIGNED" in res.output, res.output
 
 
 def _gate(store, *extra):

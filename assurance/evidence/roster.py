@@ -3,7 +3,7 @@
 A YAML file an organisation keeps beside its ledger (``assure verify --signers FILE``,
 ``assure gate --signers FILE``)::
 
-    require_signatures: true        # optional: an unsigned sign-off is then an error
+    require_signatures: true        # optional: an unsigned sign-off, or an unsigned seal, is then an error
     signers:
       - name: J. Smith
         role: SMF24
