@@ -62,6 +62,11 @@ class EndpointGenerator:
             self.served[str(reply.get("model", ""))] += 1
         return [self._text(r).strip() for r in replies]
 
+    def close(self) -> None:
+        """What a stage calls when it is done with its generator (``backends.free_generator``): an endpoint
+        holds nothing between calls (each batch opens and closes its own connections), so there is nothing
+        to free."""
+
     def _body(self, messages: list[dict], prefill: str, tokenizer, max_new_tokens: int, sampling) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.spec.model, "max_tokens": max_new_tokens, "n": 1, "stream": False,
                                 "temperature": 0, "seed": self.spec.seed}

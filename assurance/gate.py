@@ -20,15 +20,22 @@ from xml.etree import ElementTree as ET
 from .evidence.records import Check, MetricRecord, Record, RunStarted, SignoffRecord, VerdictRecord
 from .evidence.roster import Roster
 from .evidence.signoff import Row, is_risk_acceptance, key_fingerprint, role_matches, valid_signoffs
-from .evidence.verify import incomplete_reason
+from .evidence.verify import PACKS_PENDING, incomplete_reason
 from .plan import PolicySpec
 from .policy import EXIT_AWAITING, EXIT_ERROR, EXIT_FAIL, EXIT_PASS, decide
 
 
-def gate_verdict(records: list[Record], policy: PolicySpec | None = None) -> tuple[VerdictRecord, int]:
-    """The run's verdict, or the verdict of ``policy`` re-applied to its metrics, with its exit code."""
+def gate_verdict(records: list[Record], policy: PolicySpec | None = None, *,
+                 require_packs: bool = True) -> tuple[VerdictRecord, int]:
+    """The run's verdict, or the verdict of ``policy`` re-applied to its metrics, with its exit code.
+
+    A run that is not complete by verify's rule (``incomplete_reason``) is an ERROR. ``require_packs=False``
+    judges the evidence alone, for an attestation built between the two seals (the one a pack embeds:
+    the pack it is in comes after it)."""
     why = incomplete_reason(records)
-    if why is not None:  # the rule verify reports INCOMPLETE by: a run between its two seals is one too
+    if why == PACKS_PENDING and not require_packs:
+        why = None
+    if why is not None:
         return VerdictRecord(status="ERROR", checks=[], reasons=[why]), EXIT_ERROR
     if policy is None:
         verdict = next(r for r in reversed(records) if isinstance(r, VerdictRecord))

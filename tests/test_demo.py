@@ -119,7 +119,7 @@ def test_story_lists_the_three_runs_with_their_profiles_and_packs(tmp_path):
 def test_demo_keys_sign_the_bank_runs_signoff_and_its_roster_accepts_it(tmp_path):
     from types import SimpleNamespace
 
-    from test_signoff import RUN, _run
+    from _signed_run import RUN, sealed_run
 
     from assurance.demo import SIGNER, demo_keys, demo_signoff
     from assurance.evidence.roster import load_roster
@@ -129,7 +129,7 @@ def test_demo_keys_sign_the_bank_runs_signoff_and_its_roster_accepts_it(tmp_path
 
     keys = demo_keys(tmp_path / "demo-keys")
     assert keys.run.exists() and keys.signer.exists() and demo_keys(tmp_path / "demo-keys") == keys  # made once
-    store = _run(tmp_path)
+    store = sealed_run(tmp_path)
     line = demo_signoff(SimpleNamespace(status="PASS", store_url=store.url, run_id=RUN), keys)
     assert "approves" in line and str(keys.roster) in line
     (rec,) = store.records(RUN, kinds=["signoff"])

@@ -7,45 +7,20 @@ import json
 import sqlite3
 
 import pytest
-from _ledger_writers import metric, signoff, started
-from pypdf import PdfWriter
+from _ledger_writers import signoff
+from _signed_run import RUN, sealed_run
 from typer.testing import CliRunner
 
 from assurance.cli import app
-from assurance.evidence.hashing import file_digest
-from assurance.evidence.records import PackRecord, RunStarted, SignoffRecord, VerdictRecord
+from assurance.evidence.records import SignoffRecord
 from assurance.evidence.roster import RosterError, load_roster
 from assurance.evidence.seal import generate_key, seal_run
 from assurance.evidence.signoff import key_fingerprint, signature_status
-from assurance.evidence.store import Store, utc_now
+from assurance.evidence.store import Store
 from assurance.evidence.verify import verify_run
 from assurance.policy import EXIT_AWAITING
 
 runner = CliRunner()
-RUN = "0190bbbb-0000-7000-8000-000000000001"
-
-
-def _run(tmp_path, status="PASS", roles=(), pack=True) -> Store:
-    """A sealed run with a verdict, optionally requiring roles to approve and with one real PDF pack."""
-    store = Store(f"sqlite:///{tmp_path / 'ev.db'}")
-    start = started(RUN)
-    plan = {"name": "t", "policy": {"require_signoff": list(roles)}}
-    passing = metric(1).model_copy(update={"successes": 10, "value": 1.0, "ci_low": 0.9, "ci_high": 1.0})
-    store.append(RUN, [RunStarted(**{**start.model_dump(), "plan": plan}), passing,
-                       VerdictRecord(status=status, checks=[], reasons=[] if status == "PASS" else ["r"])])
-    seal_run(store, RUN, complete=True)
-    if pack:
-        pdf = tmp_path / "fca.pdf"
-        w = PdfWriter()
-        w.add_blank_page(width=595, height=842)
-        with open(pdf, "wb") as f:
-            w.write(f)
-        store.append(RUN, [PackRecord(regime="fca", path=str(pdf), digest=file_digest(pdf), pages=1, final=True,
-                                      rendered_at=utc_now())])
-    seal_run(store, RUN, complete=True, scope="packs")  # a run is complete once its packs are sealed
-    return store
-
-
 def _key(tmp_path, name="k"):
     path = tmp_path / f"{name}.pem"
     return path, generate_key(path)
@@ -58,7 +33,7 @@ def _sign(store, key, decision="approve", *extra, name="J. Smith", role="SMF24")
 
 
 def test_signoff_signs_a_statement_naming_the_seal_and_pack_and_verify_checks_it(tmp_path):
-    store = _run(tmp_path)
+    store = sealed_run(tmp_path)
     key, pub = _key(tmp_path)
     res = _sign(store, key, "approve", "--out", str(tmp_path / "statement.json"))
     assert res.exit_code == 0, res.output
@@ -85,7 +60,7 @@ def test_signoff_signs_a_statement_naming_the_seal_and_pack_and_verify_checks_it
 
 
 def test_without_a_key_or_conditions_or_risk_reason_nothing_is_recorded(tmp_path):
-    store = _run(tmp_path, status="FAIL")
+    store = sealed_run(tmp_path, status="FAIL")
     key, _ = _key(tmp_path)
     before = store.count(RUN)
     assert _sign(store, None).exit_code == 2
@@ -122,7 +97,7 @@ def _tamper(store, change) -> None:
 
 
 def test_a_flipped_decision_with_the_chain_rewritten_is_found_by_its_signature(tmp_path):
-    store = _run(tmp_path)
+    store = sealed_run(tmp_path)
     key, _ = _key(tmp_path)
     assert _sign(store, key, "reject").exit_code == 0
     _tamper(store, lambda o: {**o, "decision": "approve"})
@@ -131,7 +106,7 @@ def test_a_flipped_decision_with_the_chain_rewritten_is_found_by_its_signature(t
 
 
 def test_an_unsigned_forgery_beside_signed_signoffs_is_an_error_and_old_unsigned_ones_a_warning(tmp_path):
-    store = _run(tmp_path)
+    store = sealed_run(tmp_path)
     store.append(RUN, [signoff("Old Signer", 0)])
     report = verify_run(store, RUN)
     assert report.ok and any("before sign-offs were signed" in f.message for f in report.findings)
@@ -142,7 +117,7 @@ def test_an_unsigned_forgery_beside_signed_signoffs_is_an_error_and_old_unsigned
 
 
 def test_a_signoff_moved_to_another_seal_is_an_error(tmp_path):
-    store = _run(tmp_path)
+    store = sealed_run(tmp_path)
     key, _ = _key(tmp_path)
     assert _sign(store, key).exit_code == 0
     _tamper(store, lambda o: o)  # unchanged: still valid
@@ -176,13 +151,13 @@ def test_roster_loading_is_strict_and_names_file_and_entry(tmp_path):
         with pytest.raises(RosterError) as err:
             load_roster(_roster(tmp_path, text))
         assert "signers.yaml" in str(err.value) and want in str(err.value), str(err.value)
-    store = _run(tmp_path)
+    store = sealed_run(tmp_path)
     bad = runner.invoke(app, ["verify", RUN, "--db", store.url, "--signers", str(_roster(tmp_path, "x: 1\n"))])
     assert bad.exit_code == 2 and "signers.yaml" in bad.output
 
 
 def test_verify_with_a_roster_finds_unknown_keys_and_wrong_roles(tmp_path):
-    store = _run(tmp_path)
+    store = sealed_run(tmp_path)
     key, pub = _key(tmp_path)
     other, _ = _key(tmp_path, "attacker")
     roster = _roster(tmp_path, f"signers:\n  - {{name: J. Smith, role: SMF24, public_key: '{pub}'}}\n")
@@ -200,7 +175,7 @@ def test_verify_with_a_roster_finds_unknown_keys_and_wrong_roles(tmp_path):
 def test_a_roster_that_requires_signatures_requires_them_of_the_seals_too(tmp_path):
     # The fixture's seals are unsigned: with require_signatures a stripped (or never made) seal signature is a
     # finding, as with --require-signed; the same roster without the setting accepts the run.
-    store = _run(tmp_path)
+    store = sealed_run(tmp_path)
     key, pub = _key(tmp_path)
     assert _sign(store, key).exit_code == 0
     entry = f"signers:\n  - {{name: J. Smith, role: SMF24, public_key: '{pub}'}}\n"
@@ -218,7 +193,7 @@ def _gate(store, *extra):
 
 
 def test_gate_awaits_the_required_roles_then_passes(tmp_path):
-    store = _run(tmp_path, roles=["SMF24", "Chief Risk Officer"])
+    store = sealed_run(tmp_path, roles=["SMF24", "Chief Risk Officer"])
     key, pub = _key(tmp_path)
     code, out = _gate(store)
     assert code == EXIT_AWAITING == 4 and out["awaiting_roles"] == ["SMF24", "Chief Risk Officer"]
@@ -244,7 +219,7 @@ def test_gate_awaits_the_required_roles_then_passes(tmp_path):
 
 
 def test_gate_on_a_fail_verdict_stays_fail_and_shows_the_risk_acceptance(tmp_path):
-    store = _run(tmp_path, status="FAIL", roles=["SMF24"])
+    store = sealed_run(tmp_path, status="FAIL", roles=["SMF24"])
     key, _ = _key(tmp_path)
     assert _sign(store, key, "approve", "--accept-risk", "compensating control X").exit_code == 0
     code, out = _gate(store)
@@ -252,7 +227,7 @@ def test_gate_on_a_fail_verdict_stays_fail_and_shows_the_risk_acceptance(tmp_pat
 
 
 def test_gate_with_a_policy_requiring_roles_and_a_forged_signoff(tmp_path):
-    store = _run(tmp_path)  # the recorded plan requires nobody
+    store = sealed_run(tmp_path)  # the recorded plan requires nobody
     assert _gate(store)[0] == 0
     plan = tmp_path / "plan.yaml"
     plan.write_text("model: {path: /m}\npolicy:\n  require_signoff: [SMF24]\n")
@@ -298,7 +273,7 @@ def test_a_signed_pack_replaced_by_one_signed_with_another_key_is_found(tmp_path
 
     from assurance.evidence.pades import check_signed_pack, self_signed_certificate, sign_pack
 
-    store = _run(tmp_path)
+    store = sealed_run(tmp_path)
     key, _ = _key(tmp_path)
     assert _sign(store, key).exit_code == 0
     (rec,) = store.records(RUN, kinds=["signoff"])

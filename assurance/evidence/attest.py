@@ -137,7 +137,7 @@ def statement_of(run_id: str, entries: list[LedgerEntry], *, packs: bool = True)
         raise AttestError(f"run {run_id}: no battery record; the run never evaluated anything")
     if manifest.complete and not any(isinstance(r, VerdictRecord) for r in records):
         raise AttestError(f"run {run_id}: sealed as complete but holds no verdict record")
-    verdict, _ = gate_verdict(records)
+    verdict, _ = gate_verdict(records, require_packs=False)  # the evidence's verdict: packs follow it
     base = next((r for r in records if isinstance(r, ArtifactRecord) and r.role == "base_model"), None)
     head = entries[-1]
     evaluation = SafetyEvaluation(
