@@ -304,9 +304,11 @@ def print_report(report: dict, *, as_json: bool) -> None:
     dev = report["device"]
     out_console.print(f"[bold]Dry run of[/bold] {_plain(report['plan'])}: nothing loaded, nothing written.")
     out_console.print(f"Device: {dev['type']} ({_plain(dev['name'])}, {gib(dev['total_bytes'])}), {dev['dtype']}")
+    listed = False
     for i, s in enumerate(report["stages"], 1):
         out_console.print(f"{i}. [bold]{s['stage']}[/bold]{_sizes(s)}")
-        for suite in s.get("suites", []) if i == 1 or s["stage"] == "evaluate target" else []:  # one battery
+        for suite in [] if listed else s.get("suites", []):  # every evaluation runs the same battery: list it once
+            listed = True
             out_console.print(f"     {_plain(suite['suite'])}: {suite['items']} items × {suite['variants']} "
                               f"variant(s) = {suite['probes']} probes")
     m, mem = report["model"], report["memory"]
@@ -315,9 +317,10 @@ def print_report(report: dict, *, as_json: bool) -> None:
         return
     out_console.print(f"Model: {_plain(m['source'])}: {m['parameters']:,} parameters, {m['layers']} layers, "
                       f"hidden {m['hidden_size']}, {m['heads']} heads")
-    out_console.print(f"Peak memory (during {mem['peak_phase']}): weights {gib(mem['weights'])} + gradients "
-                      f"{gib(mem['gradients'])} + optimizer {gib(mem['optimizer'])} + activations "
-                      f"{gib(mem['activations'])}; KV cache for generation {gib(mem['kv_cache'])}")
+    parts = (f"KV cache {gib(mem['kv_cache'])}" if mem["peak_phase"] == "generation" else
+             f"gradients {gib(mem['gradients'])} + AdamW states {gib(mem['optimizer'])} + activations "
+             f"{gib(mem['activations'])} (generation's KV cache: {gib(mem['kv_cache'])})")
+    out_console.print(f"Peak memory, during {mem['peak_phase']}: weights {gib(mem['weights'])} + {parts}")
     style = {"FITS": "green", "TIGHT": "yellow"}.get(mem["verdict"], "red")
     out_console.print(f"[bold]{gib(mem['peak'])} of {gib(dev['total_bytes'])} "
                       f"({mem['fraction']:.0%}): [{style}]{mem['verdict']}[/][/bold]")
