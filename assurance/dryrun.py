@@ -11,9 +11,10 @@ allocator fragmentation, CUDA context and temporary buffers come on top, hence t
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 Verdict = Literal["FITS", "TIGHT", "WILL NOT FIT"]
@@ -160,14 +161,8 @@ def device_memory(device: Any) -> tuple[int, str]:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device.index or 0)
         return int(props.total_memory), props.name
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().total), "CPU RAM"
-    except ImportError:  # psutil is optional: read the kernel's figure
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024, "CPU RAM"
+    with contextlib.suppress(ValueError, OSError, AttributeError):  # POSIX: pages × page size, as MemTotal
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "CPU RAM"
     return 0, "CPU RAM (unknown size)"
 
 

@@ -171,3 +171,22 @@ def test_cli_evaluate_dry_run(tmp_path, monkeypatch, tiny_model_dir):
 @pytest.mark.parametrize("command", ["run", "evaluate"])
 def test_dry_run_is_in_the_help(command):
     assert "--dry-run" in runner.invoke(app, [command, "--help"]).stdout
+
+
+def test_device_memory_reads_the_gpu_or_the_ram(monkeypatch):
+    import torch
+
+    from assurance.dryrun import device_memory
+
+    class Props:
+        total_memory, name = 80 * GIB, "Fake GPU"
+
+    seen = []
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: seen.append(i) or Props())
+    assert device_memory(torch.device("cuda")) == (80 * GIB, "Fake GPU") and seen == [0]
+    ram, name = device_memory(torch.device("cpu"))
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():  # the kernel's MemTotal, in kB
+        total = next(int(line.split()[1]) for line in meminfo.read_text().splitlines() if line.startswith("MemTotal"))
+        assert abs(ram - total * 1024) < 64 * 2**20
+    assert name == "CPU RAM" and ram > 0
