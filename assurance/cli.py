@@ -98,6 +98,23 @@ def _execute(work, *, quiet: bool, as_json: bool, story: bool = False, resumed: 
     return result.exit_code
 
 
+DryRunOpt = typer.Option(False, "--dry-run", help="Check the plan, list the stages with their sizes and "
+                         "estimate peak memory (FITS / TIGHT / WILL NOT FIT); loads no weights, writes nothing.")
+
+
+def _dry_run(plan, as_json: bool) -> None:
+    """``--dry-run``: exit 0 with the report, 2 on bad input; no run folder, no ledger row."""
+    from .dryrun import dry_run_report, print_report
+
+    try:
+        report = dry_run_report(plan)
+    except _input_errors() as err:
+        fail(str(err))
+        raise typer.Exit(EXIT_USAGE) from None
+    print_report(report, as_json=as_json)
+    raise typer.Exit(EXIT_PASS)
+
+
 @app.command()
 def run(
     plan_file: Path | None = typer.Argument(None, help="The run plan (YAML); optional with --resume."),
@@ -110,6 +127,7 @@ def run(
         help="Continue a killed (never sealed) run, by id or unique prefix, from its recorded plan: stages already "
              "in the ledger are skipped, an interrupted fine-tune restarts from its latest checkpoint. A PLAN given "
              "too must be the recorded plan. Exit 2, nothing appended, if the run is sealed or its inputs changed."),
+    dry_run: bool = DryRunOpt,
 ) -> None:
     """Run the plan: provenance, evaluate, safety fine-tune, evaluate, verdict, seal, packs."""
     from .plan import PlanError, load_plan
@@ -129,6 +147,11 @@ def run(
         except SigningKeyError as err:
             fail(str(err))
             raise typer.Exit(EXIT_USAGE) from None
+    if dry_run:
+        if plan is None:
+            fail("--dry-run needs a plan file (assure run PLAN --dry-run)")
+            raise typer.Exit(EXIT_USAGE)
+        _dry_run(plan, as_json)
     if resume is not None:
         from .resume import resume_pipeline
 
@@ -156,6 +179,7 @@ def evaluate(
     sign_key: Path | None = typer.Option(None, "--sign-key", help="Ed25519 private key (PEM) to sign the manifest."),
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
+    dry_run: bool = DryRunOpt,
 ) -> None:
     """Evaluate and gate a supplied model without fine-tuning it: the plan's `target` (a model folder, a base
     model with a PEFT adapter, or an OpenAI-compatible endpoint; default: `model`), and its `baseline` if any.
@@ -175,6 +199,8 @@ def evaluate(
         except SigningKeyError as err:
             fail(str(err))
             raise typer.Exit(EXIT_USAGE) from None
+    if dry_run:
+        _dry_run(plan, as_json)
 
     def work(progress):
         from .pipeline import run_pipeline

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 
@@ -54,8 +54,26 @@ class SilentProgress:
         pass
 
 
-def prepare(plan: Plan, progress: Progress, *, read_profile: bool = True) -> Prepared:
-    """Validate and load every input; raises a clear error before anything is written.
+class CheckedInputs(NamedTuple):
+    """Every input a run reads except the model weights, checked (``check_inputs``)."""
+
+    profile: Any
+    battery: Any
+    extra: list
+    judge_labels: list
+    supplied: dict
+    safety: list
+    utility: list | None
+    device: torch.device
+    dtype: torch.dtype
+    backends: dict
+    judges: list
+    benign_judge: Any
+    harm_judge: Any
+
+
+def check_inputs(plan: Plan, *, read_profile: bool = True) -> CheckedInputs:
+    """Everything ``prepare`` checks before it loads a model (``assure run --dry-run`` stops here).
 
     The organisation profile is read first (it is cheap, and a typo in it should not wait for a model to
     load); ``read_profile=False`` skips it for a resumed run, which has its profile in the ledger already."""
@@ -71,9 +89,18 @@ def prepare(plan: Plan, progress: Progress, *, read_profile: bool = True) -> Pre
     backends = stage_backends(plan, resolve_backend(plan.battery.backend, device))
     if supplied:  # only the supplied stages are evaluated; an endpoint generates over HTTP
         backends = {stage: "endpoint" if s.model_path is None else backends[stage] for stage, s in supplied.items()}
+    judges, benign_judge, harm_judge = _build_judges(plan, device, dtype)
+    return CheckedInputs(profile, battery, extra, judge_labels, supplied, safety, utility, device, dtype,
+                         backends, judges, benign_judge, harm_judge)
+
+
+def prepare(plan: Plan, progress: Progress, *, read_profile: bool = True) -> Prepared:
+    """Validate and load every input; raises a clear error before anything is written."""
+    c = check_inputs(plan, read_profile=read_profile)
+    profile, battery, extra, judge_labels, supplied, safety, utility, device, dtype = c[:9]
+    backends, judges, benign_judge, harm_judge = c[9:]
     if device.type == "cpu" and plan.cpu_threads:
         torch.set_num_threads(plan.cpu_threads)
-    judges, benign_judge, harm_judge = _build_judges(plan, device, dtype)
     if supplied:
         target = supplied["tuned"]
         with progress.stage(f"Loading the supplied model ({target.spec.kind})"):
