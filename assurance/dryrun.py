@@ -261,8 +261,8 @@ def dry_run_report(plan: Any, *, device_total: int | None = None) -> dict:
             trainings.append(Training("persistence stress fine-tune", plan.stress.method, plan.stress.batch_size,
                                       plan.stress.max_length, st))
             stages.append(_evaluation("evaluate stressed", plan, c.battery, c.extra))
-    stages.append({"stage": "verdict and seal", "kind": "record"})
-    stages.append({"stage": "packs", "kind": "render", "regimes": list(plan.report.regimes)})
+    stages.append({"stage": "verdict and evidence seal", "kind": "record"})
+    stages.append({"stage": "packs and packs seal", "kind": "render", "regimes": list(plan.report.regimes)})
     out: dict[str, Any] = {
         "plan": plan.name, "device": {"type": c.device.type, "name": device_name, "dtype": dtype,
                                       "total_bytes": total},

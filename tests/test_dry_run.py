@@ -63,7 +63,7 @@ def test_tiny_plan_counts_match_the_built_model_and_peft(tiny_model):
     assert ft["max_tokens"] == plan.finetune.max_steps * plan.finetune.batch_size * plan.finetune.max_length
     assert [s["stage"] for s in report["stages"]] == [
         "evaluate base", "safety fine-tune", "evaluate tuned", "persistence stress fine-tune",
-        "evaluate stressed", "verdict and seal", "packs"]
+        "evaluate stressed", "verdict and evidence seal", "packs and packs seal"]
     mem = report["memory"]
     assert mem["weights"] == report["model"]["parameters"] * 4  # float32 on CPU
     assert mem["verdict"] == "FITS"
@@ -162,7 +162,8 @@ def test_cli_evaluate_dry_run(tmp_path, monkeypatch, tiny_model_dir):
     res = _invoke(tmp_path, monkeypatch, "evaluate", "plan.yaml", "--dry-run", "--json")
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
-    assert [s["stage"] for s in report["stages"]] == ["evaluate target", "verdict and seal", "packs"]
+    assert [s["stage"] for s in report["stages"]] == ["evaluate target", "verdict and evidence seal",
+                                                      "packs and packs seal"]
     assert report["memory"]["peak_phase"] == "generation"
     assert report["model"]["source"] == str(tiny_model_dir / "config.json")
     assert _written(tmp_path) == []
