@@ -28,7 +28,7 @@ from .cli_common import REGIME_HELP, DbOpt, JsonOpt, QuietOpt, open_run, open_st
 from .cli_evidence import EVIDENCE_COMMANDS
 from .cli_judge import judge_app
 from .cli_profile import profile_app
-from .console import err_console, fail, out_console
+from .console import err_console, fail, out_console, plain
 from .exit_codes import EXIT_FAIL, EXIT_PASS, EXIT_USAGE
 from .regimes import Regime
 
@@ -238,7 +238,7 @@ def runs(db: str | None = DbOpt) -> None:
         started = recs[0]
         assert isinstance(started, RunStarted), "the ledger opens every run with its run_started record"
         verdicts = [r for r in recs if isinstance(r, VerdictRecord)]
-        table.add_row(rid, started.plan.get("name", ""), started.started_at[:19].replace("T", " "),
+        table.add_row(rid, plain(started.plan.get("name", "")), started.started_at[:19].replace("T", " "),
                       verdicts[-1].status if verdicts else "unsealed")
     out_console.print(table)
 
