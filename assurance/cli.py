@@ -7,6 +7,8 @@ Exit codes (documented in the README):
   verify:            0 intact, 1 findings, 2 usage
   signoff:           0 signed and recorded, 2 refused (nothing recorded)
   render:            0 rendered and sealed, 2 usage (unsealed run, missing or other --sign-key; nothing written)
+  any command:       2 bad input (one line naming the file, field or path), 3 internal error (one line;
+                     ASSURE_DEBUG=1 shows the traceback)
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from .cli_common import REGIME_HELP, DbOpt, JsonOpt, QuietOpt, open_run, open_st
 from .cli_evidence import EVIDENCE_COMMANDS
 from .cli_judge import judge_app
 from .cli_profile import profile_app
-from .console import err_console, fail, out_console
-from .exit_codes import EXIT_FAIL, EXIT_PASS, EXIT_USAGE
+from .console import err_console, fail, out_console, plain
+from .exit_codes import EXIT_ERROR, EXIT_FAIL, EXIT_PASS, EXIT_USAGE
 from .regimes import Regime
 
 app = typer.Typer(
@@ -264,7 +266,7 @@ def runs(db: str | None = DbOpt) -> None:
         started = recs[0]
         assert isinstance(started, RunStarted), "the ledger opens every run with its run_started record"
         verdicts = [r for r in recs if isinstance(r, VerdictRecord)]
-        table.add_row(rid, started.plan.get("name", ""), started.started_at[:19].replace("T", " "),
+        table.add_row(rid, plain(started.plan.get("name", "")), started.started_at[:19].replace("T", " "),
                       verdicts[-1].status if verdicts else "unsealed")
     out_console.print(table)
 
@@ -342,8 +344,25 @@ for command in EVIDENCE_COMMANDS:  # registered after the run commands, so `assu
     app.command()(command)
 
 
-def main() -> None:  # pragma: no cover
-    app()
+DEBUG_ENV = "ASSURE_DEBUG"
+"""Set to 1 to let an unexpected exception through with its traceback (for developers)."""
+
+
+def main() -> None:
+    """The `assure` console script: the app, with any unexpected exception as one line and exit 3.
+
+    A traceback ends a process with exit 1, which a pipeline reads as a FAIL verdict; an error in this tool
+    is never a verdict. Usage errors and the commands' own exits (typer.Exit, SystemExit) and Ctrl-C pass
+    through unchanged."""
+    try:
+        app()
+    except Exception as err:
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        message = " ".join(str(err).split()) or "(no message)"
+        fail(f"internal error: {type(err).__name__}: {message}; please report it "
+             f"({DEBUG_ENV}=1 shows the traceback)")
+        raise SystemExit(EXIT_ERROR) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

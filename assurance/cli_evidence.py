@@ -261,7 +261,15 @@ def keygen(path: Path = typer.Argument(..., help="Where to write the new Ed25519
     if path.exists():
         fail(f"{path}: already exists; not overwritten")
         raise typer.Exit(EXIT_USAGE)
-    print(generate_key(path))
+    if not path.parent.is_dir():
+        fail(f"{path}: no folder {path.parent} to write the key into; make it first")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        public = generate_key(path)
+    except OSError as err:  # a read-only folder, a full disk
+        fail(f"{path}: cannot write the key: {err.strerror or err}")
+        raise typer.Exit(EXIT_USAGE) from None
+    print(public)
 
 
 def attest(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,18 @@ if TYPE_CHECKING:
 
 err_console = Console(stderr=True)
 out_console = Console()
+
+# C0 controls (ESC starts terminal escape sequences), DEL and C1 controls; tab and newline are kept.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plain(text: object) -> str:
+    """Text from a plan or a record, safe to print through rich: control characters (escape sequences that
+    would drive the terminal) shown as ``\\x1b``-style codes, and rich markup (``[bold]``) escaped so it
+    prints as written. A run's name, a signer's name or an error message is data, never formatting."""
+    from rich.markup import escape
+
+    return escape(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text)))
 
 
 class RichProgress:
@@ -174,18 +187,18 @@ def show_run(records: list[Record], console: Console = out_console) -> None:
     sealed = ("sealed, complete" if manifest and incomplete_reason(records) is None
               else "sealed, INCOMPLETE" if manifest else "NOT SEALED")
     console.print(Panel.fit(
-        f"[bold]{start.plan.get('name')}[/bold]  run [cyan]{start.run_id}[/cyan]\n"
+        f"[bold]{plain(start.plan.get('name'))}[/bold]  run [cyan]{start.run_id}[/cyan]\n"
         f"started {start.started_at}   assurance {start.tool_version}   {len(records)} records, {sealed}\n"
         f"verdict: [{verdict_style(status)}]{status}[/]",
         title="assurance run",
     ))
     if failed:
-        console.print(f"[bold red]Failed at {failed.stage}:[/bold red] {failed.error}")
+        console.print(f"[bold red]Failed at {failed.stage}:[/bold red] {plain(failed.error)}")
     arts = Table(title="Artifacts and digests", title_justify="left")
     for col in ("role", "digest", "path"):
         arts.add_column(col, overflow="fold")
     for a in (r for r in records if isinstance(r, ArtifactRecord)):
-        arts.add_row(a.role, a.digest, a.path)
+        arts.add_row(a.role, a.digest, plain(a.path))
     console.print(arts)
     if env:
         console.print(f"[dim]environment:[/dim] {env.device} ({env.accelerator}), {env.dtype}, python {env.python}, "
@@ -231,7 +244,7 @@ def show_run(records: list[Record], console: Console = out_console) -> None:
     for p in (r for r in records if isinstance(r, PackRecord)):
         console.print(f"[dim]pack:[/dim] {p.regime} {p.pages} pages {'final' if p.final else 'DRAFT'} {p.path}")
     for s in (r for r in records if isinstance(r, SignoffRecord)):
-        console.print(f"[dim]sign-off:[/dim] {s.name} ({s.role}) {s.decision} {s.signed_at}")
+        console.print(f"[dim]sign-off:[/dim] {plain(s.name)} ({plain(s.role)}) {s.decision} {s.signed_at}")
 
 
 def decision_rule_text(verdict: VerdictRecord) -> str:
@@ -245,5 +258,5 @@ def decision_rule_text(verdict: VerdictRecord) -> str:
 
 
 def fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/bold red] {plain(message)}", highlight=False, soft_wrap=True)
     sys.stderr.flush()

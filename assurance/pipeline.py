@@ -34,7 +34,7 @@ from .evidence.records import (
     RunStarted,
 )
 from .evidence.seal import SigningKeyError, key_for_run, seal_run
-from .evidence.store import Store, new_run_id, runs_home, utc_now
+from .evidence.store import Store, make_run_dir, new_run_id, runs_home, utc_now
 from .inputs import (
     Progress,
     SilentProgress,
@@ -91,14 +91,17 @@ def run_pipeline(
 
     store = Store(store_url)
     run_id = new_run_id()
-    run_dir = (run_root or runs_home()) / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = make_run_dir(run_root or runs_home(), run_id)
     plan_dict = plan.model_dump(mode="json")
-    store.append(run_id, [
-        RunStarted(run_id=run_id, plan=plan_dict, plan_digest=json_digest(plan_dict),
-                   plan_path=str(plan_path.resolve()) if plan_path else None,
-                   tool_version=__version__, started_at=utc_now()),
-    ])
+    try:
+        store.append(run_id, [
+            RunStarted(run_id=run_id, plan=plan_dict, plan_digest=json_digest(plan_dict),
+                       plan_path=str(plan_path.resolve()) if plan_path else None,
+                       tool_version=__version__, started_at=utc_now()),
+        ])
+    except BaseException:
+        run_dir.rmdir()  # still empty: a run that was never recorded leaves no folder behind
+        raise
     with run_lock(run_dir, run_id):
         return run_stages(store, run_id, prep, run_dir, Done(), plan_path=plan_path, progress=progress,
                           sign_key=sign_key)

@@ -148,6 +148,18 @@ def runs_home() -> Path:
     return Path(os.environ.get("ASSURE_HOME", DEFAULT_HOME)).resolve()
 
 
+def make_run_dir(root: Path, run_id: str) -> Path:
+    """Create the run's folder under ``root``; a StoreError naming it when that cannot be done (an
+    unwritable or misplaced ``ASSURE_HOME``), raised before the run writes anything else."""
+    run_dir = root / run_id
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StoreError(f"{run_dir}: cannot make the run's folder (set ASSURE_HOME to a writable folder): "
+                         f"{err.strerror or err}") from None
+    return run_dir
+
+
 class Store:
     """Append and read hash-chained records."""
 
@@ -157,7 +169,15 @@ class Store:
             db_path = Path(self.url[len("sqlite:///"):])
             if not create and not db_path.exists():
                 raise StoreError(f"{db_path}: no evidence store here (set --db or ASSURE_DB)")
-            db_path.parent.mkdir(parents=True, exist_ok=True)
+            if create and db_path.is_file() and not os.access(db_path, os.W_OK):
+                raise StoreError(f"{db_path}: the evidence store is read-only here (a run appends to it)")
+            if db_path.is_dir():
+                raise StoreError(f"{db_path}: a folder, not an evidence store file (give a file path to --db)")
+            try:
+                db_path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:  # ASSURE_HOME under a file, or in a folder we may not write
+                raise StoreError(f"{db_path.parent}: cannot make the evidence store's folder: "
+                                 f"{err.strerror or err}") from None
         try:
             self.engine = open_engine(self.url)
         except Exception as err:  # bad URL or missing driver
@@ -197,8 +217,9 @@ class Store:
                     raise
                 _pause(attempt)
             except OperationalError as err:
-                if "locked" not in str(err.orig):
-                    raise
+                if "locked" not in str(err.orig):  # read-only file or folder, disk full, ...
+                    raise StoreError(f"evidence store {self._shown_url()}: cannot append to run {run_id}: "
+                                     f"{str(err.orig).strip()}; nothing was appended") from None
                 raise StoreError(f"run {run_id}: the evidence store stayed locked by another writer for "
                                  f"{SQLITE_BUSY_S:.0f} s; nothing was appended") from None
         raise StoreError(f"run {run_id}: {len(records)} record(s) not appended: other writers took the next "

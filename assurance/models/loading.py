@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 
 from assurance.models.tiny import ensure_tiny_model
+from assurance.plan.base import PlanError
 
 BUILTIN_PREFIX = "builtin:"
 BUILTINS = ("tiny-chat", "tiny-chat-aligned")
@@ -46,8 +47,9 @@ def resolve_device(preference: Literal["auto", "cpu", "cuda"] = "auto") -> tuple
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
         return torch.device("cuda"), dtype
     if preference == "cuda":
-        raise ValueError("device 'cuda' was requested but no CUDA GPU is available "
-                         "(torch.cuda.is_available() is False); use 'auto' or 'cpu'")
+        # A PlanError (a ValueError) so the commands report it as bad input, exit 2, before anything is written.
+        raise PlanError("device: 'cuda' was requested but no CUDA GPU is available "
+                        "(torch.cuda.is_available() is False); use 'auto' or 'cpu'")
     return torch.device("cpu"), torch.float32
 
 

@@ -15,7 +15,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from ..evidence.records.check import DecisionRule
 from ..regimes import REGIMES, Regime
-from .base import PlanError, Section
+from .base import MAX_SEED, PlanError, Section
 from .battery import BatterySpec, ComparisonSpec, ExtraSuiteSpec, JudgeSpec, SamplingSpec, SuiteName
 from .targets import AdapterTarget, EndpointTarget, FolderTarget, Target
 from .training import ConstrainedSpec, DeepAlignmentSpec, FinetuneSpec, LoraSpec, StressSpec
@@ -109,8 +109,8 @@ class Plan(Section):
     """The base model."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """``auto`` picks CUDA with bf16 when present, else CPU with float32."""
-    seed: int = 0
-    """Seed for every random choice in the run."""
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    """Seed for every random choice in the run (0 .. 2**32 - 1)."""
     cpu_threads: int | None = Field(None, gt=0)
     """Torch CPU threads; null keeps torch's default. Tiny models run faster on 1 (less thread sync)."""
     battery: BatterySpec = Field(default_factory=BatterySpec)

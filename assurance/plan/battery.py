@@ -11,7 +11,7 @@ from ..battery.judges.base import refuse_secrets
 from ..battery.judges.http_judge import HttpJudgeSpec
 from ..battery.judges.keyword import LEGACY_KEYWORD_VERSION, KeywordJudgeSpec
 from ..battery.judges.model_judge import ModelJudgeSpec
-from .base import Section
+from .base import MAX_SEED, Section
 
 SuiteName = Literal["refusal", "signposting", "prefill", "jailbreak", "capability"]
 """The built-in battery suites (``assurance/battery/suites.py``)."""
@@ -24,8 +24,8 @@ class SamplingSpec(Section):
     """Also run every suite with sampling, once per seed; metrics get mean, sd, min and max across seeds."""
     n_seeds: int = Field(3, gt=0, le=100)
     """Number of sampled passes; the seeds are ``first_seed``, ``first_seed + 1``, ..."""
-    first_seed: int = Field(0, ge=0)
-    """Seed of the first sampled pass."""
+    first_seed: int = Field(0, ge=0, le=MAX_SEED - 100)
+    """Seed of the first sampled pass (the last pass's seed stays within 0 .. 2**32 - 1)."""
     temperature: float = Field(0.7, gt=0, le=5)
     """Softmax temperature."""
     top_p: float = Field(0.95, gt=0, le=1)
@@ -155,8 +155,8 @@ class JudgeValidationSpec(Section):
     """How to read it; ``auto`` detects the format from the columns."""
     n_resamples: int = Field(2000, gt=0, le=100_000)
     """Bootstrap resamples for the 95% intervals."""
-    seed: int | None = None
-    """Bootstrap seed; null uses the plan's ``seed``."""
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    """Bootstrap seed (0 .. 2**32 - 1); null uses the plan's ``seed``."""
 
 
 def _one_or_many(value: Any) -> Any:
@@ -168,8 +168,8 @@ class ComparisonSpec(Section):
 
     n_resamples: int = Field(10_000, gt=0, le=1_000_000)
     """Paired bootstrap resamples for the 95% interval of each difference."""
-    seed: int | None = None
-    """Bootstrap seed; null uses the plan's ``seed``."""
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    """Bootstrap seed (0 .. 2**32 - 1); null uses the plan's ``seed``."""
 
 
 class VllmSpec(Section):

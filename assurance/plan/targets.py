@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from .base import Section
+from .base import MAX_SEED, Section
 
 TARGET_KEY_ENV = "ASSURE_TARGET_API_KEY"
 
@@ -70,7 +70,7 @@ class EndpointTarget(Section):
     with ``chat`` it is only used to count the prefill tokens of attacks, which ``chat`` cannot send."""
     api_key_env: str = Field(TARGET_KEY_ENV, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     """Name of the environment variable holding the API key (only the name is recorded)."""
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     """Seed sent with every request (temperature is always 0)."""
     timeout: float = Field(120.0, gt=0)
     """Seconds per request."""

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import Section
+from .base import MAX_STEPS, Section
 
 
 class LoraSpec(Section):
@@ -77,7 +77,7 @@ class FinetuneSpec(Section):
     """JSONL of (instruction, harmful, refusal) triplets for ``deep-alignment``; counted as safety data."""
     safety_ratio: float = Field(0.5, gt=0, le=1)
     """Share of safety examples in the training mix."""
-    max_steps: int = Field(200, gt=0)
+    max_steps: int = Field(200, gt=0, le=MAX_STEPS)
     """Optimizer steps."""
     lr: float = Field(2e-4, gt=0)
     """Peak learning rate (AdamW)."""
@@ -87,7 +87,7 @@ class FinetuneSpec(Section):
     """Examples per micro-batch (per process)."""
     grad_accum: int = Field(1, gt=0)
     """Micro-batches accumulated per optimizer step."""
-    warmup_steps: int = Field(10, ge=0)
+    warmup_steps: int = Field(10, ge=0, le=MAX_STEPS)
     """Linear warm-up steps."""
     weight_decay: float = Field(0.0, ge=0)
     """AdamW weight decay."""
@@ -97,7 +97,7 @@ class FinetuneSpec(Section):
     """Examples are truncated to this many tokens."""
     bucket_by_length: bool = True
     """Group examples of similar length into micro-batches (less padding; order stays seeded)."""
-    checkpoint_every: int = Field(0, ge=0)
+    checkpoint_every: int = Field(0, ge=0, le=MAX_STEPS)
     """Save a resumable checkpoint every N optimizer steps (0: never)."""
     keep_checkpoints: int = Field(2, ge=1)
     """Checkpoints kept on disk; older ones are deleted. All are removed once training finishes."""
@@ -121,15 +121,15 @@ class StressSpec(Section):
     objective with the model the stress starts from as its frozen reference."""
     method: Literal["full", "lora"] = "lora"
     """A LoRA safety adapter is merged into the weights first; ``lora`` then trains a fresh adapter."""
-    max_steps: int = Field(30, gt=0)
+    max_steps: int = Field(30, gt=0, le=MAX_STEPS)
     """Optimizer steps."""
     lr: float = Field(1e-4, gt=0)
     """Peak learning rate."""
     batch_size: int = Field(8, gt=0)
     """Examples per step."""
-    warmup_steps: int = Field(3, ge=0)
+    warmup_steps: int = Field(3, ge=0, le=MAX_STEPS)
     """Linear warm-up steps."""
     max_length: int = Field(256, gt=8)
     """Examples are truncated to this many tokens."""
-    checkpoint_every: int = Field(0, ge=0)
+    checkpoint_every: int = Field(0, ge=0, le=MAX_STEPS)
     """Save a resumable checkpoint every N optimizer steps (0: never; a killed stress run then restarts)."""

@@ -18,8 +18,13 @@ from .base import PlanError
 def strict_yaml(text: str, source: str, error: type[PlanError] = PlanError) -> Any:
     """Parse one YAML document (safe tags only), refusing duplicate keys anywhere in it; None when it is empty.
 
-    Every problem raises ``error`` with one line naming ``source`` (and the line, for a duplicate key both)."""
-    loader = yaml.SafeLoader(text)
+    Every problem raises ``error`` with one line naming ``source`` (and the line, for a duplicate key both):
+    control characters or binary bytes (refused by the YAML reader as the loader starts), and nesting too deep
+    for Python's recursion limit (a few hundred levels; no real plan nests more than six)."""
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as err:  # the reader checks every character before parsing starts
+        raise error(f"{source}: not a YAML text file: {' '.join(str(err).split())}") from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -33,6 +38,8 @@ def strict_yaml(text: str, source: str, error: type[PlanError] = PlanError) -> A
         raise error(f"{source}: not valid YAML: {what}{where}") from None
     except yaml.YAMLError as err:
         raise error(f"{source}: not valid YAML: {' '.join(str(err).split())}") from None
+    except RecursionError:
+        raise error(f"{source}: nested too deeply to read (more levels than Python's recursion limit)") from None
     finally:
         loader.dispose()
 
