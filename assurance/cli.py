@@ -132,23 +132,7 @@ def run(
     dry_run: bool = DryRunOpt,
 ) -> None:
     """Run the plan: provenance, evaluate, safety fine-tune, evaluate, verdict, seal, packs."""
-    from .plan import PlanError, load_plan
-
-    plan = None
-    if plan_file is not None:
-        try:
-            plan = load_plan(plan_file)
-        except PlanError as err:
-            fail(str(err))
-            raise typer.Exit(EXIT_USAGE) from None
-    if sign_key is not None:
-        from .evidence.seal import SigningKeyError, check_signing_key
-
-        try:
-            check_signing_key(sign_key)
-        except SigningKeyError as err:
-            fail(str(err))
-            raise typer.Exit(EXIT_USAGE) from None
+    plan = _checked_plan(plan_file, sign_key, evaluate_only=False)
     if dry_run:
         if plan is None:
             fail("--dry-run needs a plan file (assure run PLAN --dry-run)")
@@ -166,12 +150,7 @@ def run(
         fail("give a plan file (assure run PLAN), or a run to continue (assure run --resume RUN_ID)")
         raise typer.Exit(EXIT_USAGE)
 
-    def work(progress):
-        from .pipeline import run_pipeline
-
-        return run_pipeline(plan, store_url=db, plan_path=plan_file, progress=progress, sign_key=sign_key), None
-
-    raise typer.Exit(_execute(work, quiet=quiet, as_json=as_json))
+    raise typer.Exit(_execute(_pipeline_work(plan, plan_file, db, sign_key), quiet=quiet, as_json=as_json))
 
 
 @app.command()
@@ -186,30 +165,37 @@ def evaluate(
     """Evaluate and gate a supplied model without fine-tuning it: the plan's `target` (a model folder, a base
     model with a PEFT adapter, or an OpenAI-compatible endpoint; default: `model`), and its `baseline` if any.
     Same plan, ledger, verdict, packs and exit codes as `run` (0 PASS, 1 FAIL, 2 bad input, 3 error)."""
+    plan = _checked_plan(plan_file, sign_key, evaluate_only=True)
+    if dry_run:
+        _dry_run(plan, as_json)
+    raise typer.Exit(_execute(_pipeline_work(plan, plan_file, db, sign_key), quiet=quiet, as_json=as_json))
+
+
+def _checked_plan(plan_file: Path | None, sign_key: Path | None, *, evaluate_only: bool):
+    """The plan (None without a file) and the signing key, both checked before anything is written: exit 2
+    with one line otherwise."""
+    from .evidence.seal import SigningKeyError, check_signing_key
     from .plan import PlanError, load_plan
 
     try:
-        plan = load_plan(plan_file, evaluate_only=True)
-    except PlanError as err:
+        plan = load_plan(plan_file, evaluate_only=evaluate_only) if plan_file is not None else None
+        if sign_key is not None:
+            check_signing_key(sign_key)
+    except (PlanError, SigningKeyError) as err:
         fail(str(err))
         raise typer.Exit(EXIT_USAGE) from None
-    if sign_key is not None:
-        from .evidence.seal import SigningKeyError, check_signing_key
+    return plan
 
-        try:
-            check_signing_key(sign_key)
-        except SigningKeyError as err:
-            fail(str(err))
-            raise typer.Exit(EXIT_USAGE) from None
-    if dry_run:
-        _dry_run(plan, as_json)
+
+def _pipeline_work(plan, plan_file: Path | None, db: str | None, sign_key: Path | None):
+    """What ``_execute`` runs for a new run of ``plan``."""
 
     def work(progress):
         from .pipeline import run_pipeline
 
         return run_pipeline(plan, store_url=db, plan_path=plan_file, progress=progress, sign_key=sign_key), None
 
-    raise typer.Exit(_execute(work, quiet=quiet, as_json=as_json))
+    return work
 
 
 @app.command()
