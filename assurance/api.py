@@ -63,12 +63,7 @@ def run(
     would exit with. Bad input raises before anything is written: ``PlanError`` for the plan, and the
     data, model and battery errors ``assure run`` reports as exit 2.
     """
-    from .pipeline import run_pipeline
-
-    resolved, path = as_plan(plan)
-    return run_pipeline(resolved, store_url=store_url, plan_path=path, progress=progress,
-                        sign_key=Path(sign_key) if sign_key is not None else None,
-                        run_root=Path(run_root) if run_root is not None else None)
+    return _start(*as_plan(plan), store_url=store_url, sign_key=sign_key, progress=progress, run_root=run_root)
 
 
 def evaluate(
@@ -85,9 +80,15 @@ def evaluate(
     endpoint; default: its ``model``) gets the battery, and its ``baseline``, if any, the same battery as the
     "base" stage. Arguments and result are those of ``run``; ``finetune.enabled`` is set to false.
     """
+    return _start(*as_plan(plan, evaluate_only=True), store_url=store_url, sign_key=sign_key, progress=progress,
+                  run_root=run_root)
+
+
+def _start(plan: Plan, path: Path | None, *, store_url: str | None, sign_key: str | os.PathLike[str] | None,
+           progress: Progress | None, run_root: str | os.PathLike[str] | None) -> RunResult:
+    """The pipeline on a validated plan: what ``run`` and ``evaluate`` share."""
     from .pipeline import run_pipeline
 
-    resolved, path = as_plan(plan, evaluate_only=True)
-    return run_pipeline(resolved, store_url=store_url, plan_path=path, progress=progress,
+    return run_pipeline(plan, store_url=store_url, plan_path=path, progress=progress,
                         sign_key=Path(sign_key) if sign_key is not None else None,
                         run_root=Path(run_root) if run_root is not None else None)

@@ -9,11 +9,11 @@ optional ``baseline`` (the model before the change) is evaluated as the
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from ..urls import check_public_base_url
 from .base import MAX_SEED, Section
 
 TARGET_KEY_ENV = "ASSURE_TARGET_API_KEY"
@@ -81,12 +81,7 @@ class EndpointTarget(Section):
 
     @model_validator(mode="after")
     def _checked(self) -> EndpointTarget:
-        parts = urllib.parse.urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
-        if parts.username or parts.password or parts.query or parts.fragment:
-            raise ValueError("base_url must carry no credentials, query or fragment (the plan is recorded); "
-                             "put the API key in the environment variable named by api_key_env")
+        check_public_base_url(self.base_url)
         if self.api == "completions" and self.tokenizer is None:
             raise ValueError("tokenizer: required with api 'completions' (prompts are rendered with its chat "
                              "template); give the served model's tokenizer folder, or use api 'chat'")

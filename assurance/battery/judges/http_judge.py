@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from ...urls import check_public_base_url
 from .base import (
     UNPARSED_POLICIES,
     BaseJudge,
@@ -222,12 +223,7 @@ class HttpJudgeSpec(JudgeSpec):
     @model_validator(mode="after")
     def _public_base_url(self) -> HttpJudgeSpec:
         if self.base_url:
-            parts = urllib.parse.urlsplit(self.base_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
-            if parts.username or parts.password or parts.query or parts.fragment:
-                raise ValueError("base_url must carry no credentials, query or fragment (the plan is recorded); "
-                                 "put the API key in the environment variable named by api_key_env")
+            check_public_base_url(self.base_url)
         return self
 
     @property
