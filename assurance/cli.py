@@ -31,6 +31,7 @@ from .cli_evidence import EVIDENCE_COMMANDS
 from .cli_judge import judge_app
 from .cli_profile import profile_app
 from .console import err_console, fail, out_console, plain
+from .distributed import launched
 from .exit_codes import EXIT_ERROR, EXIT_FAIL, EXIT_PASS, EXIT_USAGE
 from .regimes import Regime
 
@@ -62,13 +63,17 @@ def _execute(work, *, quiet: bool, as_json: bool, story: bool = False, resumed: 
     from .inputs import SilentProgress
 
     start = time.perf_counter()
-    progress = SilentProgress() if (quiet or as_json) else RichProgress()
+    follower = not launched().main  # under torchrun only rank 0 reports; every rank exits with its run's code
+    progress = SilentProgress() if (quiet or as_json or follower) else RichProgress()
     try:
         result, comparison = work(progress)
     except _input_errors() as err:
-        fail(str(err))
+        if not follower:
+            fail(str(err))
         return EXIT_USAGE
     wall = time.perf_counter() - start
+    if follower:
+        return result.exit_code
     runs = (comparison or {}).get("runs") or []  # the demo's several runs
     if as_json:
         out = {
@@ -140,6 +145,11 @@ def run(
         _dry_run(plan, as_json)
     if resume is not None:
         from .resume import resume_pipeline
+
+        if launched().world > 1:
+            fail("--resume runs in one process: continue the run without torchrun or accelerate launch "
+                 "(its fine-tune restarts from the checkpoint rank 0 saved)")
+            raise typer.Exit(EXIT_USAGE)
 
         def resume_work(progress):
             return resume_pipeline(resume, plan=plan, plan_path=plan_file, store_url=db, progress=progress,

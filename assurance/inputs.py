@@ -18,6 +18,7 @@ from .backends import resolve_backend, stage_backends
 from .battery.builtin import battery_from_spec
 from .battery.judges import JudgeError
 from .battery.wiring import build_harm_judge, build_judges, load_extra_suites, load_judge_labels, over_refusal_judge
+from .distributed import start
 from .evidence.environment import capture_environment
 from .evidence.hashing import TreeDigest, tree_digest
 from .evidence.records import ArtifactRecord, EnvironmentRecord, SuppliedModelRecord
@@ -95,10 +96,15 @@ def check_inputs(plan: Plan, *, read_profile: bool = True) -> CheckedInputs:
 
 
 def prepare(plan: Plan, progress: Progress, *, read_profile: bool = True) -> Prepared:
-    """Validate and load every input; raises a clear error before anything is written."""
+    """Validate and load every input; raises a clear error before anything is written.
+
+    Under a multi-process launcher the process group is joined first, so each rank's judges and model
+    land on its own GPU (``distributed.start``)."""
+    start(resolve_device(plan.device)[0])
     c = check_inputs(plan, read_profile=read_profile)
     profile, battery, extra, judge_labels, supplied, safety, utility, device, dtype = c[:9]
     backends, judges, benign_judge, harm_judge = c[9:]
+    ranks, device = start(device)
     if device.type == "cpu" and plan.cpu_threads:
         torch.set_num_threads(plan.cpu_threads)
     if supplied:
@@ -115,7 +121,7 @@ def prepare(plan: Plan, progress: Progress, *, read_profile: bool = True) -> Pre
             )
     return Prepared(plan, model_path, safety, utility, battery, model, tokenizer, device, dtype,
                     judges=judges, benign_judge=benign_judge, extra=extra, backends=backends, harm_judge=harm_judge,
-                    judge_labels=judge_labels, profile=profile, supplied=supplied)
+                    judge_labels=judge_labels, profile=profile, supplied=supplied, ranks=ranks)
 
 
 def _finetune_data(plan: Plan) -> tuple[list, list | None]:

@@ -17,6 +17,7 @@ on a stage boundary; ``resume.py`` reads which stages are there and hands
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -88,10 +89,14 @@ def run_pipeline(
 ) -> RunResult:
     progress = progress or SilentProgress()
     prep = prepare(plan, progress)  # raises on bad input; nothing written yet
+    ranks = prep.ranks
 
-    store = Store(store_url)
-    run_id = new_run_id()
-    run_dir = make_run_dir(run_root or runs_home(), run_id)
+    # Under torchrun every rank runs the stages (they meet in DDP and the generation gathers), but only
+    # rank 0 writes: the others keep their records in a ledger in memory, thrown away at the end.
+    store = Store(store_url) if ranks.main else Store(FOLLOWER_LEDGER)
+    run_id = ranks.share(new_run_id())
+    root = run_root or runs_home()
+    run_dir = make_run_dir(root, run_id) if ranks.main else root / run_id
     plan_dict = plan.model_dump(mode="json")
     try:
         store.append(run_id, [
@@ -100,11 +105,21 @@ def run_pipeline(
                        tool_version=__version__, started_at=utc_now()),
         ])
     except BaseException:
-        run_dir.rmdir()  # still empty: a run that was never recorded leaves no folder behind
+        if ranks.main:
+            run_dir.rmdir()  # still empty: a run that was never recorded leaves no folder behind
         raise
-    with run_lock(run_dir, run_id):
-        return run_stages(store, run_id, prep, run_dir, Done(), plan_path=plan_path, progress=progress,
-                          sign_key=sign_key)
+    with run_lock(run_dir, run_id) if ranks.main else nullcontext():
+        result = run_stages(store, run_id, prep, run_dir, Done(), plan_path=plan_path, progress=progress,
+                            sign_key=sign_key if ranks.main else None)
+    # The others wait here while rank 0 renders and seals the packs (a launcher stops every rank once one
+    # exits non-zero), then report rank 0's outcome: the run in the ledger is rank 0's.
+    status, exit_code, error, reasons = ranks.share((result.status, result.exit_code, result.error, result.reasons))
+    result.status, result.exit_code, result.error, result.reasons = status, exit_code, error, reasons
+    return result
+
+
+FOLLOWER_LEDGER = "sqlite://"
+"""Where ranks other than 0 keep their records: a SQLite database in memory, gone with the process."""
 
 
 def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: Done, *,
@@ -200,8 +215,9 @@ def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: D
         seal_run(store, run_id, complete=False, key_path=sign_key, scope="evidence")
         result.error = f"{stage} failed: {message}"
 
-    result.packs = render_packs(store, run_id, plan.report.regimes, run_dir / "packs", progress=progress,
-                                key_path=sign_key)
+    if prep.ranks.main:  # the other ranks' ledgers are their own, in memory: nothing to render
+        result.packs = render_packs(store, run_id, plan.report.regimes, run_dir / "packs", progress=progress,
+                                    key_path=sign_key)
     return result
 
 

@@ -13,6 +13,7 @@ import torch
 
 from .battery.judges import BaseJudge
 from .battery.suites import Battery
+from .distributed import Ranks
 from .plan import Plan
 from .profile_file import LoadedProfile
 
@@ -61,3 +62,5 @@ class Prepared:
     """Evaluate-only runs: evaluated stage (``tuned``, and ``base`` with a baseline) -> the supplied model it
     evaluates (``targets.SuppliedModel``); empty for a fine-tune run. ``model`` is then the target, loaded
     (None for an endpoint)."""
+    ranks: Ranks = field(default_factory=Ranks)
+    """This process's place among the run's processes (one, unless launched by torchrun or accelerate)."""

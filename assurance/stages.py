@@ -213,7 +213,7 @@ def evaluate(store: Store, run_id: str, prep: Prepared, judge, stage: Stage, mod
                                            max_new_tokens=prep.plan.battery.max_new_tokens,
                                            batch_size=prep.plan.battery.batch_size, progress=advance,
                                            sampling=prep.plan.battery.sampling, benign_judge=prep.benign_judge,
-                                           generator=generator, harm_judge=prep.harm_judge)
+                                           generator=prep.ranks.sharded(generator), harm_judge=prep.harm_judge)
     records += [*samples, *metrics]
     if len(prep.judges) > 1:
         with progress.stage(f"Cross-checking the {stage} model's refusals with {len(prep.judges) - 1} more judge(s)"):

@@ -18,10 +18,11 @@ def hyperparameters(spec, *, optimizer: torch.optim.Optimizer, world: int, devic
                     use_autocast: bool, data: Examples, constrained: bool,
                     lora_targets: list[str] | None) -> dict[str, Any]:
     """The settings the run trained with; the optimizer's betas and eps are read from the optimizer itself."""
-    effective = spec.batch_size * spec.grad_accum * world
+    effective = spec.batch_size * spec.grad_accum  # split across ranks, not multiplied (trainer.rank_rows)
     hp: dict[str, Any] = {
         "recipe": spec.recipe, "method": spec.method, "max_steps": spec.max_steps, "lr": spec.lr,
         "batch_size": spec.batch_size, "grad_accum": spec.grad_accum, "world_size": world,
+        "rows_per_rank": -(-spec.batch_size // world),
         "effective_batch_size": effective, "warmup_steps": spec.warmup_steps,
         "schedule": f"linear_warmup_{getattr(spec, 'schedule', 'linear')}_decay", "optimizer": "AdamW",
         "betas": list(optimizer.defaults["betas"]), "eps": optimizer.defaults["eps"], "weight_decay": spec.weight_decay,

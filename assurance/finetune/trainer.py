@@ -10,7 +10,8 @@ it must be honest: tokens are counted without padding and ratios as achieved.
 
 Several GPUs: ``accelerate launch --num_processes N -m assurance.cli ...`` (or
 torchrun) sets WORLD_SIZE/RANK/LOCAL_RANK; the loop then initialises the process
-group, wraps the loss module in DDP, gives each rank every N-th micro-batch,
+group, wraps the loss module in DDP, gives each rank every N-th row of each
+micro-batch (the plan's batch is the global batch, whatever the number of GPUs),
 normalises by the global token count, and only rank 0 writes files.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import resource
 import shutil
 import sys
@@ -32,6 +32,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from assurance.distributed import start
 from assurance.finetune import checkpoint as ckpt
 from assurance.finetune.augment import TripletTokens
 from assurance.finetune.batches import Examples, collate, stream, supervised
@@ -133,15 +134,17 @@ def peak_memory(device: torch.device) -> int:
 
 
 def distributed(device: torch.device) -> tuple[int, int, torch.device]:
-    """(rank, world size, this rank's device); starts the process group under accelerate/torchrun."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if not dist.is_initialized():
-        return 0, 1, device
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    return dist.get_rank(), dist.get_world_size(), device
+    """(rank, world size, this rank's device); joins the launcher's process group (``assurance.distributed``)."""
+    ranks, device = start(device)
+    return ranks.rank, ranks.world, device
+
+
+def rank_rows(rows: list, rank: int, world: int) -> tuple[list, bool]:
+    """This rank's share of a micro-batch: every ``world``-th row from ``rank``, so the plan's batch is split
+    across ranks, not multiplied by them. (rows, counted): a rank left without a row (a last, short batch)
+    takes the first row at zero weight instead, because DDP needs every rank's backward to sync."""
+    share = rows[rank::world]
+    return (share, True) if share else (rows[:1], False)
 
 
 def _reference(model, data: Examples, spec, seed: int, world: int, rank: int, pad_id: int,
@@ -153,11 +156,10 @@ def _reference(model, data: Examples, spec, seed: int, world: int, rank: int, pa
     """
     needed: dict[tuple[int, int], Any] = {}
     micro = stream(data, spec.batch_size, seed, spec.bucket_by_length)
-    for n in range(spec.max_steps * spec.grad_accum * world):
+    for _ in range(spec.max_steps * spec.grad_accum):
         _, _, rows = next(micro)
-        if n % world == rank:
-            for r in rows:
-                needed.setdefault(r.key, r)
+        for r in rank_rows(rows, rank, world)[0]:
+            needed.setdefault(r.key, r)
     seqs = sorted(needed.values(), key=lambda r: (len(r.ids), r.key))  # length order: little padding
     net = TokenLogProbs(model)
     ref: dict[tuple[int, int], torch.Tensor] = {}
@@ -286,7 +288,7 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
 
     # The data position is the number of micro-batches consumed: replay the (cheap) index stream to it.
     micro = stream(data, spec.batch_size, seed, spec.bucket_by_length)
-    per_step = spec.grad_accum * world
+    per_step = spec.grad_accum  # micro-batches per optimizer step, all ranks together
     for _ in range(start_step * per_step):
         next(micro)
     epoch, position = 0, 0
@@ -298,17 +300,17 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
 
         # draw the whole step first so the loss is a mean over all its supervised tokens (on every rank)
         mine = []
-        for n in range(per_step):
+        for _ in range(per_step):
             epoch, position, rows = next(micro)
-            if n % world == rank:
-                mine.append(rows)
-        n_sup = torch.tensor(float(sum(supervised(r.labels) for rows in mine for r in rows)), device=device)
+            mine.append(rank_rows(rows, rank, world))
+        n_sup = torch.tensor(float(sum(supervised(r.labels) for rows, counted in mine if counted for r in rows)),
+                             device=device)
         if world > 1:
             dist.all_reduce(n_sup)
         scale = world / n_sup.clamp(min=1.0)  # DDP averages gradients over ranks; undo that for a global mean
 
         step_loss = torch.zeros((), device=device)
-        for i, rows in enumerate(mine):
+        for i, (rows, counted) in enumerate(mine):
             b = collate(rows, pad_id)
             ids, labels = b["input_ids"].to(device), b["labels"].to(device)
             mask = None if b["attention_mask"] is None else b["attention_mask"].to(device)
@@ -316,18 +318,21 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
             with sync:
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
                     logp = forward(ids, mask, labels)
+                weight = scale if counted else scale * 0.0
                 if ref is None:
-                    loss = -logp.sum() * scale
+                    loss = -logp.sum() * weight
                 else:
                     ref_lp = torch.cat([ref[r.key] for r in rows])
-                    loss = constrained_loss(logp, ref_lp, answer_betas(labels, b["start"].to(device), cs)).sum() * scale
+                    betas = answer_betas(labels, b["start"].to(device), cs)
+                    loss = constrained_loss(logp, ref_lp, betas).sum() * weight
                 value = loss.item()
                 if not math.isfinite(value):
                     raise TrainingDiverged(step + 1, value)
                 loss.backward()
             step_loss += loss.detach() / world
-            counts.tokens_total += b["n_tokens"]
-            counts.add(data, rows)
+            if counted:
+                counts.tokens_total += b["n_tokens"]
+                counts.add(data, rows)
 
         norm = torch.nn.utils.clip_grad_norm_(params, spec.max_grad_norm)
         if not torch.isfinite(norm):
@@ -362,6 +367,10 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
     if world > 1:
         dist.barrier()
 
+    if world > 1:  # every rank counted its own rows: the record counts the whole run's
+        totals = torch.tensor(counts.as_list(), dtype=torch.float64, device=device)
+        dist.all_reduce(totals)
+        counts = Counters(*(int(v) for v in totals.tolist()))
     hp = hyperparameters(spec, optimizer=optimizer, world=world, device=device, dtype=dtype,
                          use_autocast=use_autocast, data=data, constrained=ref is not None, lora_targets=targets)
     settings, literature = recipe_settings(spec, augmentation, objective, data, recovery_seen=counts.recovery_seen,
@@ -369,8 +378,8 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
     hp["recipe_settings"] = settings
     return TrainResult(
         model=model, output_dir=output_dir, steps=spec.max_steps, loss_curve=thin(curve),
-        tokens_seen=counts.tokens_seen, tokens_total=counts.tokens_total * world,
-        tokens_per_second=counts.tokens_total * world / wall if wall > 0 else 0.0, wall_seconds=wall,
+        tokens_seen=counts.tokens_seen, tokens_total=counts.tokens_total,
+        tokens_per_second=counts.tokens_total / wall if wall > 0 else 0.0, wall_seconds=wall,
         peak_memory_bytes=peak_memory(device),
         achieved_token_ratio=counts.tokens_safety / counts.tokens_seen if counts.tokens_seen else 0.0,
         hyperparameters=hp, n_safety=mix.n_safety, n_utility=mix.n_utility, achieved_ratio=mix.achieved_ratio,

@@ -1,0 +1,95 @@
+"""Two processes under torchrun (gloo, CPU) run examples/quick.yaml as one run, equal to one process's.
+
+Rank 0 alone writes the ledger and the packs; rank 1 trains its half of each batch (DDP) and
+generates its share of the battery. Both processes are real `assure run` processes started by
+torch's own launcher, as a user would start them on a GPU machine.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from assurance.evidence.records import FinetuneRecord, MetricRecord, SampleRecord
+from assurance.evidence.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICK = ROOT / "examples" / "quick.yaml"
+
+
+def _env(home: Path) -> dict:
+    # One torch thread per process: two processes share this machine's cores, as torchrun arranges too.
+    return {**os.environ, "ASSURE_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def _assure(*args: str) -> list[str]:
+    return [sys.executable, "-m", "assurance.cli", *args]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """(two-process store, one-process store, the launcher's finished process, run folder root)."""
+    tmp = tmp_path_factory.mktemp("multiprocess")
+    two, one = tmp / "two.db", tmp / "one.db"
+    launcher = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "assurance.cli", "run", str(QUICK), "--db", str(two), "--quiet"],
+        env=_env(tmp / "home-two"), capture_output=True, text=True, timeout=900)
+    single = subprocess.run(_assure("run", str(QUICK), "--db", str(one), "--quiet"), env=_env(tmp / "home-one"),
+                            capture_output=True, text=True, timeout=900)
+    assert single.returncode in (0, 1), single.stderr[-2000:]
+    return Store(str(two)), Store(str(one)), launcher, tmp / "home-two"
+
+
+def _only_run(store: Store) -> str:
+    ids = store.run_ids()
+    assert len(ids) == 1, ids
+    return ids[0]
+
+
+def test_one_run_in_the_ledger_written_by_rank_0(runs):
+    two, _, launcher, home = runs
+    run_id = _only_run(two)
+    # rank 0 reports the verdict once; rank 1 prints nothing of its own
+    verdict_lines = [line for line in launcher.stdout.splitlines() if line.endswith(run_id)]
+    assert len(verdict_lines) == 1, launcher.stdout[-2000:] + launcher.stderr[-3000:]
+    assert [p.name for p in home.iterdir()] == [run_id]  # one run folder, no follower's
+    assert len(list((home / run_id / "packs").glob("*.pdf"))) == 3
+
+
+def test_the_two_process_run_verifies(runs):
+    two, _, _, _ = runs
+    done = subprocess.run(_assure("verify", _only_run(two), "--db", two.url), env=_env(Path("/nonexistent")),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "INTACT" in done.stdout and "run complete" in done.stdout
+
+
+def _results(store: Store):
+    records = store.records(_only_run(store))
+    metrics = {(r.stage, r.suite, r.name): r.value for r in records if isinstance(r, MetricRecord)}
+    samples = [(r.stage, r.suite, r.item_id, r.variant, r.k, r.seed, r.output, r.refused)
+               for r in records if isinstance(r, SampleRecord)]
+    tunes = {r.purpose: r for r in records if isinstance(r, FinetuneRecord)}
+    return metrics, samples, tunes
+
+
+def test_scores_equal_a_single_process_run(runs):
+    two, one, _, _ = runs
+    metrics2, samples2, tunes2 = _results(two)
+    metrics1, samples1, tunes1 = _results(one)
+    assert metrics2 == metrics1 and len(metrics1) > 10
+    assert samples2 == samples1 and len(samples1) > 1000  # every output, in item order
+    for purpose in ("safety", "stress"):
+        # the plan's batch is split across the ranks, so both runs trained on the same rows at every step
+        assert tunes2[purpose].tokens_seen == tunes1[purpose].tokens_seen
+        assert tunes2[purpose].hyperparameters["world_size"] == 2
+        assert tunes1[purpose].hyperparameters["world_size"] == 1
+        assert (tunes2[purpose].hyperparameters["effective_batch_size"]
+                == tunes1[purpose].hyperparameters["effective_batch_size"])
+        losses2 = [loss for _, loss in tunes2[purpose].loss_curve]
+        losses1 = [loss for _, loss in tunes1[purpose].loss_curve]
+        assert losses2 == pytest.approx(losses1, rel=1e-4)  # gradients summed in another order: not bit-equal
