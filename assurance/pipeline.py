@@ -170,7 +170,8 @@ def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: D
                                           ft_record.output_path)
                 ft_record = ft_record.model_copy(update={"output_digest": out_art.digest})
                 store.append(run_id, [ft_record, out_art])
-                models.tuned, out_digest = tuned_model, out_art.digest
+                models.trained("safety", tuned_model, ft_record)
+                out_digest = out_art.digest
 
             stage = "evaluate tuned"
             tuned_weights = stages.saved_weights(prep, ft_record)
@@ -188,7 +189,7 @@ def run_stages(store: Store, run_id: str, prep: Prepared, run_dir: Path, done: D
                                          st_record.output_path)
                 st_record = st_record.model_copy(update={"output_digest": st_art.digest})
                 store.append(run_id, [st_record, st_art])
-                models.stressed = stressed
+                models.trained("stress", stressed, st_record)
             else:
                 st_record = done.finetune.get("stress")
             stage = "evaluate stressed"

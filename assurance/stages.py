@@ -85,16 +85,41 @@ def battery_record(prep: Prepared, judge, gen: dict, artifacts: dict[str, str]) 
 
 class Models:
     """The tuned and stressed models: in memory when this process trained them, otherwise
-    reloaded (once, when first needed) from the outputs a resumed run's ledger names."""
+    reloaded (once, when first needed) from the outputs the ledger names: a resumed run's, or a
+    sharded (FSDP) fine-tune's, whose in-memory model is left in shards."""
 
     def __init__(self, prep: Prepared, done: Done):
-        self.prep, self.done = prep, done
+        self.prep = prep
+        self.outputs: dict[str, FinetuneRecord] = dict(done.finetune)
         self.tuned: Any = None
         self.stressed: Any = None
+        self.base_sharded = False
+
+    def trained(self, purpose: str, model: Any, record: FinetuneRecord) -> None:
+        """Keep what a fine-tune just produced: its model, or (None, after FSDP) its output to reload.
+
+        A sharded fine-tune sharded the model it started from in place: the base model for the safety
+        fine-tune, the tuned model for the stress one; those are reloaded from disk when next needed."""
+        self.outputs[purpose] = record
+        if purpose == "safety":
+            self.tuned, self.base_sharded = model, self.base_sharded or model is None
+        else:
+            self.stressed = model
+            if model is None:
+                self.tuned = None
+
+    def base(self) -> Any:
+        """The base model, as loaded (again from its folder when a sharded fine-tune used it)."""
+        if not self.base_sharded:
+            return self.prep.model
+        plan = self.prep.plan
+        model, _ = load_model(self.prep.model_path, device=self.prep.device, dtype=self.prep.dtype,
+                              allow_pickle=plan.model.allow_pickle, trust_remote_code=plan.model.trust_remote_code)
+        return model
 
     def load_tuned(self):
         if self.tuned is None:
-            self.tuned = load_finetuned(self.prep, self.done.finetune["safety"], lambda: self.prep.model)
+            self.tuned = load_finetuned(self.prep, self.outputs["safety"], self.base)
         return self.tuned
 
     def load_stressed(self):
@@ -102,7 +127,7 @@ class Models:
             def start() -> Any:  # the stress fine-tune's starting point: the tuned model, a safety adapter merged in
                 tuned = self.load_tuned()
                 return tuned.merge_and_unload() if hasattr(tuned, "merge_and_unload") else tuned
-            self.stressed = load_finetuned(self.prep, self.done.finetune["stress"], start)
+            self.stressed = load_finetuned(self.prep, self.outputs["stress"], start)
         return self.stressed
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 SAVE = r"""
 import sys, torch
 from peft import LoraConfig, get_peft_model
-from assurance.finetune.trainer import save_output
+from assurance.finetune.output import save_output
 from assurance.models.loading import load_model
 from assurance.evidence.hashing import tree_digest
 torch.manual_seed(0)

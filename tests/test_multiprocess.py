@@ -1,8 +1,8 @@
 """Two processes under torchrun (gloo, CPU) run examples/quick.yaml as one run, equal to one process's.
 
-Rank 0 alone writes the ledger and the packs; rank 1 trains its half of each batch (DDP) and
-generates its share of the battery. Both processes are real `assure run` processes started by
-torch's own launcher, as a user would start them on a GPU machine.
+Rank 0 alone writes the ledger and the packs; rank 1 trains its half of each batch (DDP, or FSDP
+with ``parallel: fsdp``) and generates its share of the battery. Every process is a real
+`assure run` process started by torch's own launcher, as a user would start them on a GPU machine.
 """
 
 import os
@@ -42,6 +42,22 @@ def runs(tmp_path_factory):
                             capture_output=True, text=True, timeout=900)
     assert single.returncode in (0, 1), single.stderr[-2000:]
     return Store(str(two)), Store(str(one)), launcher, tmp / "home-two"
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    """(store, run folder root) of examples/quick.yaml under FSDP on two processes: the LoRA safety fine-tune
+    sharded, and a full-weight stress fine-tune sharded too (its whole weights gathered to be saved)."""
+    tmp = tmp_path_factory.mktemp("fsdp")
+    plan = tmp / "fsdp.yaml"
+    plan.write_text(QUICK.read_text(encoding="utf-8") + "  parallel: fsdp\n"
+                    "stress:\n  method: full\n  parallel: fsdp\nreport:\n  regimes: [fca]\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "assurance.cli", "run", str(plan), "--db", str(tmp / "fsdp.db"), "--quiet"],
+        env=_env(tmp / "home"), capture_output=True, text=True, timeout=900)
+    assert "ERROR" not in done.stdout, done.stdout + done.stderr[-3000:]
+    return Store(str(tmp / "fsdp.db")), tmp / "home"
 
 
 def _only_run(store: Store) -> str:
@@ -93,3 +109,25 @@ def test_scores_equal_a_single_process_run(runs):
         losses2 = [loss for _, loss in tunes2[purpose].loss_curve]
         losses1 = [loss for _, loss in tunes1[purpose].loss_curve]
         assert losses2 == pytest.approx(losses1, rel=1e-4)  # gradients summed in another order: not bit-equal
+
+
+def test_fsdp_trains_the_same_and_saves_whole_weights(sharded, runs):
+    store, home = sharded
+    _, one, _, _ = runs
+    metrics, samples, tunes = _results(store)
+    metrics1, samples1, _ = _results(one)
+    # base and tuned stages have the same plan as the single-process quick run (parallel is ignored by one process)
+    assert {k: v for k, v in metrics.items() if k[0] != "stress"} == {k: v for k, v in metrics1.items()
+                                                                       if k[0] != "stress"}
+    assert [s for s in samples if s[0] != "stress"] == [s for s in samples1 if s[0] != "stress"]
+    assert tunes["stress"].method == "full" and any(k[0] == "stress" for k in metrics)
+    run_id = _only_run(store)
+    weights = home / run_id / "stress" / "model.safetensors"
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as f:  # whole tensors, not one rank's shards
+        embed = f.get_tensor(next(k for k in f.keys() if "embed_tokens" in k))
+    assert embed.shape[0] > 100
+    done = subprocess.run(_assure("verify", run_id, "--db", store.url), env=_env(Path("/nonexistent")),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "INTACT" in done.stdout, done.stdout + done.stderr

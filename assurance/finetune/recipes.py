@@ -95,7 +95,7 @@ def stress_spec(stress: StressSpec) -> FinetuneSpec:
     return FinetuneSpec(recipe=stress.recipe, method=stress.method, safety_data=stress.data, utility_data=None,
                         safety_ratio=1.0, max_steps=stress.max_steps, lr=stress.lr, batch_size=stress.batch_size,
                         warmup_steps=stress.warmup_steps, max_length=stress.max_length, schedule="linear",
-                        checkpoint_every=stress.checkpoint_every)
+                        checkpoint_every=stress.checkpoint_every, parallel=stress.parallel)
 
 
 def stress_finetune(model, tokenizer, stress: StressSpec, *, seed: int, device: torch.device, dtype: torch.dtype,

@@ -17,10 +17,8 @@ normalises by the global token count, and only rank 0 writes files.
 
 from __future__ import annotations
 
-import json
 import math
 import resource
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -34,10 +32,12 @@ import torch.distributed as dist
 
 from assurance.distributed import start
 from assurance.finetune import checkpoint as ckpt
+from assurance.finetune import sharding
 from assurance.finetune.augment import TripletTokens
 from assurance.finetune.batches import Examples, collate, stream, supervised
 from assurance.finetune.mixing import MixResult
 from assurance.finetune.objectives import TokenLogProbs, answer_betas, constrained_loss
+from assurance.finetune.output import save_output
 from assurance.finetune.settings import hyperparameters, recipe_settings
 from assurance.plan import FinetuneSpec
 
@@ -60,6 +60,7 @@ class TrainResult:
     """What training produced and what it cost; everything a FinetuneRecord needs."""
 
     model: Any
+    """The trained model; None after an FSDP fine-tune, whose sharded model is not used again (reload the output)."""
     output_dir: Path
     steps: int
     loss_curve: list[tuple[int, float]]
@@ -269,12 +270,15 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
         ref = _reference(model, data, spec, seed, world, rank, pad_id, device, use_autocast)
     model.train()
 
+    net = TokenLogProbs(model)
+    fsdp = world > 1 and getattr(spec, "parallel", "ddp") == "fsdp"
+    if fsdp:  # after the reference pass, which runs the whole model on each rank; before the optimizer sees params
+        sharding.shard(net)  # net is the root: its forward is the one the loop calls
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
     optimizer = adamw(named, spec)
-    net = TokenLogProbs(model)
     ddp = None
-    if world > 1:
+    if world > 1 and not fsdp:
         device_ids = [device.index] if device.type == "cuda" else None
         ddp = torch.nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
     forward: torch.nn.Module = net if ddp is None else ddp
@@ -315,6 +319,8 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
             ids, labels = b["input_ids"].to(device), b["labels"].to(device)
             mask = None if b["attention_mask"] is None else b["attention_mask"].to(device)
             sync = nullcontext() if ddp is None or i == len(mine) - 1 else ddp.no_sync()
+            if fsdp:
+                sharding.gradient_sync(net, i == len(mine) - 1)
             with sync:
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
                     logp = forward(ids, mask, labels)
@@ -362,8 +368,9 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
         torch.cuda.synchronize(device)
     wall = prior_wall + time.perf_counter() - t0
     model.eval()
+    whole = sharding.full_state_dict(model) if fsdp else None  # a collective: every rank takes part
     if rank == 0:
-        save_output(model, tokenizer, spec.method, output_dir)
+        save_output(model, tokenizer, spec.method, output_dir, state_dict=whole)
     if world > 1:
         dist.barrier()
 
@@ -377,7 +384,7 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
                                            prefilled=counts.prefilled)
     hp["recipe_settings"] = settings
     return TrainResult(
-        model=model, output_dir=output_dir, steps=spec.max_steps, loss_curve=thin(curve),
+        model=None if fsdp else model, output_dir=output_dir, steps=spec.max_steps, loss_curve=thin(curve),
         tokens_seen=counts.tokens_seen, tokens_total=counts.tokens_total,
         tokens_per_second=counts.tokens_total / wall if wall > 0 else 0.0, wall_seconds=wall,
         peak_memory_bytes=peak_memory(device),
@@ -387,32 +394,3 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
         literature=literature, resumed_from_step=start_step if latest is not None else None,
         resumed_from_checkpoint_digest=resumed_digest,
     )
-
-
-def save_output(model, tokenizer, method: str, output_dir: Path) -> None:
-    """Write the finished model (LoRA: adapter_model.safetensors + adapter_config.json; full: model.safetensors
-    and the tokenizer) and drop the checkpoints: they exist for crash recovery only, and the finished output is
-    the artifact whose digest is recorded."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output_dir)
-    if method == "full":
-        tokenizer.save_pretrained(output_dir)
-    else:
-        deterministic_adapter_config(output_dir / "adapter_config.json")
-    shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
-
-
-def deterministic_adapter_config(path: Path) -> None:
-    """Rewrite peft's adapter_config.json with its set-valued fields sorted.
-
-    peft keeps ``target_modules`` as a Python set, so the saved list follows string hashing, which
-    changes with every process: the same weights then get a different folder digest on every run and
-    nobody can reproduce a recorded adapter digest. Sorting the lists makes the bytes a function of the
-    configuration alone (peft reads either order back as the same set)."""
-    if not path.is_file():
-        return
-    config = json.loads(path.read_text(encoding="utf-8"))
-    for key in ("target_modules", "modules_to_save", "exclude_modules"):
-        if isinstance(config.get(key), list):
-            config[key] = sorted(config[key])
-    path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .base import MAX_STEPS, Section
+
+
+def no_fsdp_checkpoints(spec):
+    """``parallel: fsdp`` writes no checkpoints: its weights and AdamW moments are sharded across the
+    processes, and the checkpoint format holds one process's whole state."""
+    if spec.parallel == "fsdp" and spec.checkpoint_every:
+        raise ValueError("checkpoint_every must be 0 with parallel: fsdp (sharded training writes no checkpoints)")
+    return spec
 
 
 class LoraSpec(Section):
@@ -84,7 +92,7 @@ class FinetuneSpec(Section):
     schedule: Literal["linear", "cosine"] = "linear"
     """Decay after warm-up, towards 0 at max_steps."""
     batch_size: int = Field(8, gt=0)
-    """Examples per micro-batch (per process)."""
+    """Examples per micro-batch, all processes together: under torchrun each of N processes takes every N-th."""
     grad_accum: int = Field(1, gt=0)
     """Micro-batches accumulated per optimizer step."""
     warmup_steps: int = Field(10, ge=0, le=MAX_STEPS)
@@ -99,6 +107,13 @@ class FinetuneSpec(Section):
     """Group examples of similar length into micro-batches (less padding; order stays seeded)."""
     checkpoint_every: int = Field(0, ge=0, le=MAX_STEPS)
     """Save a resumable checkpoint every N optimizer steps (0: never)."""
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    """Several processes (torchrun / accelerate launch) only. ``ddp``: each GPU holds the whole training state
+    (weights, gradients, AdamW moments). ``fsdp``: all three sharded across the GPUs, one decoder layer gathered at
+    a time (for a full fine-tune whose training state does not fit one GPU; the weights alone must, for evaluation).
+    One process: ignored."""
+
+    _fsdp = model_validator(mode="after")(no_fsdp_checkpoints)
     keep_checkpoints: int = Field(2, ge=1)
     """Checkpoints kept on disk; older ones are deleted. All are removed once training finishes."""
     lora: LoraSpec = Field(default_factory=LoraSpec)
@@ -133,3 +148,10 @@ class StressSpec(Section):
     """Examples are truncated to this many tokens."""
     checkpoint_every: int = Field(0, ge=0, le=MAX_STEPS)
     """Save a resumable checkpoint every N optimizer steps (0: never; a killed stress run then restarts)."""
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    """Several processes (torchrun / accelerate launch) only. ``ddp``: each GPU holds the whole training state
+    (weights, gradients, AdamW moments). ``fsdp``: all three sharded across the GPUs, one decoder layer gathered at
+    a time (for a full fine-tune whose training state does not fit one GPU; the weights alone must, for evaluation).
+    One process: ignored."""
+
+    _fsdp = model_validator(mode="after")(no_fsdp_checkpoints)
