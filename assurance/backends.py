@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from .distributed import launched
 from .models import vllm_backend
 from .models.generate import generation_settings
 from .plan import Plan, PlanError
@@ -19,9 +20,12 @@ def resolve_backend(requested: str, device) -> str:
     required but cannot be used (raised in ``prepare``, so nothing is written)."""
     if requested == "transformers":
         return "transformers"
-    usable = device.type == "cuda" and vllm_backend.available()
+    several = launched().world > 1  # vLLM's engine starts its own workers; one per torchrun rank is not built
+    usable = device.type == "cuda" and not several and vllm_backend.available()
     if requested == "vllm" and not usable:
         why = ("the run's device is CPU" if device.type != "cuda"
+               else "the run is launched as several processes (torchrun / accelerate launch): run vLLM in one "
+                    "process, with battery.vllm.tensor_parallel_size for several GPUs" if several
                else "the vllm package is not installed" if importlib.util.find_spec("vllm") is None
                else "no CUDA device is available")
         raise PlanError(f"battery.backend: 'vllm' was requested but cannot be used ({why}); vLLM needs the vllm "

@@ -131,3 +131,20 @@ def test_fsdp_trains_the_same_and_saves_whole_weights(sharded, runs):
     done = subprocess.run(_assure("verify", run_id, "--db", store.url), env=_env(Path("/nonexistent")),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "INTACT" in done.stdout, done.stdout + done.stderr
+
+
+def test_vllm_is_not_started_once_per_rank(monkeypatch):
+    """Under a launcher each rank would start its own vLLM engine: ``auto`` takes transformers, ``vllm`` is refused."""
+    import torch
+
+    from assurance.backends import resolve_backend
+    from assurance.models import vllm_backend
+    from assurance.plan import PlanError
+
+    monkeypatch.setattr(vllm_backend, "available", lambda: True)  # as on a GPU machine with vllm installed
+    cuda = torch.device("cuda")  # a device name only: nothing is allocated
+    assert resolve_backend("auto", cuda) == "vllm"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert resolve_backend("auto", cuda) == "transformers"
+    with pytest.raises(PlanError, match="several processes"):
+        resolve_backend("vllm", cuda)
