@@ -51,15 +51,8 @@ def verify(
 
     roster = _roster(signers)
     store, rid = open_run(db, run_id)
-    # A roster that requires signatures requires them of the seals too: a stripped seal signature is a finding.
-    require_signed = require_signed or bool(roster is not None and roster.require_signatures)
-    report = verify_run(store, rid, check_files=not no_files, trusted_key=trusted_key, require_signed=require_signed)
-    if roster is not None:
-        from .evidence.signoff import roster_findings
-        from .evidence.store import parse_payload
-
-        rows = [(e, parse_payload(e.payload)) for e in store.entries(rid) if e.kind == "signoff"]
-        report.findings += roster_findings(rows, roster)
+    report = verify_run(store, rid, check_files=not no_files, trusted_key=trusted_key, require_signed=require_signed,
+                        roster=roster)
     if against is not None:
         report.findings += _against(store, rid, against)
     if as_json:

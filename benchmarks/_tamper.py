@@ -24,7 +24,7 @@ from assurance.evidence.hashing import PREFIX, canonical_json, file_digest, sha2
 from assurance.evidence.records import ArtifactRecord, ManifestRecord, PackRecord, SignoffRecord
 from assurance.evidence.roster import Roster, Signer
 from assurance.evidence.seal import generate_key, load_private_key, public_key_b64, seal_run, signing_payload
-from assurance.evidence.signoff import roster_findings, sign
+from assurance.evidence.signoff import sign
 from assurance.evidence.store import Store, chain_digest, parse_payload, utc_now
 from assurance.evidence.verify import VerifyReport, verify_run
 
@@ -64,17 +64,12 @@ class Fixture:
         return sha256_hex(canonical_json({"rows": [list(r) for r in rows], "files": files}))
 
     def verify(self, *, trusted: bool = True, roster: bool = False, require_signed: bool = False) -> VerifyReport:
-        """``verify_run`` (with the trusted key unless ``trusted`` is False, and ``require_signed`` as
-        ``assure verify --require-signed``), plus the roster's findings as ``assure verify --signers`` adds
-        them when ``roster``."""
+        """``verify_run`` (with the trusted key unless ``trusted`` is False, ``require_signed`` as
+        ``assure verify --require-signed``, and the fixture's roster when ``roster``, as ``--signers``)."""
         store = Store(f"sqlite:///{self.db}", create=False)
         try:
-            report = verify_run(store, self.run_id, trusted_key=self.trusted_key if trusted else None,
-                                require_signed=require_signed)
-            if roster:
-                rows = [(e, parse_payload(e.payload)) for e in store.entries(self.run_id) if e.kind == "signoff"]
-                report.findings += roster_findings(rows, self.roster)
-            return report
+            return verify_run(store, self.run_id, trusted_key=self.trusted_key if trusted else None,
+                              require_signed=require_signed, roster=self.roster if roster else None)
         finally:
             store.engine.dispose()
 

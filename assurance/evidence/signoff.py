@@ -160,22 +160,6 @@ def _roster_problems(rec: SignoffRecord, roster: Roster) -> list[tuple[Literal["
     return []
 
 
-def roster_findings(rows: Sequence[tuple[Row, Record]], roster: Roster) -> list[Finding]:
-    """What ``roster`` adds to ``check_signoffs``: signers not on it, or on it under another name or role, and
-    (when it requires signatures) unsigned sign-offs."""
-    found = []
-    for row, rec in rows:
-        if not isinstance(rec, SignoffRecord):
-            continue
-        subject = f"record {row.seq} (signoff by {rec.name}, {rec.role})"
-        if rec.signature is None:
-            if roster.require_signatures:
-                found.append(Finding("error", subject, "unsigned sign-off, but the roster requires signatures"))
-        elif signature_status(rec) == "valid":
-            found += [Finding(sev, subject, msg) for sev, msg in _roster_problems(rec, roster)]
-    return found
-
-
 def _same_role(a: str, b: str) -> bool:
     return a.strip().casefold() == b.strip().casefold()
 

@@ -21,6 +21,7 @@ from .coverage import signing as seal_signing
 from .findings import Finding
 from .hashing import PREFIX, sha256_hex, tree_digest
 from .records import ArtifactRecord, ManifestRecord, PackRecord, Record, RunFailed, VerdictRecord
+from .roster import Roster
 from .seal import check_signature
 from .signoff import check_signoffs
 from .store import GENESIS, RECORD_ADAPTER, LedgerRow, Store, chain_digest
@@ -132,19 +133,21 @@ def _read_chain(entries: Sequence[LedgerRow]) -> tuple[list[Finding], list[tuple
 
 
 def verify_run(store: Store, run_id: str, *, check_files: bool = True, trusted_key: str | None = None,
-               require_signed: bool = False) -> VerifyReport:
+               require_signed: bool = False, roster: Roster | None = None) -> VerifyReport:
     """Re-check a run offline, as ``assure verify`` does: every record's digest and the hash chain, the seals
     (what each covers, and their signature, which must be by ``trusted_key`` when given, and must exist with
-    ``require_signed``), the sign-offs and, with ``check_files``, the digest of every artifact still on disk.
-    The report's ``ok`` is False when any finding is an error."""
+    ``require_signed``), the sign-offs (by the people of ``roster`` in their roles, when given; a roster that
+    requires signatures requires them of the seals too) and, with ``check_files``, the digest of every
+    artifact still on disk. The report's ``ok`` is False when any finding is an error."""
+    require_signed = require_signed or bool(roster is not None and roster.require_signatures)
     # Paused for the whole check, and resumed only once the records are freed (when _verify returns): a
     # collection while 100,000 records are alive walks them all, and took a fifth of the time.
     with _gc_paused():
-        return _verify(store, run_id, check_files, trusted_key, require_signed)
+        return _verify(store, run_id, check_files, trusted_key, require_signed, roster)
 
 
-def _verify(store: Store, run_id: str, check_files: bool, trusted_key: str | None,
-            require_signed: bool) -> VerifyReport:
+def _verify(store: Store, run_id: str, check_files: bool, trusted_key: str | None, require_signed: bool,
+            roster: Roster | None) -> VerifyReport:
     entries = store.rows(run_id)
     findings, records = _read_chain(entries)
 
@@ -180,7 +183,7 @@ def _verify(store: Store, run_id: str, check_files: bool, trusted_key: str | Non
                                 f"packs not rendered and sealed; `assure run --resume {run_id}` finishes it"))
         complete = False
 
-    findings += check_signoffs(records, check_files=check_files)
+    findings += check_signoffs(records, roster=roster, check_files=check_files)
     files_checked = 0
     if check_files:
         for e, r in records:
