@@ -199,6 +199,16 @@ class Ledger:
     def set_payload(self, i: int, obj: dict) -> None:
         self.rows[i]["payload"] = canonical_json(obj).decode("utf-8")
 
+    def edit(self, i: int, change: Callable[[dict], dict]) -> None:
+        """Row ``i``'s record replaced by ``change`` of it (as JSON), in canonical form; not yet saved."""
+        self.set_payload(i, change(json.loads(self.rows[i]["payload"])))
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def rechain(self, start: int) -> None:
         """A clever attacker: record digests and every chain digest from ``start`` recomputed as ``store.py``
         computes them, and the manifest's ``chain_head`` moved onto the new chain (its signature, if any, is
@@ -274,8 +284,7 @@ def resign(fx: Fixture, led: Ledger, key_path: Path) -> None:
     for i in led.indices("manifest"):
         m = ManifestRecord.model_validate_json(led.rows[i]["payload"])
         sig = base64.b64encode(key.sign(signing_payload(m))).decode()
-        led.set_payload(i, {**json.loads(led.rows[i]["payload"]), "signature": sig,
-                            "public_key": public_key_b64(key.public_key())})
+        led.edit(i, lambda o, sig=sig: {**o, "signature": sig, "public_key": public_key_b64(key.public_key())})
         led.rechain(i)
 
 
