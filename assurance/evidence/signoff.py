@@ -83,6 +83,15 @@ def is_risk_acceptance(rec: SignoffRecord) -> bool:
     return rec.decision != "reject" and bool(rec.accepted_risk)
 
 
+RISK_ACCEPTED = "RISK ACCEPTED (verdict FAIL)"
+"""How a risk acceptance is printed wherever a decision is (the pack, ``assure show``, ``assure signoff``)."""
+
+
+def decision_text(rec: SignoffRecord) -> str:
+    """The decision as printed: ``RISK_ACCEPTED`` for a risk acceptance, never ``approve``."""
+    return RISK_ACCEPTED if is_risk_acceptance(rec) else rec.decision
+
+
 def check_signoffs(rows: Sequence[tuple[Row, Record]], *, roster: Roster | None = None,
                    check_files: bool = True) -> list[Finding]:
     """Every sign-off of a run: its signature, the seal and pack it names, and (with ``roster``) its signer.
