@@ -236,7 +236,7 @@ class Store:
         t = LedgerEntry.__table__  # type: ignore[attr-defined]
         query = sa.select(*(t.c[name] for name in LedgerRow._fields)).where(t.c.run_id == run_id).order_by(t.c.seq)
         with self.engine.connect() as conn:
-            # Through the driver's own cursor: SQLAlchemy's result rows were a fifth of verifying a large run.
+            # Through the driver's own cursor: SQLAlchemy's Row objects cost about 1.5 us a row (~5% of verify).
             compiled = query.compile(dialect=conn.dialect)
             params = compiled.construct_params()
             args = tuple(params[k] for k in compiled.positiontup or ()) if compiled.positional else params

@@ -141,7 +141,7 @@ def verify_run(store: Store, run_id: str, *, check_files: bool = True, trusted_k
     artifact still on disk. The report's ``ok`` is False when any finding is an error."""
     require_signed = require_signed or bool(roster is not None and roster.require_signatures)
     # Paused for the whole check, and resumed only once the records are freed (when _verify returns): a
-    # collection while 100,000 records are alive walks them all, and took a fifth of the time.
+    # collection while 100,000 records are alive walks them all (1.2 s of a 7.7 s profile).
     with _gc_paused():
         return _verify(store, run_id, check_files, trusted_key, require_signed, roster)
 
