@@ -37,12 +37,12 @@ def _plain_values(obj: dict[str, Any]) -> bool:
     strings and true/false/null: values that RFC 8785 and pydantic-core's writer write alike."""
     for v in obj.values():
         t = type(v)
-        if t in _SCALARS:
+        if t is str or v is None or t is bool:
             continue
         if t is int:
             if -_SAFE_INT <= v <= _SAFE_INT:
                 continue
-        elif t is list and all(type(x) in _SCALARS for x in v):
+        elif t is list and _SCALARS.issuperset(map(type, v)):
             continue
         return False
     return True
