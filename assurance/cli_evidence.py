@@ -51,15 +51,8 @@ def verify(
 
     roster = _roster(signers)
     store, rid = open_run(db, run_id)
-    # A roster that requires signatures requires them of the seals too: a stripped seal signature is a finding.
-    require_signed = require_signed or bool(roster is not None and roster.require_signatures)
-    report = verify_run(store, rid, check_files=not no_files, trusted_key=trusted_key, require_signed=require_signed)
-    if roster is not None:
-        from .evidence.signoff import roster_findings
-        from .evidence.store import parse_payload
-
-        rows = [(e, parse_payload(e.payload)) for e in store.entries(rid) if e.kind == "signoff"]
-        report.findings += roster_findings(rows, roster)
+    report = verify_run(store, rid, check_files=not no_files, trusted_key=trusted_key, require_signed=require_signed,
+                        roster=roster)
     if against is not None:
         report.findings += _against(store, rid, against)
     if as_json:
@@ -234,7 +227,7 @@ def signoff(
 
     An unsealed run cannot be signed off; an incomplete (ERROR) run can only be rejected; approving
     a FAIL run needs --accept-risk REASON. Refusals exit 2 and record nothing."""
-    from .evidence.signoff import key_fingerprint
+    from .evidence.signoff import decision_text, key_fingerprint
     from .signing import Request, SignoffError, record_signoff, statement_file
 
     store, rid = open_run(db, run_id)
@@ -247,8 +240,7 @@ def signoff(
         raise typer.Exit(EXIT_USAGE) from None
     if out is not None:
         out.write_text(statement_file(rec, rid, digest), encoding="utf-8")
-    what = "RISK ACCEPTED (verdict FAIL)" if rec.accepted_risk else decision
-    print(f"signed: {name} ({role}) {what} run {rid} with key {key_fingerprint(rec.public_key)}")
+    print(f"signed: {name} ({role}) {decision_text(rec)} run {rid} with key {key_fingerprint(rec.public_key)}")
     if rec.signed_pack_path:
         print(f"signed pack: {rec.signed_pack_path}")
 

@@ -172,6 +172,7 @@ def show_run(records: list[Record], console: Console = out_console) -> None:
         SignoffRecord,
         VerdictRecord,
     )
+    from .evidence.signoff import decision_text, is_risk_acceptance
     from .evidence.verify import incomplete_reason
 
     start = next(r for r in records if isinstance(r, RunStarted))
@@ -244,7 +245,10 @@ def show_run(records: list[Record], console: Console = out_console) -> None:
     for p in (r for r in records if isinstance(r, PackRecord)):
         console.print(f"[dim]pack:[/dim] {p.regime} {p.pages} pages {'final' if p.final else 'DRAFT'} {p.path}")
     for s in (r for r in records if isinstance(r, SignoffRecord)):
-        console.print(f"[dim]sign-off:[/dim] {plain(s.name)} ({plain(s.role)}) {s.decision} {s.signed_at}")
+        # As the pack prints it: a risk acceptance, with its reason, never a plain "approve".
+        reason = f"; Reason: {plain(s.accepted_risk)}" if is_risk_acceptance(s) else ""
+        console.print(f"[dim]sign-off:[/dim] {plain(s.name)} ({plain(s.role)}) {decision_text(s)} {s.signed_at}"
+                      f"{reason}", highlight=False, soft_wrap=True)
 
 
 def decision_rule_text(verdict: VerdictRecord) -> str:

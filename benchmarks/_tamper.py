@@ -24,7 +24,7 @@ from assurance.evidence.hashing import PREFIX, canonical_json, file_digest, sha2
 from assurance.evidence.records import ArtifactRecord, ManifestRecord, PackRecord, SignoffRecord
 from assurance.evidence.roster import Roster, Signer
 from assurance.evidence.seal import generate_key, load_private_key, public_key_b64, seal_run, signing_payload
-from assurance.evidence.signoff import roster_findings, sign
+from assurance.evidence.signoff import sign
 from assurance.evidence.store import Store, chain_digest, parse_payload, utc_now
 from assurance.evidence.verify import VerifyReport, verify_run
 
@@ -64,17 +64,12 @@ class Fixture:
         return sha256_hex(canonical_json({"rows": [list(r) for r in rows], "files": files}))
 
     def verify(self, *, trusted: bool = True, roster: bool = False, require_signed: bool = False) -> VerifyReport:
-        """``verify_run`` (with the trusted key unless ``trusted`` is False, and ``require_signed`` as
-        ``assure verify --require-signed``), plus the roster's findings as ``assure verify --signers`` adds
-        them when ``roster``."""
+        """``verify_run`` (with the trusted key unless ``trusted`` is False, ``require_signed`` as
+        ``assure verify --require-signed``, and the fixture's roster when ``roster``, as ``--signers``)."""
         store = Store(f"sqlite:///{self.db}", create=False)
         try:
-            report = verify_run(store, self.run_id, trusted_key=self.trusted_key if trusted else None,
-                                require_signed=require_signed)
-            if roster:
-                rows = [(e, parse_payload(e.payload)) for e in store.entries(self.run_id) if e.kind == "signoff"]
-                report.findings += roster_findings(rows, self.roster)
-            return report
+            return verify_run(store, self.run_id, trusted_key=self.trusted_key if trusted else None,
+                              require_signed=require_signed, roster=self.roster if roster else None)
         finally:
             store.engine.dispose()
 
@@ -204,6 +199,16 @@ class Ledger:
     def set_payload(self, i: int, obj: dict) -> None:
         self.rows[i]["payload"] = canonical_json(obj).decode("utf-8")
 
+    def edit(self, i: int, change: Callable[[dict], dict]) -> None:
+        """Row ``i``'s record replaced by ``change`` of it (as JSON), in canonical form; not yet saved."""
+        self.set_payload(i, change(json.loads(self.rows[i]["payload"])))
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def rechain(self, start: int) -> None:
         """A clever attacker: record digests and every chain digest from ``start`` recomputed as ``store.py``
         computes them, and the manifest's ``chain_head`` moved onto the new chain (its signature, if any, is
@@ -279,8 +284,7 @@ def resign(fx: Fixture, led: Ledger, key_path: Path) -> None:
     for i in led.indices("manifest"):
         m = ManifestRecord.model_validate_json(led.rows[i]["payload"])
         sig = base64.b64encode(key.sign(signing_payload(m))).decode()
-        led.set_payload(i, {**json.loads(led.rows[i]["payload"]), "signature": sig,
-                            "public_key": public_key_b64(key.public_key())})
+        led.edit(i, lambda o, sig=sig: {**o, "signature": sig, "public_key": public_key_b64(key.public_key())})
         led.rechain(i)
 
 

@@ -15,7 +15,6 @@ Prints one line per class, then ``detected=N/M`` over the detectable classes and
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
 import sys
@@ -103,16 +102,13 @@ def rows_reordered(rng, fx, work):
 
 def _flip_signoff(rng, fx, *, rechain: bool) -> bool:
     """Turn a sign-off's decision to its opposite; ``rechain``: recompute the chain after it as well."""
-    led = Ledger(fx)
-    i = rng.choice(led.indices("signoff"))
-    obj = json.loads(led.rows[i]["payload"])
-    obj["decision"] = "approve" if obj["decision"] != "approve" else "reject"
-    led.set_payload(i, obj)
-    if rechain:
-        led.rechain(i)
-    else:
-        led.save(i)
-    led.close()
+    with Ledger(fx) as led:
+        i = rng.choice(led.indices("signoff"))
+        led.edit(i, lambda o: {**o, "decision": "approve" if o["decision"] != "approve" else "reject"})
+        if rechain:
+            led.rechain(i)
+        else:
+            led.save(i)
     return True
 
 
@@ -166,9 +162,7 @@ def number_resigned_own_key(rng, fx, work):
 
 
 def _strip(led: Ledger, i: int) -> None:
-    obj = json.loads(led.rows[i]["payload"])
-    obj["signature"] = obj["public_key"] = None
-    led.set_payload(i, obj)
+    led.edit(i, lambda o: {**o, "signature": None, "public_key": None})
     led.rechain(i)
 
 
@@ -238,15 +232,13 @@ def _swap_pack(rng, fx, *, reseal: bool) -> bool:
     ``reseal``: the packs seal's list of digests rewritten too (its signature, if any, cannot be)."""
     pdf = fx.live / "packs" / "fca.pdf"
     flip_file_byte(rng, pdf)
-    led = Ledger(fx)
-    i = led.indices("pack")[0]
-    led.set_payload(i, {**json.loads(led.rows[i]["payload"]), "digest": file_digest(pdf)})
-    if reseal:
-        j = led.indices("manifest")[-1]
-        seal = json.loads(led.rows[j]["payload"])
-        led.set_payload(j, {**seal, "packs": {name: file_digest(pdf) for name in seal["packs"]}})
-    led.rechain(i)
-    led.close()
+    digest = file_digest(pdf)
+    with Ledger(fx) as led:
+        i = led.indices("pack")[0]
+        led.edit(i, lambda o: {**o, "digest": digest})
+        if reseal:
+            led.edit(led.indices("manifest")[-1], lambda o: {**o, "packs": dict.fromkeys(o["packs"], digest)})
+        led.rechain(i)
     return True
 
 

@@ -42,7 +42,7 @@ def sample(i: int) -> SampleRecord:
 
 
 def build_ledger(db: Path, n: int) -> tuple[Store, str]:
-    """A sealed run of ``n`` samples, appended by batches of ``BATCH`` (one transaction each)."""
+    """A sealed, complete run of ``n`` samples, appended by batches of ``BATCH`` (one transaction each)."""
     store = Store(f"sqlite:///{db}")
     run_id = new_run_id()
     plan = {"name": "verify-speed"}
@@ -51,7 +51,9 @@ def build_ledger(db: Path, n: int) -> tuple[Store, str]:
     for start in range(0, n, BATCH):
         store.append(run_id, [sample(i) for i in range(start, min(n, start + BATCH))])
     store.append(run_id, [VerdictRecord(status="PASS", checks=[], reasons=[])])
-    seal_run(store, run_id, complete=True)
+    # Sealed as a run is: its evidence, then (with no packs rendered here) its packs seal, so it is complete.
+    seal_run(store, run_id, complete=True, scope="evidence")
+    seal_run(store, run_id, complete=True, scope="packs")
     return store, run_id
 
 

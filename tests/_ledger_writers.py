@@ -12,10 +12,13 @@ import json
 import traceback
 from pathlib import Path
 
+from sqlalchemy import insert
+from sqlmodel import Session
+
 from assurance.evidence.hashing import json_digest
 from assurance.evidence.records import MetricRecord, RunStarted, SignoffRecord, VerdictRecord
 from assurance.evidence.seal import seal_run
-from assurance.evidence.store import Store
+from assurance.evidence.store import LedgerEntry, Store
 
 FIXTURES = Path(__file__).parent / "fixtures" / "legacy"
 LEGACY_LEDGER = FIXTURES / "ledger_d406631.jsonl.gz"
@@ -25,6 +28,15 @@ def legacy_rows() -> list[dict]:
     """Every row of one complete run written by the code at d406631, as it stored them."""
     with gzip.open(LEGACY_LEDGER, "rt", encoding="utf-8") as fh:
         return [json.loads(line) for line in fh]
+
+
+def load_legacy(store: Store) -> str:
+    """The d406631 run's rows inserted into ``store`` exactly as that code wrote them; returns its run id."""
+    rows = legacy_rows()
+    with Session(store.engine) as session:
+        session.execute(insert(LedgerEntry), rows)
+        session.commit()
+    return rows[0]["run_id"]
 
 
 def started(run_id: str) -> RunStarted:

@@ -8,18 +8,16 @@ from pathlib import Path
 from typing import get_args
 
 import pytest
-from _ledger_writers import legacy_rows
+from _ledger_writers import legacy_rows, load_legacy
 from _report_records import make_records, pdf_text
 from _schema_check import errors
 from rich.console import Console
-from sqlalchemy import insert
-from sqlmodel import Session
 from typer.testing import CliRunner
 
 from assurance.cli import app
 from assurance.console import show_run
 from assurance.evidence.records import Check, MetricRecord, PackRecord, RunStarted, VerdictRecord
-from assurance.evidence.store import LedgerEntry, Store
+from assurance.evidence.store import Store
 from assurance.evidence.verify import verify_run
 from assurance.gate import gate_verdict, junit_xml
 from assurance.plan import PolicySpec, ReportSpec
@@ -38,11 +36,7 @@ stage, persistence limits set so that all five of that policy's rules were writt
 def legacy_store(tmp_path) -> tuple[Store, str]:
     """A ledger holding the d406631 run's rows exactly as that code wrote them."""
     store = Store(f"sqlite:///{tmp_path / 'old.db'}")
-    rows = legacy_rows()
-    with Session(store.engine) as session:
-        session.execute(insert(LedgerEntry), rows)
-        session.commit()
-    return store, rows[0]["run_id"]
+    return store, load_legacy(store)
 
 
 def test_old_ledger_verifies_and_reads_typed_checks(legacy_store):

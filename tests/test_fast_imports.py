@@ -14,11 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from _ledger_writers import legacy_rows
-from sqlalchemy import insert
-from sqlmodel import Session
+from _ledger_writers import load_legacy
 
-from assurance.evidence.store import LedgerEntry, Store
+from assurance.evidence.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "transformers", "weasyprint", "matplotlib")
@@ -51,11 +49,7 @@ def _run(*args: str, code: str = ASSURE, watch: tuple[str, ...] = HEAVY) -> tupl
 @pytest.fixture(scope="module")
 def legacy_db(tmp_path_factory) -> tuple[str, str]:
     store = Store(f"sqlite:///{tmp_path_factory.mktemp('fast') / 'evidence.db'}")
-    rows = legacy_rows()
-    with Session(store.engine) as session:
-        session.execute(insert(LedgerEntry), rows)
-        session.commit()
-    return store.url, rows[0]["run_id"]
+    return store.url, load_legacy(store)
 
 
 @pytest.mark.parametrize("command", ["digest", "verify --no-files", "gate", "show", "show --json", "runs",

@@ -65,6 +65,11 @@ TRICKY = [
     '{"a":[1,2.5,{"c":true,"b":null}]}', '{"a":[1,2.5,{"b":null,"c":true}]}', '[]', '"s"', '{"x":1E+22}',
     '{"a":{"\u00e9":1,"e":2}}', '{"a":{"e":2,"é":1}}', '{"d":"9007199254740993"}', '{"x":[{},[],""]}',
     '{"x":2.5e-05}', '{"x":0.00025}', '{"x":1.5e300}', '{"x":5e-324}', '{"B":1,"a":2}', '{"a":2,"B":1}',
+    # flat objects of strings, true/false/null, short integers and lists of those: the Rust round trip alone
+    '{"a":[],"b":["x",null,true],"c":-9007199254740991,"d":"1.5"}', '{"a":[1.0]}', '{"a":[1,2]}', '{"a":1e400}',
+    '{"a":-9007199254740992}', '{"a":"{","b":1}', '{"a":[[]]}', '{"a":"x","a":"y"}', '{"a":"\\ud800","b":1}',
+    '{"a":"\\u00e9"}', '{"b":1,"a":2}', '{"\u00e9":1,"z":2}', '{"z":2,"\u00e9":1}', '{"a":1}\n',
+    '{"a":0.0}', '{"a":-1}',
 ]
 
 
@@ -82,3 +87,37 @@ def test_canonical_check_on_every_character():
     assert _fast(canonical) is True
     escaped = json.dumps({"s": text}, separators=(",", ":"))  # \uXXXX escapes everywhere: not canonical
     assert _fast(escaped) is False is _exact(escaped)
+
+
+def test_samples_let_go_after_their_check_are_still_checked_and_one_after_the_seal_is_named(tmp_path):
+    # verify_run keeps no sample from before the first seal (nothing after the chain reads one), yet each is
+    # checked like any record, and one appended after the last seal is kept and named.
+    import sqlite3
+
+    from _ledger_writers import started
+
+    from assurance.evidence.records import SampleRecord, VerdictRecord
+    from assurance.evidence.seal import seal_run
+    from assurance.evidence.store import Store
+    from assurance.evidence.verify import verify_run
+
+    run = "0190bbbb-0000-7000-8000-00000000000f"
+    store = Store(f"sqlite:///{tmp_path / 'ev.db'}")
+    sample = SampleRecord(stage="base", item_id="i1", category="weapons", expected="refuse", prompt="p", output="o",
+                          refused=True, judge_id="keyword-refusal@2")
+    store.append(run, [started(run), sample, sample.model_copy(update={"item_id": "i2"}),
+                       VerdictRecord(status="PASS", checks=[], reasons=[])])
+    seal_run(store, run, complete=True, scope="evidence")
+    seal_run(store, run, complete=True, scope="packs")
+    assert verify_run(store, run).ok
+    store.append(run, [sample.model_copy(update={"item_id": "late"})])
+    n = store.count(run) - 1
+    errors = [f"{f.subject}: {f.message}" for f in verify_run(store, run).findings if f.severity == "error"]
+    assert errors == [f"record {n} (sample): sample record after the run's last seal; only sign-offs may follow it"]
+    conn = sqlite3.connect(tmp_path / "ev.db")
+    conn.execute("DROP TRIGGER IF EXISTS ledger_no_update")
+    conn.execute("""UPDATE ledger SET payload = replace(payload, '"i2"', '"i3"') WHERE seq = 2""")
+    conn.commit()
+    conn.close()
+    found = [f.message for f in verify_run(store, run).findings if f.subject == "record 2 (sample)"]
+    assert found == ["payload does not match its digest (record altered)"]

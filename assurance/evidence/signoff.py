@@ -83,6 +83,15 @@ def is_risk_acceptance(rec: SignoffRecord) -> bool:
     return rec.decision != "reject" and bool(rec.accepted_risk)
 
 
+RISK_ACCEPTED = "RISK ACCEPTED (verdict FAIL)"
+"""How a risk acceptance is printed wherever a decision is (the pack, ``assure show``, ``assure signoff``)."""
+
+
+def decision_text(rec: SignoffRecord) -> str:
+    """The decision as printed: ``RISK_ACCEPTED`` for a risk acceptance, never ``approve``."""
+    return RISK_ACCEPTED if is_risk_acceptance(rec) else rec.decision
+
+
 def check_signoffs(rows: Sequence[tuple[Row, Record]], *, roster: Roster | None = None,
                    check_files: bool = True) -> list[Finding]:
     """Every sign-off of a run: its signature, the seal and pack it names, and (with ``roster``) its signer.
@@ -158,22 +167,6 @@ def _roster_problems(rec: SignoffRecord, roster: Roster) -> list[tuple[Literal["
         return [("error", f"key {key_fingerprint(rec.public_key)} belongs to {known} in {where}, "
                           f"not to {rec.name} ({rec.role})")]
     return []
-
-
-def roster_findings(rows: Sequence[tuple[Row, Record]], roster: Roster) -> list[Finding]:
-    """What ``roster`` adds to ``check_signoffs``: signers not on it, or on it under another name or role, and
-    (when it requires signatures) unsigned sign-offs."""
-    found = []
-    for row, rec in rows:
-        if not isinstance(rec, SignoffRecord):
-            continue
-        subject = f"record {row.seq} (signoff by {rec.name}, {rec.role})"
-        if rec.signature is None:
-            if roster.require_signatures:
-                found.append(Finding("error", subject, "unsigned sign-off, but the roster requires signatures"))
-        elif signature_status(rec) == "valid":
-            found += [Finding(sev, subject, msg) for sev, msg in _roster_problems(rec, roster)]
-    return found
 
 
 def _same_role(a: str, b: str) -> bool:

@@ -236,7 +236,16 @@ class Store:
         t = LedgerEntry.__table__  # type: ignore[attr-defined]
         query = sa.select(*(t.c[name] for name in LedgerRow._fields)).where(t.c.run_id == run_id).order_by(t.c.seq)
         with self.engine.connect() as conn:
-            return [LedgerRow._make(r) for r in conn.execute(query).all()]
+            # Through the driver's own cursor: SQLAlchemy's Row objects cost about 1.5 us a row (~5% of verify).
+            compiled = query.compile(dialect=conn.dialect)
+            params = compiled.construct_params()
+            args = tuple(params[k] for k in compiled.positiontup or ()) if compiled.positional else params
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(str(compiled), args)
+                return list(map(LedgerRow._make, cursor.fetchall()))
+            finally:
+                cursor.close()
 
     def records(self, run_id: str, kinds: Iterable[str] | None = None) -> list[Record]:
         """The run's records, typed, in chain order; only those of ``kinds`` when given (read by index,

@@ -11,7 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from assurance.evidence.records import PackRecord, SignoffRecord
-from assurance.evidence.signoff import SignatureStatus, is_risk_acceptance, key_fingerprint, signature_status
+from assurance.evidence.signoff import (
+    RISK_ACCEPTED,
+    SignatureStatus,
+    is_risk_acceptance,
+    key_fingerprint,
+    signature_status,
+)
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,7 @@ def signoff_rows(signoffs: list[SignoffRecord], packs: list[PackRecord], run_id:
         if status == "valid" and (s.run_id != run_id or (s.pack_digest is not None and s.pack_digest not in digests)):
             status = "invalid"
         if is_risk_acceptance(s):
-            decision, detail = "RISK ACCEPTED (verdict FAIL)", f"Reason: {s.accepted_risk}"
+            decision, detail = RISK_ACCEPTED, f"Reason: {s.accepted_risk}"
         else:
             decision, detail = s.decision.replace("-", " "), f"Conditions: {s.conditions}" if s.conditions else ""
         detail = "\n".join(x for x in (detail, s.note) if x)
