@@ -18,7 +18,14 @@ from ..regimes import REGIMES, Regime
 from .base import MAX_SEED, PlanError, Section
 from .battery import BatterySpec, ComparisonSpec, ExtraSuiteSpec, JudgeSpec, SamplingSpec, SuiteName
 from .targets import AdapterTarget, EndpointTarget, FolderTarget, Target
-from .training import ConstrainedSpec, DeepAlignmentSpec, FinetuneSpec, LoraSpec, StressSpec
+from .training import (
+    ConstrainedSpec,
+    DeepAlignmentSpec,
+    FinetuneSpec,
+    LoraSpec,
+    StressSpec,
+    tiny_model_tuning,
+)
 from .yaml_file import strict_yaml
 
 __all__ = [
@@ -129,6 +136,11 @@ class Plan(Section):
     baseline: Target | None = None
     """Evaluate-only runs: the model before the change, evaluated with the same battery as the ``base`` stage, so
     the paired base -> tuned comparisons and ``policy.max_regression`` apply; null: no base stage."""
+
+    @model_validator(mode="after")
+    def _tiny_model_tuning(self) -> Plan:
+        self.finetune = tiny_model_tuning(self.model.path, self.finetune)
+        return self
 
     @model_validator(mode="after")
     def _evaluate_only(self) -> Plan:
