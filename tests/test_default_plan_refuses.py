@@ -28,7 +28,7 @@ def test_the_tiny_model_gets_its_own_settings_only_when_the_plan_chose_none():
     default = plan_from_dict({})
     assert default.model.path == "builtin:tiny-chat"
     assert {k: getattr(default.finetune, k) for k in TINY_SAFETY_TUNE} == TINY_SAFETY_TUNE
-    assert Plan().finetune == default.finetune
+    assert Plan().finetune == default.finetune and default.cpu_threads == 1
     # the recorded plan holds them explicitly: read back (a resume), it is the same plan
     assert plan_from_dict(default.model_dump(mode="json")) == default
     generic = FinetuneSpec()
@@ -36,6 +36,7 @@ def test_the_tiny_model_gets_its_own_settings_only_when_the_plan_chose_none():
     # any tuning choice of the user's, or another model, keeps the generic defaults for everything else
     chose = plan_from_dict({"finetune": {"max_steps": 50}})
     assert (chose.finetune.method, chose.finetune.lr, chose.finetune.max_steps) == ("lora", 2e-4, 50)
+    assert chose.cpu_threads is None and plan_from_dict({"cpu_threads": 2}).cpu_threads == 2
     assert plan_from_dict({"model": {"path": "/models/llama"}}).finetune == generic
     assert plan_from_dict({"model": {"path": "builtin:tiny-chat-aligned"}}).finetune == generic
     # a setting that does not choose the training (the data) keeps the tiny model's settings

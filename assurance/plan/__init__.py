@@ -139,7 +139,10 @@ class Plan(Section):
 
     @model_validator(mode="after")
     def _tiny_model_tuning(self) -> Plan:
-        self.finetune = tiny_model_tuning(self.model.path, self.finetune)
+        tuned = tiny_model_tuning(self.model.path, self.finetune)
+        if tuned is not self.finetune and self.cpu_threads is None:
+            self.cpu_threads = 1  # its full-weight tune: 726 s on 2 threads of a busy 2-core box, ~100 s on 1
+        self.finetune = tuned
         return self
 
     @model_validator(mode="after")
