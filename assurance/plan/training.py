@@ -145,12 +145,14 @@ TINY_SAFETY_TUNE: dict[str, Any] = dict(
 
 The generic defaults above are for the models people bring (1-8B): LoRA r 16 / alpha 32 at lr 2e-4 for a
 few hundred steps is the common recipe (QLoRA, Dettmers et al. 2023: lr 2e-4 for 7-13B models). They teach
-the tiny model nothing (measured: 17% of harmful prompts refused after tuning against 25% before): the
-learning rate that moves a model scales with its width (the Tinker cookbook's LoRA rule, after "LoRA Without
-Regret", Thinking Machines 2025: lr ~ hidden_size**-0.78), and the tiny model is 128 wide, not 2048-4096, and
-barely trained, so LoRA cannot reach the vocabulary of a refusal at all. These are the settings its aligned
-sibling (``builtin:tiny-chat-aligned``) was built with: full weights at the learning rate it was trained at,
-with 30% safety examples."""
+the tiny model nothing (measured on the default battery: 24.8% of harmful prompts refused before, 16.7% after).
+The learning rate that moves a model grows as it gets narrower (the Tinker cookbook's LoRA rule, after "LoRA
+Without Regret", Thinking Machines 2025: lr ~ hidden_size**-0.78), and the tiny model is 128 wide, not
+2048-4096, and barely trained: even LoRA at lr 3e-3 (alpha 128 too) left its loss on the refusals at 4.7-5.2,
+where full weights at 3e-3 reached 1.3. These are the settings its aligned sibling
+(``builtin:tiny-chat-aligned``) was built with: full weights at its own training rate, 30% safety examples;
+measured: 77.9% of harmful and 56.9% of benign prompts refused after the tune (it refuses, but tells the two
+apart only roughly)."""
 
 TUNING_FIELDS = frozenset({"recipe", "method", "lr", "schedule", "max_steps", "batch_size", "grad_accum",
                            "warmup_steps", "weight_decay", "max_grad_norm", "safety_ratio", "lora", "task_data"})
