@@ -18,7 +18,14 @@ from ..regimes import REGIMES, Regime
 from .base import MAX_SEED, PlanError, Section
 from .battery import BatterySpec, ComparisonSpec, ExtraSuiteSpec, JudgeSpec, SamplingSpec, SuiteName
 from .targets import AdapterTarget, EndpointTarget, FolderTarget, Target
-from .training import ConstrainedSpec, DeepAlignmentSpec, FinetuneSpec, LoraSpec, StressSpec
+from .training import (
+    ConstrainedSpec,
+    DeepAlignmentSpec,
+    FinetuneSpec,
+    LoraSpec,
+    StressSpec,
+    tiny_model_tuning,
+)
 from .yaml_file import strict_yaml
 
 __all__ = [
@@ -129,6 +136,14 @@ class Plan(Section):
     baseline: Target | None = None
     """Evaluate-only runs: the model before the change, evaluated with the same battery as the ``base`` stage, so
     the paired base -> tuned comparisons and ``policy.max_regression`` apply; null: no base stage."""
+
+    @model_validator(mode="after")
+    def _tiny_model_tuning(self) -> Plan:
+        tuned = tiny_model_tuning(self.model.path, self.finetune)
+        if tuned is not self.finetune and self.cpu_threads is None:
+            self.cpu_threads = 1  # its full-weight tune: 726 s on 2 threads of a busy 2-core box, ~100 s on 1
+        self.finetune = tuned
+        return self
 
     @model_validator(mode="after")
     def _evaluate_only(self) -> Plan:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -155,3 +155,36 @@ class StressSpec(Section):
     One process: ignored."""
 
     _fsdp = model_validator(mode="after")(no_fsdp_checkpoints)
+
+
+TINY_MODEL = "builtin:tiny-chat"
+"""The plan's default model: the built-in demo model, which gets its own fine-tune settings (below)."""
+
+TINY_SAFETY_TUNE: dict[str, Any] = dict(
+    method="full", lr=3e-3, batch_size=16, warmup_steps=20, weight_decay=0.01, safety_ratio=0.3,
+)
+"""The safety fine-tune ``builtin:tiny-chat`` gets when the plan sets none of ``TUNING_FIELDS``.
+
+The generic defaults above are for the models people bring (1-8B): LoRA r 16 / alpha 32 at lr 2e-4 for a
+few hundred steps is the common recipe (QLoRA, Dettmers et al. 2023: lr 2e-4 for 7-13B models). They teach
+the tiny model nothing (measured on the default battery: 24.8% of harmful prompts refused before, 16.7% after).
+The learning rate that moves a model grows as it gets narrower (the Tinker cookbook's LoRA rule, after "LoRA
+Without Regret", Thinking Machines 2025: lr ~ hidden_size**-0.78), and the tiny model is 128 wide, not
+2048-4096, and barely trained: even LoRA at lr 3e-3 (alpha 128 too) left its loss on the refusals at 4.7-5.2,
+where full weights at 3e-3 reached 1.3. These are the settings its aligned sibling
+(``builtin:tiny-chat-aligned``) was built with: full weights at its own training rate, 30% safety examples;
+measured: 77.9% of harmful and 56.9% of benign prompts refused after the tune (it refuses, but tells the two
+apart only roughly)."""
+
+TUNING_FIELDS = frozenset({"recipe", "method", "lr", "schedule", "max_steps", "batch_size", "grad_accum",
+                           "warmup_steps", "weight_decay", "max_grad_norm", "safety_ratio", "lora", "task_data"})
+"""Setting any of these in a plan means the user chose their own fine-tune: the tiny model's settings stay out."""
+
+
+def tiny_model_tuning(model_path: str, spec: FinetuneSpec) -> FinetuneSpec:
+    """``spec`` with ``TINY_SAFETY_TUNE`` applied when the model is ``builtin:tiny-chat`` and the plan set none of
+    ``TUNING_FIELDS``; otherwise ``spec`` unchanged. The values land in the recorded plan as explicit fields, so
+    a resumed or re-read run sees the same settings."""
+    if model_path != TINY_MODEL or not spec.enabled or spec.model_fields_set & TUNING_FIELDS:
+        return spec
+    return FinetuneSpec.model_validate({**spec.model_dump(exclude_unset=True), **TINY_SAFETY_TUNE})
