@@ -8,7 +8,7 @@ import io
 
 import pytest
 from _pdf import pdftotext
-from _report_records import BASE_DIGEST, TUNED_DIGEST, make_records
+from _report_records import BASE_DIGEST, RUN_ID, TUNED_DIGEST, make_records
 from rich.console import Console
 
 from assurance.console import show_run
@@ -90,3 +90,19 @@ def test_show_labels_the_stages_of_an_evaluate_only_run():
     assert "baseline" in header and "target" in header and "tuned" not in header and " base " not in header
     fine_tuned = next(line for line in _show(make_records()).splitlines() if "category" in line)
     assert "base" in fine_tuned and "tuned" in fine_tuned and "target" not in fine_tuned
+
+
+def test_assure_show_of_a_stored_evaluate_only_run(tmp_path):
+    """``assure show`` on the run stored in a real SQLite ledger: the stored stages stay base and tuned."""
+    from typer.testing import CliRunner
+
+    from assurance.cli import app
+    from assurance.evidence.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'e.db'}")
+    store.append(RUN_ID, evaluate_only_records())
+    res = CliRunner().invoke(app, ["show", RUN_ID, "--db", f"sqlite:///{tmp_path / 'e.db'}"],
+                             env={"COLUMNS": "220"})
+    assert res.exit_code == 0, res.output
+    assert "target − baseline" in res.stdout and "tuned − base" not in res.stdout
+    assert {m.stage for m in store.records(RUN_ID, kinds=["metric"])} == {"base", "tuned"}
