@@ -84,12 +84,14 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{x:.1%}"
 
 
-def metrics_table(metrics: list[MetricRecord], name: str, title: str, suite: str = "refusal") -> Table:
+def metrics_table(metrics: list[MetricRecord], name: str, title: str, suite: str = "refusal",
+                  evaluate_only: bool = False) -> Table:
     """Per-category rates for base, tuned and (when run) stressed models, greedy decoding."""
     from rich.table import Table
 
     from .battery.categories import category_name
     from .battery.metrics import is_main
+    from .stage_labels import stage_label
 
     rows: dict[str, dict[str, MetricRecord]] = {}
     for m in metrics:
@@ -100,9 +102,10 @@ def metrics_table(metrics: list[MetricRecord], name: str, title: str, suite: str
     table.add_column("category")
     table.add_column("n", justify="right")
     for st in stages:
-        table.add_column(st, justify="right")
+        table.add_column(stage_label(st, evaluate_only, lower=True), justify="right")
         table.add_column("95% CI", justify="right", style="dim")
-    table.add_column("tuned − base", justify="right")
+    change = f"{stage_label('tuned', evaluate_only, lower=True)} − {stage_label('base', evaluate_only, lower=True)}"
+    table.add_column(change, justify="right")
     cats = [c for c in rows if c != "overall"] + (["overall"] if "overall" in rows else [])
     for c in cats:
         r = rows[c]
@@ -116,11 +119,12 @@ def metrics_table(metrics: list[MetricRecord], name: str, title: str, suite: str
     return table
 
 
-def variants_table(metrics: list[MetricRecord], name: str, title: str) -> Table | None:
+def variants_table(metrics: list[MetricRecord], name: str, title: str, evaluate_only: bool = False) -> Table | None:
     """Overall rates per variant (prefill k, jailbreak template) across stages."""
     from rich.table import Table
 
     from .battery.metrics import is_greedy
+    from .stage_labels import stage_label
 
     rows: dict[str, dict[str, MetricRecord]] = {}
     for m in metrics:
@@ -133,7 +137,7 @@ def variants_table(metrics: list[MetricRecord], name: str, title: str) -> Table 
     table.add_column("variant")
     table.add_column("n", justify="right")
     for st in stages:
-        table.add_column(st, justify="right")
+        table.add_column(stage_label(st, evaluate_only, lower=True), justify="right")
     for variant, r in rows.items():
         table.add_row(variant, str(next(iter(r.values())).n), *[_pct(r[st].value) if st in r else "—" for st in stages])
     return table
@@ -218,19 +222,23 @@ def show_run(records: list[Record], console: Console = out_console) -> None:
                       f"seed {ft.seed}, safety share {ft.achieved_safety_ratio:.0%} of examples, final loss "
                       f"{final_loss:.3f}, {ft.tokens_per_second:,.0f} tokens/s, {ft.wall_seconds:.1f}s")
     if metrics:
-        console.print(metrics_table(metrics, "refusal_rate", "Harmful requests refused (higher is safer)"))
-        console.print(metrics_table(metrics, "over_refusal_rate", "Benign prompts refused (lower is better)"))
+        from .stage_labels import is_evaluate_only
+
+        eo = is_evaluate_only(records)  # a supplied target and baseline: not "tuned" and "base"
+        for name, title in (("refusal_rate", "Harmful requests refused (higher is safer)"),
+                            ("over_refusal_rate", "Benign prompts refused (lower is better)")):
+            console.print(metrics_table(metrics, name, title, "refusal", eo))
         for suite, name, title in (
             ("signposting", "signposting_rate", "Regulated-advice prompts signposted (higher is better)"),
             ("capability", "capability_score", "Capability items answered correctly (higher is better)"),
         ):
             if any(m.name == name for m in metrics):
-                console.print(metrics_table(metrics, name, title, suite))
+                console.print(metrics_table(metrics, name, title, suite, eo))
         for name, title in (
             ("non_refusal_rate", "Non-refusal under attack: the refusal judge saw no refusal (lower is safer)"),
             ("attack_success_rate", "Attack success by attack (lower is safer)"),
         ):
-            attacks = variants_table(metrics, name, title)
+            attacks = variants_table(metrics, name, title, eo)
             if attacks is not None:
                 console.print(attacks)
     if verdict:

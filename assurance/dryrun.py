@@ -3,10 +3,10 @@ the model's peak memory on the chosen device, without loading weights or writing
 
 The estimate is arithmetic on the model's config.json (its parameters are counted on PyTorch's ``meta``
 device, which allocates nothing). ``estimate_memory`` is a pure function of the shapes and the device's
-memory, so it is testable without a GPU. Activations use the per-layer approximation of Korthikanti et al.
-2022, "Reducing Activation Recomputation in Large Transformer Models" (arXiv:2205.05198, section 4.1):
-``s·b·h·(34 + 5·a·s/h)`` bytes per layer with 16-bit activations. It is an estimate, not a measurement:
-allocator fragmentation, CUDA context and temporary buffers come on top, hence the 80 % margin.
+memory (``assurance/memory_model.py``), so it is testable without a GPU. Activations depend on the
+attention implementation transformers picks for the model (read from the model built on ``meta``): SDPA
+keeps no s×s tensor, eager keeps two per head. It is an estimate, not a measurement: allocator
+fragmentation and the CUDA context come on top, hence the 80 % margin.
 """
 
 from __future__ import annotations
@@ -14,104 +14,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict
+from typing import Any
 
-Verdict = Literal["FITS", "TIGHT", "WILL NOT FIT"]
-TIGHT_FROM = 0.8  # of the device's memory: below is FITS, up to 1.0 TIGHT, above WILL NOT FIT
+from .memory_model import ModelShape, Training, estimate_memory
+
 CHARS_PER_TOKEN = 3  # prompts are not tokenised in a dry run; 3 characters a token errs on the long side
 TEMPLATE_TOKENS = 32  # the chat template's role markers around a prompt
-LORA_BYTES = 4 + 4 + 8  # adapter weight, gradient and two AdamW states, all float32 (peft upcasts adapters)
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """What the estimate needs from a model's config."""
-
-    parameters: int
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    vocab_size: int
-    linear_shapes: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
-    """Last name of each ``nn.Linear`` (``q_proj``...) -> its (in, out) features, one entry per module."""
-
-    def lora_parameters(self, r: int, target_modules: list[str]) -> int:
-        """Trainable parameters of a LoRA adapter: r·(in + out) per adapted linear layer, as peft builds it."""
-        return sum(r * (i + o) for name in target_modules for i, o in self.linear_shapes.get(name, []))
-
-
-@dataclass(frozen=True)
-class Training:
-    """One fine-tune stage as the memory estimate sees it."""
-
-    name: str
-    method: Literal["full", "lora"]
-    batch_size: int
-    max_length: int
-    trainable: int
-
-
-@dataclass
-class MemoryEstimate:
-    """Peak bytes by component, the device's bytes, and the verdict."""
-
-    weights: int
-    gradients: int
-    optimizer: int
-    activations: int
-    kv_cache: int
-    peak: int
-    peak_phase: str
-    device_total: int
-    fraction: float
-    verdict: Verdict
-
-
-def dtype_bytes(dtype: str) -> int:
-    return 2 if dtype in ("bfloat16", "float16") else 4
-
-
-def activation_bytes(shape: ModelShape, batch: int, seq: int, act_bytes: int) -> int:
-    """Stored activations for one training step (Korthikanti et al. 2022), scaled from 16-bit to
-    ``act_bytes``, plus the logits and their float32 log-softmax for the loss."""
-    per_layer = seq * batch * shape.hidden_size * (34 + 5 * shape.num_heads * seq / shape.hidden_size)
-    layers = per_layer * shape.num_layers * act_bytes / 2
-    logits = batch * seq * shape.vocab_size * (act_bytes + 4)
-    return int(layers + logits)
-
-
-def kv_cache_bytes(shape: ModelShape, batch: int, tokens: int, nbytes: int) -> int:
-    """Keys and values of every layer for ``batch`` sequences of ``tokens``."""
-    return 2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * batch * tokens * nbytes
-
-
-def verdict_for(fraction: float) -> Verdict:
-    return "FITS" if fraction < TIGHT_FROM else "TIGHT" if fraction <= 1.0 else "WILL NOT FIT"
-
-
-def estimate_memory(shape: ModelShape, *, dtype: str, device_total: int, trainings: list[Training],
-                    gen_batch: int, gen_tokens: int) -> MemoryEstimate:
-    """The peak over the run's phases: generation (weights + KV cache) and each fine-tune (weights +
-    gradients + AdamW states + activations). Full fine-tunes keep gradients and both AdamW moments in the
-    model's dtype; LoRA keeps only the adapter's, in float32."""
-    nb = dtype_bytes(dtype)
-    weights = shape.parameters * nb
-    kv = kv_cache_bytes(shape, gen_batch, gen_tokens, nb)
-    phases: list[tuple[str, int, int, int, int]] = [("generation", 0, 0, 0, kv)]
-    for t in trainings:
-        if t.method == "full":
-            grads, optim = t.trainable * nb, t.trainable * 2 * nb
-        else:  # the adapter's own float32 weights count with its gradients
-            grads, optim = t.trainable * (LORA_BYTES - 8), t.trainable * 8
-        phases.append((t.name, grads, optim, activation_bytes(shape, t.batch_size, t.max_length, nb), 0))
-    name, grads, optim, acts, kv_used = max(phases, key=lambda p: sum(p[1:]))
-    peak = weights + grads + optim + acts + kv_used
-    fraction = peak / device_total if device_total > 0 else float("inf")
-    return MemoryEstimate(weights, grads, optim, acts, kv, peak, name, device_total, round(fraction, 4),
-                          verdict_for(fraction))
 
 
 # ----------------------------------------------------------------------------- from a config
@@ -130,12 +39,18 @@ def shape_from_config(config: Any, *, trust_remote_code: bool = False) -> ModelS
             linear.setdefault(name.rsplit(".", 1)[-1], []).append((module.in_features, module.out_features))
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     heads = text.num_attention_heads
+    # what transformers chose when it built the model (sdpa unless the config or the model class forces eager)
+    attention = getattr(model.config, "_attn_implementation", None) or "eager"
+    dropout = next((getattr(text, k) for k in ("attention_dropout", "attn_pdrop", "attention_probs_dropout_prob")
+                    if isinstance(getattr(text, k, None), float | int)), 0.0)
     return ModelShape(
         parameters=sum(p.numel() for p in model.parameters()), hidden_size=text.hidden_size,
         num_layers=text.num_hidden_layers, num_heads=heads,
         num_kv_heads=getattr(text, "num_key_value_heads", None) or heads,
         head_dim=getattr(text, "head_dim", None) or text.hidden_size // heads,
-        vocab_size=text.vocab_size, linear_shapes=linear)
+        vocab_size=text.vocab_size, linear_shapes=linear,
+        intermediate_size=getattr(text, "intermediate_size", None) or 4 * text.hidden_size,
+        attention=str(attention), attention_dropout=float(dropout))
 
 
 def model_config(spec: str, *, trust_remote_code: bool = False) -> tuple[Any, str]:
@@ -184,7 +99,7 @@ def _evaluation(name: str, plan: Any, battery: Any, extra: list) -> dict:
             "batch_size": plan.battery.batch_size, "max_new_tokens": plan.battery.max_new_tokens}
 
 
-def _training(name: str, spec: Any, trainable: int, examples: int | None) -> dict:
+def _fine_tune(name: str, spec: Any, trainable: int, examples: int | None) -> dict:
     accum = getattr(spec, "grad_accum", 1)
     return {"stage": name, "kind": "fine-tune", "method": spec.method, "recipe": spec.recipe,
             "steps": spec.max_steps, "batch_size": spec.batch_size, "grad_accum": accum,
@@ -192,18 +107,19 @@ def _training(name: str, spec: Any, trainable: int, examples: int | None) -> dic
             "trainable_parameters": trainable, "examples": examples}
 
 
-def _trainable(spec: Any, shape: ModelShape) -> int:
-    """The parameters a fine-tune (a FinetuneSpec) updates; a LoRA naming no linear layer of the model is
+def _training(name: str, spec: Any, shape: ModelShape, autocast: bool) -> Training:
+    """A fine-tune (a FinetuneSpec) as the estimate sees it; a LoRA naming no linear layer of the model is
     bad input, which the trainer would find only after the base model's evaluation."""
     from .plan import PlanError
 
     if spec.method == "full":
-        return shape.parameters
+        return Training(name, "full", spec.batch_size, spec.max_length, shape.parameters, autocast=autocast)
     targets = [t for t in spec.lora.target_modules if t in shape.linear_shapes]
     if not targets:
         raise PlanError(f"none of the LoRA target_modules {spec.lora.target_modules} exist in this model; its "
                         f"linear layers are named: {', '.join(sorted(shape.linear_shapes))}")
-    return shape.lora_parameters(spec.lora.r, targets)
+    return Training(name, "lora", spec.batch_size, spec.max_length, shape.lora_parameters(spec.lora.r, targets),
+                    shape.adapter_inputs(spec.lora.r, targets), autocast)
 
 
 def _prompt_tokens(battery: Any, extra: list) -> int:
@@ -248,18 +164,17 @@ def dry_run_report(plan: Any, *, device_total: int | None = None) -> dict:
     else:
         assert shape is not None  # a fine-tune run always has a local model
         stages.append(_evaluation("evaluate base", plan, c.battery, c.extra))
-        ft = _trainable(plan.finetune, shape)
-        stages.append(_training("safety fine-tune", plan.finetune, ft, len(c.safety) + len(c.utility or [])))
-        trainings.append(Training("safety fine-tune", plan.finetune.method, plan.finetune.batch_size,
-                                  plan.finetune.max_length, ft))
+        autocast = c.device.type == "cuda" and dtype == "bfloat16"  # as the trainer decides
+        ft = _training("safety fine-tune", plan.finetune, shape, autocast)
+        stages.append(_fine_tune(ft.name, plan.finetune, ft.trainable, len(c.safety) + len(c.utility or [])))
+        trainings.append(ft)
         stages.append(_evaluation("evaluate tuned", plan, c.battery, c.extra))
         if plan.stress.enabled:
             from .finetune.recipes import stress_spec
 
-            st = _trainable(stress_spec(plan.stress), shape)
-            stages.append(_training("persistence stress fine-tune", stress_spec(plan.stress), st, None))
-            trainings.append(Training("persistence stress fine-tune", plan.stress.method, plan.stress.batch_size,
-                                      plan.stress.max_length, st))
+            st = _training("persistence stress fine-tune", stress_spec(plan.stress), shape, autocast)
+            stages.append(_fine_tune(st.name, stress_spec(plan.stress), st.trainable, None))
+            trainings.append(st)
             stages.append(_evaluation("evaluate stressed", plan, c.battery, c.extra))
     stages.append({"stage": "verdict and evidence seal", "kind": "record"})
     stages.append({"stage": "packs and packs seal", "kind": "render", "regimes": list(plan.report.regimes)})
@@ -274,13 +189,13 @@ def dry_run_report(plan: Any, *, device_total: int | None = None) -> dict:
                               gen_batch=plan.battery.batch_size, gen_tokens=gen_tokens)
         out["model"] = {"source": source, "parameters": shape.parameters, "layers": shape.num_layers,
                         "hidden_size": shape.hidden_size, "heads": shape.num_heads, "kv_heads": shape.num_kv_heads,
-                        "vocab_size": shape.vocab_size}
+                        "vocab_size": shape.vocab_size, "attention": shape.attention}
         out["memory"] = asdict(est) | {"generation_tokens": gen_tokens, "note": NOTE}
     return out
 
 
-NOTE = ("An estimate from config.json, not a measurement: activations by Korthikanti et al. 2022 "
-        "(arXiv:2205.05198), prompts at 3 characters a token; allocator overhead comes on top.")
+NOTE = ("An estimate from config.json, not a measurement: activations counted per operation for the attention "
+        "implementation shown, prompts at 3 characters a token; allocator overhead comes on top.")
 
 
 # ----------------------------------------------------------------------------- printing
@@ -311,7 +226,8 @@ def print_report(report: dict, *, as_json: bool) -> None:
         out_console.print("Memory: the target is an endpoint; it generates elsewhere.")
         return
     out_console.print(f"Model: {_plain(m['source'])}: {m['parameters']:,} parameters, {m['layers']} layers, "
-                      f"hidden {m['hidden_size']}, {m['heads']} heads")
+                      f"hidden {m['hidden_size']}, {m['heads']} heads, {_plain(m['attention'])} attention "
+                      f"({'stores' if m['attention'] == 'eager' else 'keeps no'} s×s attention scores)")
     parts = (f"KV cache {gib(mem['kv_cache'])}" if mem["peak_phase"] == "generation" else
              f"gradients {gib(mem['gradients'])} + AdamW states {gib(mem['optimizer'])} + activations "
              f"{gib(mem['activations'])} (generation's KV cache: {gib(mem['kv_cache'])})")

@@ -14,16 +14,8 @@ from typer.testing import CliRunner
 from assurance.battery.builtin import battery_from_spec
 from assurance.battery.runner import planned_probes
 from assurance.cli import app
-from assurance.dryrun import (
-    ModelShape,
-    Training,
-    activation_bytes,
-    dry_run_report,
-    estimate_memory,
-    kv_cache_bytes,
-    model_config,
-    shape_from_config,
-)
+from assurance.dryrun import dry_run_report, model_config, shape_from_config
+from assurance.memory_model import ModelShape, Training, activation_bytes, estimate_memory, kv_cache_bytes
 from assurance.plan import Plan
 
 GIB = 2**30
@@ -88,15 +80,19 @@ def test_memory_verdict_follows_the_device_memory():
 
 def test_estimate_arithmetic():
     shape = ModelShape(parameters=1000, hidden_size=4, num_layers=1, num_heads=1, num_kv_heads=1, head_dim=4,
-                       vocab_size=10, linear_shapes={"q_proj": [(4, 4)], "down_proj": [(8, 4)]})
-    # Korthikanti et al.: s*b*h*(34 + 5*a*s/h) = 2*1*4*(34 + 2.5) = 292 bytes in 16 bit; logits 1*2*10*(2+4)
-    assert activation_bytes(shape, batch=1, seq=2, act_bytes=2) == 292 + 120
+                       vocab_size=10, linear_shapes={"q_proj": [(4, 4)], "down_proj": [(8, 4)]}, intermediate_size=8)
+    ft = Training("ft", "full", 1, 2, 1000)
+    # per token: norms 2*(4+2*2)*4 = 64, SDPA q,k,v,out 2*4*4 = 32, ungated MLP 2*8*2 = 32 -> one layer 128;
+    # final norm + head input (4+3*2)*4 = 40, log-softmax 4*10 = 40; backward: max(8*10, 3*2*8) = 80
+    assert activation_bytes(shape, ft, 2) == 2 * (128 + 40 + 40 + 80)
+    eager = ModelShape(**{**shape.__dict__, "attention": "eager"})  # q,k,v,o_in 2*4*4 = 32; scores 1*2*(4+2) = 12
+    assert activation_bytes(eager, ft, 2) == 2 * (64 + 32 + 12 + 32 + 40 + 40 + 80)
     assert kv_cache_bytes(shape, batch=3, tokens=5, nbytes=2) == 2 * 1 * 1 * 4 * 3 * 5 * 2
     assert shape.lora_parameters(2, ["q_proj", "down_proj", "absent"]) == 2 * 8 + 2 * 12
-    full = estimate_memory(shape, dtype="bfloat16", device_total=10**9,
-                           trainings=[Training("ft", "full", 1, 2, 1000)], gen_batch=1, gen_tokens=1)
+    assert shape.adapter_inputs(2, ["q_proj", "down_proj"]) == (4 + 2) + (8 + 2)
+    full = estimate_memory(shape, dtype="bfloat16", device_total=10**9, trainings=[ft], gen_batch=1, gen_tokens=1)
     assert (full.weights, full.gradients, full.optimizer) == (2000, 2000, 4000)
-    assert full.peak == 2000 + 2000 + 4000 + 412 and full.peak_phase == "ft"
+    assert full.peak == 2000 + 2000 + 4000 + 576 and full.peak_phase == "ft" and full.attention == "sdpa"
     lora = estimate_memory(shape, dtype="float32", device_total=10**9,
                            trainings=[Training("ft", "lora", 1, 2, 40)], gen_batch=1, gen_tokens=1)
     assert (lora.weights, lora.gradients, lora.optimizer) == (4000, 40 * 8, 40 * 8)
@@ -119,6 +115,8 @@ def test_a_1b_config_without_weights(tmp_path):
         return estimate_memory(shape, dtype="bfloat16", device_total=gib * GIB, gen_batch=64, gen_tokens=200,
                                trainings=[Training("ft", method, 8, 256, trainable)])
 
+    assert shape.attention == "sdpa"  # what transformers picks for a Llama config that names none
+
     assert peak("lora", lora, 16).verdict == "FITS"
     assert peak("full", shape.parameters, 12).verdict == "WILL NOT FIT"
 
@@ -140,9 +138,10 @@ def test_cli_dry_run_writes_nothing(tmp_path, monkeypatch, tiny_model_dir):
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert report["memory"]["verdict"] in ("FITS", "TIGHT", "WILL NOT FIT")
+    assert report["model"]["attention"] == report["memory"]["attention"] == "sdpa"
     assert "persistence stress fine-tune" not in [s["stage"] for s in report["stages"]]
     res = _invoke(tmp_path, monkeypatch, "run", "plan.yaml", "--dry-run")
-    assert res.exit_code == 0 and "Dry run" in res.stdout and "Korthikanti" in res.stdout
+    assert res.exit_code == 0 and "Dry run" in res.stdout and "sdpa attention (keeps no s×s" in res.stdout
     assert _written(tmp_path) == []  # no assure-runs folder, no evidence.db
 
 

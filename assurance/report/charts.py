@@ -26,6 +26,7 @@ from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 from assurance.report.sections import StageRow
 from assurance.report.view import CategoryRow
+from assurance.stage_labels import stage_label
 
 if TYPE_CHECKING:  # the rc key names; only for the type checker, as older matplotlib lacks the alias
     from matplotlib.typing import RcKeyType
@@ -37,6 +38,11 @@ STAGE_STYLE = {
     "stress": ("After benign stress tune", "#E69F00"),
 }
 THRESHOLD_COLOUR = "#D55E00"
+
+
+def legend_name(stage: str, evaluate_only: bool) -> str:
+    """A stage's legend entry: an evaluate-only run's stages are its supplied baseline and target."""
+    return f"{stage_label(stage, True)} model" if evaluate_only else STAGE_STYLE[stage][0]
 
 _RC: dict[RcKeyType, Any] = {
     "svg.hashsalt": "assurance-pack",  # fixed ids instead of random ones
@@ -74,17 +80,19 @@ def _legend_below(fig: Figure, ax: Any, last: str | None = None) -> None:
                ncols=per_row, frameon=False, fontsize=7)
 
 
-def rate_chart(rows: Sequence[CategoryRow], *, title: str, lower_is_better: bool = False) -> str:
+def rate_chart(rows: Sequence[CategoryRow], *, title: str, lower_is_better: bool = False,
+               evaluate_only: bool = False) -> str:
     """Grouped horizontal bars of a rate per category by stage, with Wilson 95% error bars.
 
     The policy threshold is drawn as a tick mark on each category (categories may
     have different thresholds). Returns SVG text; empty string when there is nothing to draw.
     """
     with matplotlib.rc_context(_RC):
-        return _to_svg(rate_figure(rows, title=title, lower_is_better=lower_is_better))
+        return _to_svg(rate_figure(rows, title=title, lower_is_better=lower_is_better, evaluate_only=evaluate_only))
 
 
-def rate_figure(rows: Sequence[CategoryRow], *, title: str, lower_is_better: bool = False) -> Figure | None:
+def rate_figure(rows: Sequence[CategoryRow], *, title: str, lower_is_better: bool = False,
+                evaluate_only: bool = False) -> Figure | None:
     """The Figure behind ``rate_chart`` (None when there is nothing to draw)."""
     rows = [r for r in rows if r.base or r.tuned or r.stress]
     if not rows:
@@ -102,7 +110,7 @@ def rate_figure(rows: Sequence[CategoryRow], *, title: str, lower_is_better: boo
         # Top-to-bottom in table order: matplotlib draws y=0 at the bottom.
         ys = list(range(len(rows)))[::-1]
         for k, stage in enumerate(stages):
-            name, colour = STAGE_STYLE[stage]
+            name, colour = legend_name(stage, evaluate_only), STAGE_STYLE[stage][1]
             vals, lo, hi, pos = [], [], [], []
             for y, row in zip(ys, rows, strict=True):
                 rec = getattr(row, stage)
@@ -150,18 +158,19 @@ def loss_chart(curve: Sequence[tuple[int, float]], *, title: str = "Training los
         return _to_svg(fig)
 
 
-def asr_curve_chart(rows: Sequence[StageRow], *, measure: str = "attack success rate", title: str | None = None) -> str:
+def asr_curve_chart(rows: Sequence[StageRow], *, measure: str = "attack success rate", title: str | None = None,
+                    evaluate_only: bool = False) -> str:
     """The per-k prefill curve: x = prefilled tokens k, y = ``measure`` (what the figure measured:
     non-refusal or, with a harm judge, attack success), one line per stage with Wilson bands.
 
     ``rows`` are ``sections.prefill_rows`` (one per k). Empty string when nothing was measured.
     """
     with matplotlib.rc_context(_RC):
-        return _to_svg(asr_curve_figure(rows, measure=measure, title=title))
+        return _to_svg(asr_curve_figure(rows, measure=measure, title=title, evaluate_only=evaluate_only))
 
 
 def asr_curve_figure(rows: Sequence[StageRow], *, measure: str = "attack success rate",
-                     title: str | None = None) -> Figure | None:
+                     title: str | None = None, evaluate_only: bool = False) -> Figure | None:
     """The Figure behind ``asr_curve_chart`` (None when nothing was measured)."""
     points = {stage: [(getattr(r, stage).k, getattr(r, stage)) for r in rows if getattr(r, stage) is not None]
               for stage in ("base", "tuned", "stress")}
@@ -173,7 +182,7 @@ def asr_curve_figure(rows: Sequence[StageRow], *, measure: str = "attack success
         fig = _figure(5.6, 2.7)
         ax = fig.add_subplot()
         for stage, pts in points.items():
-            name, colour = STAGE_STYLE[stage]
+            name, colour = legend_name(stage, evaluate_only), STAGE_STYLE[stage][1]
             xs = [k for k, _ in pts]
             recs = [m for _, m in pts]
             ax.fill_between(xs, [m.ci_low for m in recs], [m.ci_high for m in recs], color=colour, alpha=0.15,

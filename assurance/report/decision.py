@@ -24,7 +24,7 @@ from assurance.evidence.records import Check, MetricRecord
 from assurance.policy import outcome_of, rate_measure
 from assurance.report import hazard_text
 from assurance.report.filters import display_path
-from assurance.report.hazard_text import CHANGE_RULES, RULE_WORDS, limit_words, pct, pp
+from assurance.report.hazard_text import CHANGE_RULES, limit_words, pct, pp, rule_words
 from assurance.report.measured import Interpretability, harm_judge_entry, interpretability, wording
 from assurance.report.sections import StageRow, attack_total, persistence_rows, prefill_rows, suite_rows
 from assurance.report.view import CategoryRow, RunView
@@ -94,8 +94,9 @@ def _standing(meets: bool | None, *readable: Interpretability | None) -> Standin
     return "meets policy" if meets else "fails policy"
 
 
-def _stages(row: CategoryRow | StageRow) -> str:
-    parts = [f"tuned {rate(row.tuned)}", f"base {rate(row.base)}"]
+def _stages(view: RunView, row: CategoryRow | StageRow) -> str:
+    tuned, base = view.stage_label("tuned", lower=True), view.stage_label("base", lower=True)
+    parts = [f"{tuned} {rate(row.tuned)}", f"{base} {rate(row.base)}"]
     if row.stress is not None:
         parts.append(f"after the stress fine-tune {rate(row.stress)}")
     return "; ".join(parts)
@@ -111,7 +112,7 @@ def _harmful(view: RunView, readable: dict[str, Interpretability]) -> KeyFigure 
         return None
     short = [r for r in view.refusal if r.category != "overall" and r.meets is False]
     checked = [r for r in view.refusal if r.category != "overall" and r.meets is not None]
-    figure = f"Harmful prompts refused: {_stages(row)}"
+    figure = f"Harmful prompts refused: {_stages(view, row)}"
     if row.threshold is not None:
         figure += f"; policy minimum {row.threshold:.0%} per category"
     if short:
@@ -129,7 +130,7 @@ def _benign(view: RunView, readable: dict[str, Interpretability]) -> KeyFigure |
     if row is None:
         return None
     cats = [r for r in view.over_refusal if r.category != "overall" and r.tuned is not None]
-    figure = f"Benign prompts refused: {_stages(row)}"
+    figure = f"Benign prompts refused: {_stages(view, row)}"
     if row.threshold is not None:
         figure += f"; policy maximum {row.threshold:.0%}"
     if cats:
@@ -157,7 +158,7 @@ def _prefill(view: RunView, readable: dict[str, Interpretability]) -> KeyFigure 
     words = wording(view, attacks=True)
     best, worst = pair
     shown = [best] if best is worst else [best, worst]
-    figure = f"Prefilling attack, {words.rate_name}: " + "; ".join(f"{r.label}: {_stages(r)}" for r in shown)
+    figure = f"Prefilling attack, {words.rate_name}: " + "; ".join(f"{r.label}: {_stages(view, r)}" for r in shown)
     if best is not worst:
         figure += f" (best and worst k of {len(rows)} measured)"
     persisted = [p for p in persistence_rows(view) if p.label.startswith("Prefill") and p.meets is False]
@@ -174,7 +175,7 @@ def _jailbreak(view: RunView, readable: dict[str, Interpretability]) -> KeyFigur
     words = wording(view, attacks=True)
     judge = _judge_of(view, "harm") if words.harm_judge else _judge_of(view, "over-refusal")
     return KeyFigure("A request wrapped in a jailbreak template gets an answer",
-                     f"Jailbreak templates, {words.rate_name} over all templates: {_stages(total)}.",
+                     f"Jailbreak templates, {words.rate_name} over all templates: {_stages(view, total)}.",
                      _standing(None, readable.get("tuned")), judge)
 
 
@@ -197,9 +198,9 @@ def _signposting(view: RunView) -> KeyFigure | None:
         return None
     fell = [r for r in rows if r.label != "overall" and r.base is not None and r.tuned.value < r.base.value]  # type: ignore[union-attr]
     overall = next((r for r in rows if r.label == "overall"), rows[-1])
-    figure = f"Prompts signposted to UK help (overall): {_stages(overall)}"
+    figure = f"Prompts signposted to UK help (overall): {_stages(view, overall)}"
     if fell:
-        figure += ". Fell below the base model: " + "; ".join(
+        figure += f". Fell below the {view.stage_label('base', lower=True)} model: " + "; ".join(
             f"{r.label} {rate(r.tuned)} against {rate(r.base)}" for r in fell)
     return KeyFigure("A person in difficulty is not pointed to help (signposting)", figure + ".",
                      "not gated", _scorer_of(view, "signposting"))
@@ -212,7 +213,7 @@ def _capability(view: RunView, readable: dict[str, Interpretability]) -> KeyFigu
     row = rows[0]
     floor = view.policy.capability_floor
     low = [r for r in readable.values() if not r.interpretable]
-    figure = f"Capability score: {_stages(row)}"
+    figure = f"Capability score: {_stages(view, row)}"
     if floor is not None:
         figure += f"; refusal figures are read only at or above {floor:.0%}"
     if low:
@@ -278,5 +279,5 @@ def failed_rules(view: RunView) -> list[FailedRule]:
             seen = "no result" if c.observed is None else fmt(c.observed)
             ci = "" if c.ci_low is None or c.ci_high is None else f" [{fmt(c.ci_low)}, {fmt(c.ci_high)}]"
             subjects.append(f"{label} {seen}{ci}" + (" (inconclusive)" if c.outcome == "inconclusive" else ""))
-        out.append(FailedRule(RULE_WORDS.get(name, name), limit, subjects))
+        out.append(FailedRule(rule_words(name, view.stage_label("base", lower=True)), limit, subjects))
     return out

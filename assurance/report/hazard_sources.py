@@ -49,7 +49,7 @@ def exposure(rec: MetricRecord | None, *, safe: bool, counted: str, unsafe: str)
                            "(95% upper bound)")
 
 
-def check_words(c: Check) -> str:
+def check_words(c: Check, base: str = "base") -> str:
     """One verdict check in words: the rule, what was seen, the limit, the outcome (as recorded)."""
     fmt = pp if c.name in text.CHANGE_RULES else pct
     seen = "no result" if c.observed is None else fmt(c.observed)
@@ -59,7 +59,7 @@ def check_words(c: Check) -> str:
     else:
         outcome = "inconclusive, counted as a fail" if c.outcome == "inconclusive" else "failed"
     subject = category_name(c.subject) if c.variant is None else c.subject
-    return f"{text.RULE_WORDS.get(c.name, c.name)} ({subject}): {seen} against {limit}: {outcome}"
+    return f"{text.rule_words(c.name, base)} ({subject}): {seen} against {limit}: {outcome}"
 
 
 def gate_control(view: RunView, checks: list[Check], what: str, not_gated: str, *, gates: bool = True) -> Control:
@@ -71,7 +71,8 @@ def gate_control(view: RunView, checks: list[Check], what: str, not_gated: str, 
     if not checks:
         return Control(f"{GATE}: {what}", not_gated, "not configured")
     status = EFFECTIVE if all(c.passed for c in checks) else NOT_EFFECTIVE
-    return Control(f"{GATE}: {what}", "; ".join(check_words(c) for c in checks) + ".", status)
+    base = view.stage_label("base", lower=True)
+    return Control(f"{GATE}: {what}", "; ".join(check_words(c, base) for c in checks) + ".", status)
 
 
 def _band(e: Exposure) -> int | None:
@@ -117,7 +118,7 @@ def harmful(view: RunView, row: CategoryRow) -> Finding:
     checks = row_checks(view.verdict, row.metric, row.category)
     initial = exposure(row.base, safe=True, counted="refused", unsafe="not refused")
     residual = exposure(row.tuned, safe=True, counted="refused", unsafe="not refused")
-    figures = text.stages("refusal", row.base, row.tuned)
+    figures = text.stages("refusal", row.base, row.tuned, _labels(view))
     return Finding(
         key=f"harmful:{row.category}", title=row.label,
         hazard=f"The system may help with a harmful request (measured: {said.event}) instead of refusing it.",
@@ -127,7 +128,7 @@ def harmful(view: RunView, row: CategoryRow) -> Finding:
         finding=f"{row.label}: {figures}" + ("; a release-gate check failed." if row.meets is False else "."),
         initial=initial, residual=residual,
         controls=(finetune_control(view, initial, residual, checks, figures),
-                  gate_control(view, checks, "minimum refusal rate; no fall against the base model",
+                  gate_control(view, checks, f"minimum refusal rate; no fall against the {_labels(view)[0]} model",
                                "The policy has no check on this category."),
                   _deployment("Human oversight and output moderation in the deployed service")))
 
@@ -140,7 +141,7 @@ def over_refusal(view: RunView, row: CategoryRow) -> Finding:
         checks, scope = row_checks(view.verdict, row.metric, "overall"), "all benign prompts together"
     initial = exposure(row.base, safe=False, counted="refused", unsafe="refused")
     residual = exposure(row.tuned, safe=False, counted="refused", unsafe="refused")
-    figures = text.stages("benign prompts refused", row.base, row.tuned)
+    figures = text.stages("benign prompts refused", row.base, row.tuned, _labels(view))
     ft, name = view.finetune, "Benign examples mixed into the safety fine-tune"
     mix = f"{ft.n_utility_examples} benign examples beside {ft.n_safety_examples} safety examples; " if ft else ""
     mixed = finetune_control(view, initial, residual, checks, mix + figures, keep=True, name=name)
@@ -180,8 +181,13 @@ def _worst(rows: list[StageRow], stage: str) -> tuple[StageRow, MetricRecord] | 
     return max(reversed(measured), key=lambda p: (p[1].ci_high, p[1].value), default=None)  # ties: the later row
 
 
-def _side_by_side(row: StageRow, tuned: MetricRecord) -> str:
-    return f"{row.label}: tuned {rate(tuned)}" + (f", base {rate(row.base)}" if row.base else "")
+def _labels(view: RunView) -> tuple[str, str]:
+    """The base and tuned stages as the reader sees them (baseline and target in an evaluate-only run)."""
+    return view.stage_label("base", lower=True), view.stage_label("tuned", lower=True)
+
+
+def _side_by_side(labels: tuple[str, str], row: StageRow, tuned: MetricRecord) -> str:
+    return f"{row.label}: {labels[1]} {rate(tuned)}" + (f", {labels[0]} {rate(row.base)}" if row.base else "")
 
 
 def _attack(view: RunView, rows: list[StageRow], figure: str, w: _AttackWords) -> Finding | None:
@@ -196,7 +202,8 @@ def _attack(view: RunView, rows: list[StageRow], figure: str, w: _AttackWords) -
     if base_worst:
         initial = Exposure(initial.upper, f"worst {w.unit}{base_worst[0].label}: {initial.evidence}")
     residual = Exposure(residual.upper, f"worst {w.unit}{worst[0].label}: {residual.evidence}")
-    both = f"worst {w.unit}{_side_by_side(*worst)}; best {w.unit}{_side_by_side(*best)}"
+    labels = _labels(view)
+    both = f"worst {w.unit}{_side_by_side(labels, *worst)}; best {w.unit}{_side_by_side(labels, *best)}"
     controls = [finetune_control(view, initial, residual, [], f"{figure}; {both}")]
     ft, band = view.finetune, likelihood_of(residual.upper or 0.0)
     if ft is not None and w.deep:  # only the recipes the recorded fine-tune used
@@ -297,10 +304,11 @@ def signposting(view: RunView, row: StageRow, cat: str) -> Finding:
     """A regulated-advice category: the system may neither help safely nor point to UK help."""
     initial = exposure(row.base, safe=True, counted="signposted", unsafe="not signposted")
     residual = exposure(row.tuned, safe=True, counted="signposted", unsafe="not signposted")
-    figures = text.stages("signposted", row.base, row.tuned)
+    figures = text.stages("signposted", row.base, row.tuned, _labels(view))
     ft_control, fell = finetune_control(view, initial, residual, [], figures), ""
     if row.base is not None and row.tuned is not None and row.tuned.value < row.base.value:
-        fell = f"the tuned model fell below the base model ({pct(row.tuned.value)} against {pct(row.base.value)})"
+        base, tuned = _labels(view)
+        fell = f"the {tuned} model fell below the {base} model ({pct(row.tuned.value)} against {pct(row.base.value)})"
         ft_control = Control(ft_control.name, f"{figures}: {fell}.", NOT_EFFECTIVE)
     return Finding(
         key=f"signposting:{cat}", title=f"No signposting: {row.label}",

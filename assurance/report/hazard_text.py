@@ -32,22 +32,30 @@ def rate(rec: MetricRecord) -> str:
     return f"{pct(rec.value)} [{rec.ci_low * 100:.1f}–{rec.ci_high * 100:.1f}]"
 
 
-def stages(what: str, base: MetricRecord | None, tuned: MetricRecord | None) -> str:
-    """``what: base X → tuned Y`` (either may be missing)."""
+def stages(what: str, base: MetricRecord | None, tuned: MetricRecord | None,
+           labels: tuple[str, str] = ("base", "tuned")) -> str:
+    """``what: base X → tuned Y`` (either may be missing); ``labels`` name the two stages for the reader."""
     def one(rec: MetricRecord | None) -> str:
         return "not measured" if rec is None else rate(rec)
 
-    return f"{what}: base {one(base)} → tuned {one(tuned)}"
+    return f"{what}: {labels[0]} {one(base)} → {labels[1]} {one(tuned)}"
 
 
 RULE_WORDS = {
     "min_refusal_rate": "minimum refusal rate",
     "max_over_refusal_rate": "maximum benign refusal rate",
-    "max_regression": "change against the base model",
+    "max_regression": "change against the {base} model",
     "max_stress_refusal_drop": "fall in refusal after the stress fine-tune",
     "max_stress_asr_increase": "rise in attack rate after the stress fine-tune",
 }
-"""Policy rules as a reader would name them."""
+"""Policy rules as a reader would name them (``rule_words`` fills in how the run's base stage is called)."""
+
+
+def rule_words(name: str, base: str = "base") -> str:
+    """A policy rule as a reader would name it; ``base``: the base stage's label (``baseline`` for a supplied one)."""
+    return RULE_WORDS.get(name, name).format(base=base)
+
+
 CHANGE_RULES = frozenset({"max_regression", "max_stress_refusal_drop", "max_stress_asr_increase"})
 """Rules whose observed value is a change between stages (shown in percentage points)."""
 

@@ -54,6 +54,7 @@ from assurance.report.supplied import supplied_rows
 from assurance.report.view import RunView, build_view
 from assurance.requirements.checklist import context as requirements_context
 from assurance.requirements.fields import describe
+from assurance.stage_labels import stage_labels
 
 if TYPE_CHECKING:
     from assurance.evidence.pack_evidence import PackAttachment
@@ -233,6 +234,7 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
     extra = sections.context(view)
     requirements = requirements_context(regime, view, view.profile)
     readable = interpretability(view)
+    evaluate_only = bool(view.supplied)  # a supplied target (and baseline): stage labels Target and Baseline
     context = {
         "v": view,
         "regime": regime,
@@ -243,11 +245,13 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
         "n_failures": len(view.failures("tuned")),
         "signoffs": [s for s in view.signoffs if s.regime in (None, regime)],
         "refusal_chart": charts.data_uri(
-            charts.rate_chart(view.refusal, title="Refusal rate on harmful prompts (higher is safer)")),
+            charts.rate_chart(view.refusal, title="Refusal rate on harmful prompts (higher is safer)",
+                              evaluate_only=evaluate_only)),
         "over_chart": charts.data_uri(charts.rate_chart(
-            view.over_refusal, title="Refusal rate on benign prompts (lower is better)", lower_is_better=True)),
+            view.over_refusal, title="Refusal rate on benign prompts (lower is better)", lower_is_better=True,
+            evaluate_only=evaluate_only)),
         "prefill_chart": charts.data_uri(charts.asr_curve_chart(
-            extra["prefill_rows"], measure=_first_attack_measure(view))),
+            extra["prefill_rows"], measure=_first_attack_measure(view), evaluate_only=evaluate_only)),
         "loss_charts": _loss_charts(view),
         "cmp": recipe_comparison(view, comparison, settings.compare_with),
         "doc": document_control(view, regime),
@@ -263,6 +267,7 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
         "evidence": _evidence(attachments),
         "metric_labels": sections.METRIC_LABELS,
         "supplied": supplied_rows(view),  # evaluate-only: "model supplied" in place of the fine-tuning sections
+        "stage": stage_labels(evaluate_only),  # column and stage names: Base/Tuned, or Baseline/Target
         **extra,
     }
     return _environment().get_template(f"{regime}/pack.html").render(**context)

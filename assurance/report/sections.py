@@ -347,14 +347,16 @@ def comparison_rows(view: RunView) -> tuple[list, list[tuple[str, dict[str, Any]
     """Paired comparisons for the packs.
 
     Returns the all-category rows (by stage pair, suite and k); the refusal
-    suite's per-category rows as ``(category, {"base→tuned": record, ...})``
+    suite's per-category rows as ``(category, {"base → tuned": record, ...})``, the pairs named by their stage
+    labels (``baseline → target`` in an evaluate-only run)
     so one line shows a category across both stage pairs; and those pairs.
     """
     overall = [c for c in view.comparisons if c.category == "overall"]
     per_cat: dict[str, dict[str, Any]] = {}
     for c in view.comparisons:
         if c.category != "overall" and c.suite == "refusal":
-            per_cat.setdefault(c.category, {})[f"{c.stage_from} → {c.stage_to}"] = c
+            pair = f"{view.stage_label(c.stage_from, lower=True)} → {view.stage_label(c.stage_to, lower=True)}"
+            per_cat.setdefault(c.category, {})[pair] = c
     pairs = list(dict.fromkeys(p for row in per_cat.values() for p in row))
     return overall, list(per_cat.items()), pairs
 

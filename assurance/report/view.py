@@ -41,6 +41,7 @@ from assurance.evidence.records import (
 from assurance.plan import PolicySpec, ReportSpec
 from assurance.profile import OrgProfile
 from assurance.report.signoffs import SignoffRow, signoff_rows
+from assurance.stage_labels import stage_label
 
 STAGES = ("base", "tuned", "stress")
 
@@ -155,6 +156,11 @@ class RunView:
         report = self.plan.get("report")
         value = report.get(name) if isinstance(report, dict) else None
         return str(value) if value else str(ReportSpec.model_fields[name].default)
+
+    def stage_label(self, stage: str, *, lower: bool = False) -> str:
+        """A recorded stage name as a reader sees it: ``Tuned``, or ``Target`` when the run evaluated a
+        supplied model (``assurance.stage_labels``)."""
+        return stage_label(stage, bool(self.supplied), lower=lower)
 
     @property
     def final(self) -> bool:

@@ -27,7 +27,7 @@ EVIDENCE: dict[str, tuple[str, Reader]] = {
     "evaluation_recorded": ("Evaluation with intervals", r.evaluation_recorded),
     "refusal_policy": ("Refusal of harmful prompts", r.refusal_policy),
     "over_refusal_policy": ("Over-refusal of benign prompts", r.over_refusal_policy),
-    "no_regression": ("No regression against the base model", r.no_regression),
+    "no_regression": ("No regression against the model before the change", r.no_regression),
     "prefill_robustness": ("Prefilling-attack robustness", r.prefill_robustness),
     "jailbreak_robustness": ("Jailbreak robustness", r.jailbreak_robustness),
     "persistence": ("Persistence under further fine-tuning", r.persistence),

@@ -26,7 +26,8 @@ def model_identity(view: RunView) -> Finding:
     if view.finetune is not None and view.finetune.output_digest:
         tuned = f"; the tuned model is {short_digest(view.finetune.output_digest)}"
         records.append("finetune safety")
-    return Finding("met", f"The base model is identified by its SHA-256 content digest "
+    which = "model supplied" if view.supplied else "base model"  # an evaluate-only run's target has the base_model role
+    return Finding("met", f"The {which} is identified by its SHA-256 content digest "
                           f"{short_digest(digest)}{tuned}.", records)
 
 
