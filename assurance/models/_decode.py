@@ -88,7 +88,7 @@ def decode(model, rows: list[list[int]], *, max_new_tokens: int, stops: set[int]
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
     logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                   logits_to_keep=1, **{cache_argument(model): cache}).logits[:, -1, :]
+                   logits_to_keep=1, **{cache_argument(_unwrapped(model) or model): cache}).logits[:, -1, :]
     rows_state = _Rows(len(rows), stops)
     next_pos = positions[:, -1:] + 1
     if decode_route(model, length=input_ids.shape[1] + max_new_tokens) == "layers":
@@ -138,7 +138,7 @@ class _GenericStep:
 
     def __init__(self, model, cache, mask: torch.Tensor):
         self.model, self.cache, self.mask = model, cache, mask
-        self.cache_kw = {cache_argument(model): cache}
+        self.cache_kw = {cache_argument(_unwrapped(model) or model): cache}
 
     def select(self, idx: torch.Tensor) -> None:
         self.cache.batch_select_indices(idx)
