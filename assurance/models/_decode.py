@@ -91,10 +91,8 @@ def decode(model, rows: list[list[int]], *, max_new_tokens: int, stops: set[int]
                    logits_to_keep=1, **{cache_argument(_unwrapped(model) or model): cache}).logits[:, -1, :]
     rows_state = _Rows(len(rows), stops)
     next_pos = positions[:, -1:] + 1
-    if decode_route(model, length=input_ids.shape[1] + max_new_tokens) == "layers":
-        step = _LayerStep(model, cache, mask)
-    else:
-        step = _GenericStep(model, cache, mask)
+    layers = decode_route(model, length=input_ids.shape[1] + max_new_tokens) == "layers"
+    step = (_LayerStep if layers else _GenericStep)(model, cache, mask)
     for i in range(max_new_tokens):
         tokens = pick(logits, rows_state.alive, i)
         live = rows_state.take(tokens.tolist())

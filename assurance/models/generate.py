@@ -6,8 +6,9 @@ similar lengths (less padding, less wasted compute), padded on the left so new
 tokens line up on the right, and generated with the KV cache in our own short
 decode loop: ``model.generate`` spends more time per step on bookkeeping than
 a small model spends computing, and keeps finished rows in the batch until the
-longest reply ends. Generation stops at end of turn (eos or an end-of-turn
-marker) or after ``max_new_tokens``.
+longest reply ends (the loop is in ``_decode.py``; on Llama-like models its
+steps run the decoder layers' parts directly). Generation stops at end of turn
+(eos or an end-of-turn marker) or after ``max_new_tokens``.
 """
 
 from __future__ import annotations
