@@ -45,6 +45,8 @@ def decode_route(model, *, length: int = 0) -> str:
     base = getattr(inner, "model", None)
     if config is None or base is None or getattr(config, "model_type", None) not in _LAYER_ROUTE_TYPES:
         return "generic"
+    if not type(inner).__module__.startswith("transformers.models."):
+        return "generic"  # remote code may reuse a model type with other layers
     if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager") or hasattr(inner, "hf_device_map"):
         return "generic"
     if any(t != "full_attention" for t in getattr(config, "layer_types", None) or ()):
