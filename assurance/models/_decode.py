@@ -220,13 +220,6 @@ def _linear(module, x: torch.Tensor) -> torch.Tensor:
     return module(x)
 
 
-def _cached(cache, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keys and values of one layer of a ``DynamicCache`` (transformers 5 keeps them in ``layers``)."""
-    if hasattr(cache, "layers"):
-        return cache.layers[layer].keys, cache.layers[layer].values
-    return cache.key_cache[layer], cache.value_cache[layer]
-
-
 def cache_argument(module) -> str:
     """The keyword ``module.forward`` takes its cache by: transformers 5 renamed ``past_key_values`` to ``cache``."""
     params = inspect.signature(module.forward).parameters
