@@ -7,7 +7,7 @@ The steps after that take one of two routes, which give the same tokens:
   a PEFT LoRA wrapper): each step runs the decoder layers' parts itself, for one new token: the
   model's own rotary embedding, attention function and norms, its plain linear weights applied
   directly (LoRA and other wrapped layers are called as modules), the 4-D padding mask built once
-  per step (none once no row has padding), the cache updated in place. ``model(...)`` would add,
+  per step (none once no row has padding), the same ``DynamicCache``. ``model(...)`` would add,
   per step and per layer, module dispatch, mask construction through the generic masking code and
   output bookkeeping: on the tiny demo model, a tenth of the runner's time at batch 64.
 - **generic** (any other causal LM): ``model(...)`` with a ``DynamicCache``, as ``model.generate`` does.
