@@ -1,8 +1,9 @@
-"""What the generation benchmarks share: battery prompts and Hugging Face's own batched ``model.generate``.
+"""What the generation benchmarks and tests share: battery prompts and Hugging Face's own ``model.generate``.
 
-The baseline is the fair one: the same prompts in the same length-sorted groups of ``batch_size`` as our
-runner (so it gets the same padding saving), left-padded, greedy, the same stop tokens and
-``max_new_tokens``. Only the decode loop differs.
+``one_at_a_time`` is the reference every batched reply must equal (tests/test_generation_identity.py
+imports this file). The batched baseline is the fair one: the same prompts in the same length-sorted
+groups of ``batch_size`` as our runner (so it gets the same padding saving), left-padded, greedy, the
+same stop tokens and ``max_new_tokens``. Only the decode loop differs.
 """
 
 from __future__ import annotations
@@ -31,6 +32,27 @@ def battery_prompts(n: int) -> list[list[dict]]:
     return [[{"role": "user", "content": t}] for t in texts]
 
 
+def one_at_a_time(model, tokenizer, convs: list[list[dict]], *, max_new_tokens: int) -> list[str]:
+    """The naive baseline and the reference: the obvious loop, one greedy ``model.generate`` call per prompt."""
+    stops = stop_token_ids(model, tokenizer)
+    outs = []
+    with torch.inference_mode():
+        for prompt in render_prompts(tokenizer, convs):
+            ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+            ids = ids.to(next(model.parameters()).device)
+            new = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                 do_sample=False, eos_token_id=stops, pad_token_id=tokenizer.pad_token_id)
+            outs.append(tokenizer.decode(_until_stop(new[0, ids.shape[1]:].tolist(), stops),
+                                         skip_special_tokens=True).strip())
+    return outs
+
+
+def _until_stop(reply: list[int], stops: list[int]) -> list[int]:
+    """The reply without its stop token (which need not be a special token the decoder skips)."""
+    ended = [k for k, t in enumerate(reply) if t in stops]
+    return reply[:ended[0]] if ended else reply
+
+
 def hf_batched(model, tokenizer, convs: list[list[dict]], *, batch_size: int, max_new_tokens: int,
                counts: list[int] | None = None) -> list[str]:
     """Greedy replies through ``model.generate``, ``batch_size`` prompts per call, in input order.
@@ -53,10 +75,9 @@ def hf_batched(model, tokenizer, convs: list[list[dict]], *, batch_size: int, ma
             new = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
                                  eos_token_id=stops, pad_token_id=pad_id)
             for row, i in enumerate(chunk):
-                reply = new[row, width:].tolist()
-                ended = [k for k, t in enumerate(reply) if t in stops]
-                n_new[i] = ended[0] if ended else len(reply)
-                outs[i] = tokenizer.decode(reply[:n_new[i]], skip_special_tokens=True).strip()
+                reply = _until_stop(new[row, width:].tolist(), stops)
+                n_new[i] = len(reply)
+                outs[i] = tokenizer.decode(reply, skip_special_tokens=True).strip()
     if counts is not None:
         counts[:] = n_new
     return outs

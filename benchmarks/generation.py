@@ -29,27 +29,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
-from _hf_batched import battery_prompts, hf_batched, mismatches
+from _hf_batched import battery_prompts, hf_batched, mismatches, one_at_a_time
 
-from assurance.models.generate import generate, render_prompts, stop_token_ids
+from assurance.models.generate import generate
 from assurance.models.loading import load_model, resolve_model_path
 
 N_PROMPTS = 128
 MAX_NEW_TOKENS = 32
 BATCH_SIZE = int(os.environ.get("ASSURE_BENCH_BATCH", "64"))  # the demo plan's and the default plan's batch size
-
-
-def one_at_a_time(model, tokenizer, convs: list[list[dict]]) -> list[str]:
-    """The naive baseline: the obvious loop, one ``model.generate`` call per prompt."""
-    stops = stop_token_ids(model, tokenizer)
-    outs = []
-    with torch.inference_mode():
-        for prompt in render_prompts(tokenizer, convs):
-            ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
-            new = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=MAX_NEW_TOKENS,
-                                 do_sample=False, eos_token_id=stops, pad_token_id=tokenizer.pad_token_id)
-            outs.append(tokenizer.decode(new[0, ids.shape[1]:], skip_special_tokens=True).strip())
-    return outs
 
 
 def main() -> int:
@@ -62,7 +49,7 @@ def main() -> int:
     # Interleaved repeats, best of each: on a shared machine the minimum is the
     # least noisy estimate of what the code costs (other load only adds time).
     repeats = int(os.environ.get("ASSURE_BENCH_REPEATS", "3"))
-    runs = {"single": lambda: one_at_a_time(model, tokenizer, convs),
+    runs = {"single": lambda: one_at_a_time(model, tokenizer, convs, max_new_tokens=MAX_NEW_TOKENS),
             "hf_batched": lambda: hf_batched(model, tokenizer, convs, **kw),
             "ours": lambda: generate(model, tokenizer, convs, **kw)}
     times: dict[str, list[float]] = {name: [] for name in runs}

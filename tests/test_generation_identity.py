@@ -1,14 +1,36 @@
 """Our decode loop gives the replies Hugging Face's ``model.generate`` gives each prompt alone.
 
 Ended rows leave the batch (their cache rows are dropped), so a row's neighbours and its padding change
-under it, at every batch size: greedy replies must not."""
+under it, at every batch size: greedy replies must not. Both decode routes are checked: the layers route
+(Llama-like models, also under a LoRA wrapper) and the generic ``model(...)`` route (every other model,
+here GPT-2), on the tiny demo model and on small random models of each supported architecture. The
+reference loop is the benchmark's own (benchmarks/_hf_batched.py), imported by path.
+"""
 
 from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from assurance.models.generate import generate, render_prompts, stop_token_ids
+from assurance.models import _decode
+from assurance.models._decode import decode_route
+from assurance.models.generate import Sampling, generate
+
+
+def _load_reference():
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "_hf_batched.py"
+    spec = importlib.util.spec_from_file_location("_hf_batched", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("_hf_batched", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+one_at_a_time = _load_reference().one_at_a_time
 
 
 def _prompts(n: int = 24) -> list[list[dict]]:
@@ -17,25 +39,96 @@ def _prompts(n: int = 24) -> list[list[dict]]:
             for i in range(n)]
 
 
-def _hf_one_at_a_time(model, tok, convs, max_new_tokens):
-    stops = stop_token_ids(model, tok)
-    outs = []
-    with torch.inference_mode():
-        for prompt in render_prompts(tok, convs):
-            ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
-            new = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                 do_sample=False, eos_token_id=stops, pad_token_id=tok.pad_token_id)
-            outs.append(tok.decode(new[0, ids.shape[1]:], skip_special_tokens=True).strip())
-    return outs
-
-
 @pytest.fixture(scope="module")
 def reference(tiny_model):
     model, tok = tiny_model
-    return _hf_one_at_a_time(model, tok, _prompts(), 20)
+    return one_at_a_time(model, tok, _prompts(), max_new_tokens=20)
+
+
+@pytest.fixture
+def generic_only(monkeypatch):
+    """Send every model the generic ``model(...)`` way."""
+    monkeypatch.setattr(_decode, "_LAYER_ROUTE_TYPES", frozenset())
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 8, 64])
 def test_batched_equals_hf_one_at_a_time(tiny_model, reference, batch_size):
     model, tok = tiny_model
+    assert decode_route(model) == "layers"
     assert generate(model, tok, _prompts(), max_new_tokens=20, batch_size=batch_size) == reference
+
+
+@pytest.mark.parametrize("batch_size", [3, 64])
+def test_generic_route_equals_hf_one_at_a_time(tiny_model, reference, generic_only, batch_size):
+    model, tok = tiny_model
+    assert decode_route(model) == "generic"
+    assert generate(model, tok, _prompts(), max_new_tokens=20, batch_size=batch_size) == reference
+
+
+def test_sampled_replies_do_not_depend_on_batch_size_or_route(tiny_model, monkeypatch):
+    model, tok = tiny_model
+    sampling = Sampling(seed=7, temperature=1.0, top_p=0.9)
+    kw = dict(max_new_tokens=16, sampling=sampling)
+    layers = [generate(model, tok, _prompts(12), batch_size=b, **kw) for b in (1, 5, 12)]
+    monkeypatch.setattr(_decode, "_LAYER_ROUTE_TYPES", frozenset())
+    generic = generate(model, tok, _prompts(12), batch_size=5, **kw)
+    assert layers[0] == layers[1] == layers[2] == generic
+    assert layers[0] != generate(model, tok, _prompts(12), batch_size=5, max_new_tokens=16)  # it did sample
+
+
+def _random_model(kind: str, tok, attention: str = "sdpa"):
+    """A small random model of architecture ``kind`` on the demo tokenizer, stopping at tokens its replies use.
+
+    Random weights rarely emit the demo's end of turn, so some tokens the model emits a few steps in are made
+    its eos: rows then end at different steps and leave the batch, as real replies do."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    sizes = dict(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, intermediate_size=96, max_position_embeddings=256, head_dim=16,
+                 initializer_range=0.5)
+    if kind == "gpt2":
+        sizes = dict(vocab_size=len(tok), n_embd=64, n_layer=2, n_head=4, n_positions=256,
+                     bos_token_id=0, eos_token_id=0, initializer_range=0.5)
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(kind, **sizes)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=attention).eval()
+    model.generation_config.eos_token_id = None
+    with torch.inference_mode():
+        firsts = []
+        for conv in _prompts(10):
+            ids = tok.apply_chat_template(conv, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+            out = model.generate(**ids, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
+            firsts.append(out[0, -3].item())
+    model.generation_config.eos_token_id = sorted(set(firsts[::2]))
+    return model
+
+
+@pytest.mark.parametrize(("kind", "attention", "route"), [
+    ("llama", "eager", "layers"), ("mistral", "sdpa", "layers"), ("qwen2", "sdpa", "layers"),
+    ("qwen3", "sdpa", "layers"), ("gpt2", "sdpa", "generic")])
+def test_each_architecture_equals_hf_one_at_a_time(tiny_model, kind, attention, route):
+    _, tok = tiny_model
+    model = _random_model(kind, tok, attention)
+    assert decode_route(model) == route
+    reference = one_at_a_time(model, tok, _prompts(10), max_new_tokens=12)
+    lengths = {len(tok(r)["input_ids"]) for r in reference}
+    assert len(lengths) > 2, "rows should end at different steps"
+    for batch_size in (3, 10):
+        assert generate(model, tok, _prompts(10), max_new_tokens=12, batch_size=batch_size) == reference
+
+
+def test_lora_wrapped_model_takes_the_layers_route(tiny_model):
+    from peft import LoraConfig, get_peft_model
+
+    base, tok = tiny_model
+    plain = one_at_a_time(base, tok, _prompts(10), max_new_tokens=12)
+    torch.manual_seed(0)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
+    model = get_peft_model(base, config).eval()
+    try:
+        assert decode_route(model) == "layers"
+        reference = one_at_a_time(model, tok, _prompts(10), max_new_tokens=12)
+        assert reference != plain  # the adapter changes replies
+        assert generate(model, tok, _prompts(10), max_new_tokens=12, batch_size=4) == reference
+    finally:
+        model.unload()  # the session's tiny model is shared: take the LoRA layers out again

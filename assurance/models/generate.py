@@ -6,18 +6,20 @@ similar lengths (less padding, less wasted compute), padded on the left so new
 tokens line up on the right, and generated with the KV cache in our own short
 decode loop: ``model.generate`` spends more time per step on bookkeeping than
 a small model spends computing, and keeps finished rows in the batch until the
-longest reply ends. Generation stops at end of turn (eos or an end-of-turn
-marker) or after ``max_new_tokens``.
+longest reply ends (the loop is in ``_decode.py``; on Llama-like models its
+steps run the decoder layers' parts directly). Generation stops at end of turn
+(eos or an end-of-turn marker) or after ``max_new_tokens``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from ._decode import Pick, decode
 
 # End-of-turn markers of common chat formats; any that is a single token in
 # the vocabulary also stops generation (many models' eos is end-of-document).
@@ -89,8 +91,9 @@ def generate(model, tokenizer, conversations: list[list[dict]], *, max_new_token
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             keys = [_row_key(sampling, prompts[i]) for i in chunk] if sampling else None
-            new_tokens = _decode(model, [encoded[i] for i in chunk], max_new_tokens=max_new_tokens,
-                                 stops=set(stops), pad_id=pad_id, device=device, sampling=sampling, keys=keys)
+            new_tokens = decode(model, [encoded[i] for i in chunk], max_new_tokens=max_new_tokens,
+                                stops=set(stops), pad_id=pad_id, device=device,
+                                pick=_picker(sampling, keys))
             for row, i in enumerate(chunk):
                 outputs[i] = tokenizer.decode(new_tokens[row], skip_special_tokens=True).strip()
             if progress is not None:
@@ -98,59 +101,11 @@ def generate(model, tokenizer, conversations: list[list[dict]], *, max_new_token
     return outputs  # type: ignore[return-value]
 
 
-def _decode(model, rows: list[list[int]], *, max_new_tokens: int, stops: set[int], pad_id: int, device,
-            sampling: Sampling | None, keys: list[bytes] | None) -> list[list[int]]:
-    """One batch: prefill, then one token per step with the KV cache.
-
-    This is the loop ``model.generate`` runs for greedy search, minus its
-    per-step machinery, plus one saving: rows that have ended are dropped from
-    the batch (and its cache), so the remaining steps only pay for live rows.
-    Each row sees exactly the computation it would alone (its own positions,
-    padding masked), which is why outputs equal one-at-a-time generation.
-    """
-    from transformers import DynamicCache  # lazy: transformers takes seconds to import
-
-    input_ids, mask = _left_pad(rows, pad_id, device)
-    # Positions count real tokens only, as model.generate derives them for left padding.
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache(config=model.config)
-    # transformers 5 renamed ``past_key_values`` to ``cache``; accept either.
-    cache_kw = {_cache_argument(model): cache}
-    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                   logits_to_keep=1, **cache_kw).logits[:, -1, :]
-    alive = list(range(len(rows)))  # original row of each batch row
-    done = [False] * len(rows)
-    generated: list[list[int]] = [[] for _ in rows]
-    next_pos = positions[:, -1:] + 1
-    for step in range(max_new_tokens):
-        tokens = _pick(logits, sampling, [keys[a] for a in alive] if keys else None, step)
-        for a, t in zip(alive, tokens.tolist(), strict=True):
-            if done[a]:
-                continue  # an ended row still in the batch: its tokens are ignored
-            if t in stops:
-                done[a] = True
-            else:
-                generated[a].append(t)
-        live = [j for j, a in enumerate(alive) if not done[a]]
-        if not live or step == max_new_tokens - 1:
-            break
-        # Drop ended rows once a quarter of the batch has ended: copying the
-        # cache for every single ended row would cost more than it saves.
-        if len(alive) - len(live) >= max(1, len(alive) // 4):
-            idx = torch.tensor(live, device=device)
-            cache.batch_select_indices(idx)
-            mask, next_pos, tokens = mask[idx], next_pos[idx], tokens[idx]
-            alive = [alive[j] for j in live]
-        mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
-        logits = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_pos,
-                       use_cache=True, **cache_kw).logits[:, -1, :]
-        next_pos = next_pos + 1
-    return generated
-
-
-def _cache_argument(model) -> str:
-    params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
+def _picker(sampling: Sampling | None, keys: list[bytes] | None) -> Pick:
+    """Next token per batch row, given each batch row's input row (whose key seeds its sample)."""
+    if sampling is None or keys is None:
+        return lambda logits, alive, step: logits.argmax(-1)
+    return lambda logits, alive, step: _pick(logits, sampling, [keys[a] for a in alive], step)
 
 
 def _row_key(sampling: Sampling, prompt: str) -> bytes:
@@ -175,14 +130,6 @@ def _gumbel(key: bytes, step: int, size: int) -> torch.Tensor:
     seed = int.from_bytes(hashlib.sha256(key + step.to_bytes(4, "big")).digest()[:8], "big") >> 1
     u = torch.rand(size, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     return -torch.log(-torch.log(u.clamp(1e-12, 1 - 1e-12))).float()
-
-
-def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded ids and the attention mask (transformers derives position ids from it)."""
-    width = max(len(r) for r in rows)
-    ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], dtype=torch.long, device=device)
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long, device=device)
-    return ids, mask
 
 
 def generation_settings(model, tokenizer, *, max_new_tokens: int, batch_size: int,
