@@ -64,6 +64,8 @@ def _execute(work, *, quiet: bool, as_json: bool, story: bool = False, resumed: 
 
     start = time.perf_counter()
     follower = not launched().main  # under torchrun only rank 0 reports; every rank exits with its run's code
+    if follower:
+        _quiet_libraries()
     progress = SilentProgress() if (quiet or as_json or follower) else RichProgress()
     try:
         result, comparison = work(progress)
@@ -103,6 +105,17 @@ def _execute(work, *, quiet: bool, as_json: bool, story: bool = False, resumed: 
         out_console.print(f"[bold]{regime.upper()} pack:[/bold] {path}")
     out_console.print(f"Check it offline: [cyan]assure verify {result.run_id}[/cyan]")
     return result.exit_code
+
+
+def _quiet_libraries() -> None:
+    """Ranks other than 0 print nothing: not transformers' loading bars, nor the warnings rank 0 already shows."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging  # the follower is about to load a model anyway
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.simplefilter("ignore")
 
 
 DryRunOpt = typer.Option(False, "--dry-run", help="Check the plan, list the stages with their sizes and "
