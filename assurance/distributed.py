@@ -43,13 +43,6 @@ class Ranks:
         """True on the one process that writes the ledger and files."""
         return self.rank == 0
 
-    def barrier(self) -> None:
-        """Wait until every rank is here."""
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
-
     def share(self, value: Any) -> Any:
         """Rank 0's ``value`` on every rank (any picklable object)."""
         if self.world == 1:

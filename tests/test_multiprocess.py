@@ -148,3 +148,12 @@ def test_vllm_is_not_started_once_per_rank(monkeypatch):
     assert resolve_backend("auto", cuda) == "transformers"
     with pytest.raises(PlanError, match="several processes"):
         resolve_backend("vllm", cuda)
+
+
+@pytest.mark.parametrize("section", ["finetune", "stress"])
+def test_fsdp_with_checkpoints_is_a_plan_error(section):
+    from assurance.plan import PlanError, plan_from_dict
+
+    with pytest.raises(PlanError, match=f"{section}.*checkpoint_every must be 0 with parallel: fsdp"):
+        plan_from_dict({section: {"parallel": "fsdp", "checkpoint_every": 5}}, source="plan.yaml")
+    assert getattr(plan_from_dict({section: {"parallel": "fsdp"}}, source="plan.yaml"), section).parallel == "fsdp"

@@ -134,12 +134,6 @@ def peak_memory(device: torch.device) -> int:
     return int(rss if sys.platform == "darwin" else rss * 1024)  # macOS reports bytes, Linux KiB
 
 
-def distributed(device: torch.device) -> tuple[int, int, torch.device]:
-    """(rank, world size, this rank's device); joins the launcher's process group (``assurance.distributed``)."""
-    ranks, device = start(device)
-    return ranks.rank, ranks.world, device
-
-
 def rank_rows(rows: list, rank: int, world: int) -> tuple[list, bool]:
     """This rank's share of a micro-batch: every ``world``-th row from ``rank``, so the plan's batch is split
     across ranks, not multiplied by them. (rows, counted): a rank left without a row (a last, short batch)
@@ -242,7 +236,8 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
     """
     output_dir = Path(output_dir)
     ckpt_dir = output_dir / "checkpoints"
-    rank, world, device = distributed(device)
+    ranks, device = start(device)  # joins the launcher's process group; each rank on its own GPU
+    rank, world = ranks.rank, ranks.world
     augmentation, objective = parse_recipe(spec.recipe)
     da, cs = getattr(spec, "deep_alignment", None), getattr(spec, "constrained", None)
     torch.manual_seed(seed)  # before LoRA init, so adapter weights are seeded too

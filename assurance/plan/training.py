@@ -9,12 +9,22 @@ from pydantic import Field, model_validator
 from .base import MAX_STEPS, Section
 
 
-def no_fsdp_checkpoints(spec):
-    """``parallel: fsdp`` writes no checkpoints: its weights and AdamW moments are sharded across the
-    processes, and the checkpoint format holds one process's whole state."""
-    if spec.parallel == "fsdp" and spec.checkpoint_every:
-        raise ValueError("checkpoint_every must be 0 with parallel: fsdp (sharded training writes no checkpoints)")
-    return spec
+class Parallel(Section):
+    """How several processes share a fine-tune: the one field the safety and stress fine-tunes both have."""
+
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    """Several processes (torchrun / accelerate launch) only. ``ddp``: each GPU holds the whole training state
+    (weights, gradients, AdamW moments). ``fsdp``: all three sharded across the GPUs, one decoder layer gathered at
+    a time (for a full fine-tune whose training state does not fit one GPU; the weights alone must, for evaluation).
+    One process: ignored."""
+
+    @model_validator(mode="after")
+    def _no_fsdp_checkpoints(self):
+        """``parallel: fsdp`` writes no checkpoints: its weights and AdamW moments are sharded across the
+        processes, and the checkpoint format holds one process's whole state."""
+        if self.parallel == "fsdp" and vars(self).get("checkpoint_every"):  # a field of each subclass
+            raise ValueError("checkpoint_every must be 0 with parallel: fsdp (sharded training writes no checkpoints)")
+        return self
 
 
 class LoraSpec(Section):
@@ -57,7 +67,7 @@ class ConstrainedSpec(Section):
 Recipe = Literal["sft", "deep-alignment", "constrained", "deep-alignment+constrained"]
 
 
-class FinetuneSpec(Section):
+class FinetuneSpec(Parallel):
     """The plan's fine-tune: a safety fine-tune, or (with ``task_data``) a downstream fine-tune of an aligned model."""
 
     enabled: bool = True
@@ -107,13 +117,6 @@ class FinetuneSpec(Section):
     """Group examples of similar length into micro-batches (less padding; order stays seeded)."""
     checkpoint_every: int = Field(0, ge=0, le=MAX_STEPS)
     """Save a resumable checkpoint every N optimizer steps (0: never)."""
-    parallel: Literal["ddp", "fsdp"] = "ddp"
-    """Several processes (torchrun / accelerate launch) only. ``ddp``: each GPU holds the whole training state
-    (weights, gradients, AdamW moments). ``fsdp``: all three sharded across the GPUs, one decoder layer gathered at
-    a time (for a full fine-tune whose training state does not fit one GPU; the weights alone must, for evaluation).
-    One process: ignored."""
-
-    _fsdp = model_validator(mode="after")(no_fsdp_checkpoints)
     keep_checkpoints: int = Field(2, ge=1)
     """Checkpoints kept on disk; older ones are deleted. All are removed once training finishes."""
     lora: LoraSpec = Field(default_factory=LoraSpec)
@@ -124,7 +127,7 @@ class FinetuneSpec(Section):
     """Objective settings for ``constrained`` recipes."""
 
 
-class StressSpec(Section):
+class StressSpec(Parallel):
     """Persistence stress: a short benign fine-tune of the safety-tuned model, as a customer would run."""
 
     enabled: bool = True
@@ -148,13 +151,6 @@ class StressSpec(Section):
     """Examples are truncated to this many tokens."""
     checkpoint_every: int = Field(0, ge=0, le=MAX_STEPS)
     """Save a resumable checkpoint every N optimizer steps (0: never; a killed stress run then restarts)."""
-    parallel: Literal["ddp", "fsdp"] = "ddp"
-    """Several processes (torchrun / accelerate launch) only. ``ddp``: each GPU holds the whole training state
-    (weights, gradients, AdamW moments). ``fsdp``: all three sharded across the GPUs, one decoder layer gathered at
-    a time (for a full fine-tune whose training state does not fit one GPU; the weights alone must, for evaluation).
-    One process: ignored."""
-
-    _fsdp = model_validator(mode="after")(no_fsdp_checkpoints)
 
 
 TINY_MODEL = "builtin:tiny-chat"
