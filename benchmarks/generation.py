@@ -11,6 +11,10 @@ Times are the process's CPU time (torch runs one thread, so that is the work don
 wall time mostly measures the neighbours (ratios from 0.8 to 1.5 in three runs of the same code);
 ``ratio_wall=`` gives the wall-clock ratio beside it.
 
+``ASSURE_BENCH_DEVICE=cuda`` runs the same comparison on a GPU (float32, TF32 off, so the three must
+still agree token for token); there the times are wall clock after a device synchronise, since CPU
+time would only count the launching of kernels.
+
 Torch runs single-threaded here unless ``ASSURE_BENCH_THREADS`` says otherwise:
 on a small, busy machine (2 shared cores) OpenMP threads waiting on each other
 made both runs 10-50x slower and the ratio pure noise, while one thread
@@ -37,11 +41,21 @@ from assurance.models.loading import load_model, resolve_model_path
 N_PROMPTS = 128
 MAX_NEW_TOKENS = 32
 BATCH_SIZE = int(os.environ.get("ASSURE_BENCH_BATCH", "64"))  # the demo plan's and the default plan's batch size
+DEVICE = torch.device(os.environ.get("ASSURE_BENCH_DEVICE", "cpu"))
+
+
+def clock() -> float:
+    """CPU time on CPU; wall time once queued GPU work has finished on a GPU."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+        return time.perf_counter()
+    return time.process_time()
 
 
 def main() -> int:
     torch.set_num_threads(int(os.environ.get("ASSURE_BENCH_THREADS", "1")))
-    model, tokenizer = load_model(resolve_model_path("builtin:tiny-chat"), device="cpu", dtype=torch.float32)
+    torch.backends.cuda.matmul.allow_tf32 = False  # on a GPU: float32 products stay float32, so outputs agree
+    model, tokenizer = load_model(resolve_model_path("builtin:tiny-chat"), device=DEVICE, dtype=torch.float32)
     convs = battery_prompts(N_PROMPTS)
     kw = dict(max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH_SIZE)
     generate(model, tokenizer, convs[:4], max_new_tokens=4, batch_size=4)  # warm-up, untimed
@@ -57,9 +71,9 @@ def main() -> int:
     outs: dict[str, list[str]] = {}
     for _ in range(repeats):
         for name, fn in runs.items():
-            t, w = time.process_time(), time.perf_counter()
+            t, w = clock(), time.perf_counter()
             outs[name] = fn()
-            times[name].append(time.process_time() - t)
+            times[name].append(clock() - t)
             walls[name].append(time.perf_counter() - w)
     bad = 0
     for other in ("single", "hf_batched"):
@@ -69,8 +83,8 @@ def main() -> int:
             print(f"mismatch #{i}: {other}={outs[other][i]!r} ours={outs['ours'][i]!r}")
     best = {name: min(t) for name, t in times.items()}
     print(f"prompts={len(convs)} max_new_tokens={MAX_NEW_TOKENS} batch_size={BATCH_SIZE} "
-          f"torch_threads={torch.get_num_threads()} mismatches={bad}")
-    print(f"repeats={repeats} cpu " + " ".join(f"{n}_s={best[n]:.3f}" for n in runs) + " (all: "
+          f"torch_threads={torch.get_num_threads()} device={DEVICE} mismatches={bad}")
+    print(f"repeats={repeats} {'wall' if DEVICE.type == 'cuda' else 'cpu'} " + " ".join(f"{n}_s={best[n]:.3f}" for n in runs) + " (all: "
           + ", ".join(f"{n}={[round(t, 3) for t in times[n]]}" for n in runs) + ")")
     print(f"ratio_wall={min(walls['hf_batched']) / min(walls['ours']):.2f} (wall clock, best of each)")
     print(f"ratio_single={best['single'] / best['ours']:.2f}")
