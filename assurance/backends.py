@@ -55,6 +55,9 @@ def recorded_generation_settings(prep: Prepared) -> dict:
         used = set(prep.backends.values())
         gen |= {"backend": "vllm" if used == {"vllm"} else "vllm+transformers", "vllm_version": vllm.__version__,
                 "batch_size_note": "vLLM schedules its own batches; batch_size applies to transformers stages only"}
+    if prep.ranks.world > 1:  # items split across processes; the weights whole on each, or in shards
+        gen |= {"processes": prep.ranks.world,
+                "weights": "fsdp shards (LoRA adapters merged in before sharding)" if prep.shards else "whole on each"}
     return gen | {"limit_per_category": plan.battery.limit_per_category}
 
 

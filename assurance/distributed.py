@@ -53,6 +53,11 @@ class Ranks:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def for_weights(self, parallel: str) -> Ranks | None:
+        """The ranks a model's weights are sharded across under ``model.parallel`` = ``parallel``: these,
+        for ``fsdp`` with more than one process; None when each process holds the whole model."""
+        return self if parallel == "fsdp" and self.world > 1 else None
+
     def sharded(self, generate: Callable[..., list[str]] | None) -> Callable[..., list[str]] | None:
         """``generate`` (the battery runner's generator; None for the default) run on this rank's share of
         the items, the outputs gathered from every rank back into item order; ``generate`` itself on one
@@ -80,6 +85,10 @@ class _Sharded:
         outputs = generate(model, tokenizer, [conversations[i] for i in mine],
                            prefills=None if prefills is None else [prefills[i] for i in mine],
                            progress=progress, **settings) if len(mine) else []
+        if getattr(model, "_assure_lockstep", None) is not None:  # sharded weights: forwards are collectives
+            from .models.sharded import drain
+
+            drain(model, tokenizer.pad_token_id)
         gathered: list[Any] = [None] * world
         dist.all_gather_object(gathered, outputs)
         merged: list[str] = [""] * len(conversations)

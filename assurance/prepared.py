@@ -64,3 +64,8 @@ class Prepared:
     (None for an endpoint)."""
     ranks: Ranks = field(default_factory=Ranks)
     """This process's place among the run's processes (one, unless launched by torchrun or accelerate)."""
+
+    @property
+    def shards(self) -> Ranks | None:
+        """The ranks the weights are sharded across (``model.parallel: fsdp`` under a launcher), else None."""
+        return self.ranks.for_weights(self.plan.model.parallel)

@@ -25,6 +25,7 @@ from .evidence.store import Store
 from .finetune import recipes
 from .inputs import Progress
 from .models.loading import load_model
+from .models.sharded import load_sharded
 from .prepared import Prepared
 
 PAIRED_SUITES = ("refusal", "prefill")
@@ -112,23 +113,51 @@ class Models:
         """The base model, as loaded (again from its folder when a sharded fine-tune used it)."""
         if not self.base_sharded:
             return self.prep.model
-        plan = self.prep.plan
-        model, _ = load_model(self.prep.model_path, device=self.prep.device, dtype=self.prep.dtype,
-                              allow_pickle=plan.model.allow_pickle, trust_remote_code=plan.model.trust_remote_code)
-        return model
+        return self._load(self.prep.model_path, [])
 
     def load_tuned(self):
         if self.tuned is None:
-            self.tuned = load_finetuned(self.prep, self.outputs["safety"], self.base)
+            if self.prep.shards is not None:
+                self.tuned = self._load(*self.chain("safety"))
+            else:
+                self.tuned = load_finetuned(self.prep, self.outputs["safety"], self.base)
         return self.tuned
 
     def load_stressed(self):
         if self.stressed is None:
+            if self.prep.shards is not None:
+                self.tuned = None  # one sharded model at a time: the stressed one is built from the files
+                self.stressed = self._load(*self.chain("stress"))
+                return self.stressed
+
             def start() -> Any:  # the stress fine-tune's starting point: the tuned model, a safety adapter merged in
                 tuned = self.load_tuned()
                 return tuned.merge_and_unload() if hasattr(tuned, "merge_and_unload") else tuned
             self.stressed = load_finetuned(self.prep, self.outputs["stress"], start)
         return self.stressed
+
+    def chain(self, purpose: str) -> tuple[Path, list[Path]]:
+        """(model folder, adapters to merge into it in order) that make the model after the ``purpose``
+        fine-tune: the base folder and each LoRA adapter since, or the last full fine-tune's folder."""
+        folder, adapters = self.prep.model_path, []
+        for step in ("safety", "stress")[:("safety", "stress").index(purpose) + 1]:
+            record = self.outputs[step]
+            if record.method == "lora":
+                adapters.append(Path(record.output_path))
+            else:
+                folder, adapters = Path(record.output_path), []
+        return folder, adapters
+
+    def _load(self, folder: Path, adapters: list[Path]) -> Any:
+        """A model from its files: in shards under ``model.parallel: fsdp`` (adapters merged), else whole."""
+        plan, prep = self.prep.plan, self.prep
+        if prep.shards is None:
+            model, _ = load_model(folder, device=prep.device, dtype=prep.dtype, allow_pickle=plan.model.allow_pickle,
+                                  trust_remote_code=plan.model.trust_remote_code)
+            return model
+        model, _ = load_sharded(folder, ranks=prep.shards, device=prep.device, dtype=prep.dtype, adapters=adapters,
+                                allow_pickle=plan.model.allow_pickle, trust_remote_code=plan.model.trust_remote_code)
+        return model
 
 
 def load_finetuned(prep: Prepared, record: FinetuneRecord, start: Callable[[], Any]):
@@ -196,7 +225,7 @@ def evaluate_supplied(store: Store, run_id: str, prep: Prepared, judge, stage: S
         model, tokenizer = prep.model, prep.tokenizer
     else:
         with progress.stage(f"Loading the supplied {supplied.role} ({supplied.spec.kind})"):
-            model, tokenizer = supplied.load(prep.device, prep.dtype)
+            model, tokenizer = supplied.load(prep.device, prep.dtype, shards=prep.shards)
     generator = supplied.generator() or vllm_generator(prep, stage, supplied.weights())
     try:
         return evaluate(store, run_id, prep, judge, stage, model, progress, earlier=earlier, generator=generator,

@@ -70,12 +70,19 @@ class SuppliedModel:
                                    adapter_digest=digests.get(self.adapter_path) if self.adapter_path else None,
                                    weights_hashed=True)
 
-    def load(self, device, dtype) -> tuple[Any, Any]:
-        """``(model, tokenizer)``: None for an endpoint's model (its tokenizer, if given, is loaded)."""
+    def load(self, device, dtype, *, shards=None) -> tuple[Any, Any]:
+        """``(model, tokenizer)``: None for an endpoint's model (its tokenizer, if given, is loaded).
+        ``shards``: the ranks to shard the weights across (``model.parallel: fsdp``; an adapter is merged in)."""
         spec = self.spec
         if isinstance(spec, EndpointTarget):
             return None, load_tokenizer(self.tokenizer_path) if self.tokenizer_path else None
         assert self.model_path is not None  # a folder or adapter target always has one
+        if shards is not None:
+            from .models.sharded import load_sharded
+
+            return load_sharded(self.model_path, ranks=shards, device=device, dtype=dtype,
+                                adapters=[self.adapter_path] if self.adapter_path else [],
+                                allow_pickle=spec.allow_pickle, trust_remote_code=spec.trust_remote_code)
         model, tokenizer = load_model(self.model_path, device=device, dtype=dtype, allow_pickle=spec.allow_pickle,
                                       trust_remote_code=spec.trust_remote_code)
         if self.adapter_path is not None:

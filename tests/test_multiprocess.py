@@ -50,14 +50,34 @@ def sharded(tmp_path_factory):
     sharded, and a full-weight stress fine-tune sharded too (its whole weights gathered to be saved)."""
     tmp = tmp_path_factory.mktemp("fsdp")
     plan = tmp / "fsdp.yaml"
-    plan.write_text(QUICK.read_text(encoding="utf-8") + "  parallel: fsdp\n"
-                    "stress:\n  method: full\n  parallel: fsdp\nreport:\n  regimes: [fca]\n", encoding="utf-8")
+    plan.write_text(QUICK.read_text(encoding="utf-8") + FSDP_TUNES, encoding="utf-8")
+    return _launch_two(plan, tmp)
+
+
+FSDP_TUNES = "  parallel: fsdp\nstress:\n  method: full\n  parallel: fsdp\nreport:\n  regimes: [fca]\n"
+"""Appended to examples/quick.yaml (whose last section is ``finetune``): both fine-tunes sharded, one pack."""
+
+
+def _launch_two(plan: Path, tmp: Path) -> tuple[Store, Path]:
+    """(store, run folder root) of ``plan`` run by two processes under torch's launcher."""
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          "-m", "assurance.cli", "run", str(plan), "--db", str(tmp / "fsdp.db"), "--quiet"],
         env=_env(tmp / "home"), capture_output=True, text=True, timeout=900)
     assert "ERROR" not in done.stdout, done.stdout + done.stderr[-3000:]
     return Store(str(tmp / "fsdp.db")), tmp / "home"
+
+
+@pytest.fixture(scope="module")
+def sharded_weights(tmp_path_factory):
+    """(store, run folder root) of the ``sharded`` plan with ``model.parallel: fsdp``: the weights themselves
+    loaded in shards on the two processes, for evaluation as well as for both fine-tunes."""
+    tmp = tmp_path_factory.mktemp("fsdp-weights")
+    plan = tmp / "fsdp-weights.yaml"
+    quick = QUICK.read_text(encoding="utf-8")
+    plan.write_text(quick.replace("  path: builtin:tiny-chat\n", "  path: builtin:tiny-chat\n  parallel: fsdp\n")
+                    + FSDP_TUNES, encoding="utf-8")
+    return _launch_two(plan, tmp)
 
 
 def _only_run(store: Store) -> str:
@@ -128,6 +148,27 @@ def test_fsdp_trains_the_same_and_saves_whole_weights(sharded, runs):
     with safe_open(str(weights), framework="pt") as f:  # whole tensors, not one rank's shards
         embed = f.get_tensor(next(k for k in f.keys() if "embed_tokens" in k))
     assert embed.shape[0] > 100
+    done = subprocess.run(_assure("verify", run_id, "--db", store.url), env=_env(Path("/nonexistent")),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "INTACT" in done.stdout, done.stdout + done.stderr
+
+
+def test_sharded_weights_give_the_same_run(sharded_weights, sharded, runs):
+    """Loading the weights in shards changes where they live, not what is computed: every sample of every
+    stage equals the run that shards only its training state, and the base and tuned stages equal one
+    process's (the LoRA adapter is merged into the weights before they are sharded for the tuned stage)."""
+    store, home = sharded_weights
+    metrics, samples, tunes = _results(store)
+    metrics_t, samples_t, tunes_t = _results(sharded[0])
+    _, samples1, _ = _results(runs[1])
+    assert samples == samples_t and metrics == metrics_t and len(samples) > 1000
+    assert [s for s in samples if s[0] != "stress"] == [s for s in samples1 if s[0] != "stress"]
+    for purpose in ("safety", "stress"):
+        assert [loss for _, loss in tunes[purpose].loss_curve] == pytest.approx(
+            [loss for _, loss in tunes_t[purpose].loss_curve], rel=1e-4)
+        assert tunes[purpose].tokens_seen == tunes_t[purpose].tokens_seen
+    run_id = _only_run(store)
+    assert [p.name for p in home.iterdir()] == [run_id]
     done = subprocess.run(_assure("verify", run_id, "--db", store.url), env=_env(Path("/nonexistent")),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "INTACT" in done.stdout, done.stdout + done.stderr

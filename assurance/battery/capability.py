@@ -60,6 +60,8 @@ class ChoiceScorer(Identified):
         """Index of the chosen option for each rendered prompt (already chat-templated)."""
         import torch  # torch-heavy: the plan and report layers import this module without it
 
+        from ..models.sharded import inference
+
         rows: list[tuple[int, list[int], int]] = []  # (question, ids, n prompt tokens)
         for q, (prompt, opts) in enumerate(zip(prompts, choices, strict=True)):
             p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -69,7 +71,7 @@ class ChoiceScorer(Identified):
         scores: list[float] = []
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         device = next(model.parameters()).device
-        with torch.inference_mode():
+        with inference(model):
             for start in range(0, len(rows), batch_size):
                 chunk = rows[start:start + batch_size]
                 width = max(len(r[1]) for r in chunk)

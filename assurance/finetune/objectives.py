@@ -16,6 +16,8 @@ where shallow safety alignment lives, hence b_1 = 0.5, b_2..b_5 = 2.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 
@@ -73,7 +75,11 @@ class TokenLogProbs(torch.nn.Module):
         super().__init__()
         self.model = model
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        self.fast = not any(getattr(base.config, a, None) for a in _LOGIT_POSTPROCESS)
+        # Weights in shards (models.sharded) are gathered by the causal LM's own forward: the fast path,
+        # which calls its decoder and head directly, would skip that.
+        self.fast = not any(getattr(base.config, a, None) for a in _LOGIT_POSTPROCESS) and \
+            getattr(base, "_assure_lockstep", None) is None
+        self.keep = "logits_to_keep" in inspect.signature(base.forward).parameters
         self._parts = (base.get_decoder(), base.get_output_embeddings())  # a tuple: not re-registered
 
     def forward(self, input_ids, attention_mask, labels):
@@ -82,6 +88,10 @@ class TokenLogProbs(torch.nn.Module):
             backbone, head = self._parts
             hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
             logits = head(hidden[:, :-1][sel])
+        elif self.keep:  # the head only at positions some row is supervised at
+            cols = sel.any(0).nonzero().squeeze(1)
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                                logits_to_keep=cols).logits[sel[:, cols]]
         else:
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1][sel]
         return token_logprobs(logits, labels[:, 1:][sel])

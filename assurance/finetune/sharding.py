@@ -10,6 +10,10 @@ Each decoder layer is its own unit (the classes a Hugging Face model lists in
 ``_no_split_modules``, as accelerate's auto-wrap policy reads them), with the whole model as the
 root unit. The finished weights are gathered to rank 0's CPU memory to be saved; the sharded model
 is not used again: the tuned model is reloaded from what was saved (``stages.Models``).
+
+A model that arrived in shards (``model.parallel: fsdp``, ``models.sharded``) is trained as it is:
+its causal LM is the root unit, and LoRA weights added to it afterwards are whole on every rank,
+outside FSDP, so the trainer averages their gradients itself (``unmanaged``, ``average_gradients``).
 """
 
 from __future__ import annotations
@@ -18,27 +22,13 @@ from typing import Any
 
 import torch
 
-
-def decoder_layer_names(model: torch.nn.Module) -> set[str]:
-    """The class names of the model's decoder layers (``_no_split_modules``), looked up through a peft wrapper."""
-    names: set[str] = set()
-    for module in model.modules():
-        names.update(getattr(module, "_no_split_modules", None) or [])
-    return names
+from ..models.sharded import shard_units
 
 
 def shard(model: torch.nn.Module) -> int:
-    """Shard ``model`` in place across the process group: each decoder layer, then the rest as the root
-    (the module whose forward the loop calls, so the root's weights are gathered before it runs).
+    """Shard ``model`` in place (one unit per decoder layer, the rest as the root; ``models.sharded``).
     Returns the number of layer units."""
-    from torch.distributed.fsdp import fully_shard
-
-    names = decoder_layer_names(model)
-    layers = [m for m in model.modules() if type(m).__name__ in names]
-    for layer in layers:
-        fully_shard(layer)
-    fully_shard(model)
-    return len(layers)
+    return shard_units(model, reshard_root=False)
 
 
 def gradient_sync(model: torch.nn.Module, on: bool) -> None:
@@ -51,3 +41,25 @@ def full_state_dict(model: torch.nn.Module) -> dict[str, Any]:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def unmanaged(params: list[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
+    """The trainable parameters FSDP does not hold in shards (plain tensors, not DTensors): LoRA weights
+    injected into a model that was already sharded when it loaded (``models.sharded``)."""
+    from torch.distributed.tensor import DTensor
+
+    return [p for p in params if not isinstance(p, DTensor)]
+
+
+def average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
+    """Average the gradients of ``params`` across ranks (one flat all-reduce), as FSDP averages its own."""
+    import torch.distributed as dist
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p, g in zip(params, grads, strict=True):
+        p.grad = flat[offset:offset + g.numel()].view_as(p).clone()
+        offset += g.numel()

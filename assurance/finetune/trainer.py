@@ -39,6 +39,7 @@ from assurance.finetune.mixing import MixResult
 from assurance.finetune.objectives import TokenLogProbs, answer_betas, constrained_loss
 from assurance.finetune.output import save_output
 from assurance.finetune.settings import hyperparameters, recipe_settings
+from assurance.models.sharded import drain, inference, is_sharded
 from assurance.plan import FinetuneSpec
 
 MAX_CURVE_POINTS = 200
@@ -161,7 +162,7 @@ def _reference(model, data: Examples, spec, seed: int, world: int, rank: int, pa
     was_training = model.training
     model.eval()  # no dropout in the reference
     off = model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
-    with off, torch.inference_mode():
+    with off, inference(model):
         for i in range(0, len(seqs), 2 * spec.batch_size):
             rows = seqs[i:i + 2 * spec.batch_size]
             b = collate(rows, pad_id)
@@ -170,6 +171,8 @@ def _reference(model, data: Examples, spec, seed: int, world: int, rank: int, pa
                 lp = net(b["input_ids"].to(device), mask, b["labels"].to(device)).float()
             for r, part in zip(rows, lp.split([supervised(r.labels) for r in rows]), strict=True):
                 ref[r.key] = part.clone()
+        if is_sharded(model):  # ranks hold different numbers of rows; sharded forwards must pair up
+            drain(model, pad_id)
     model.train(was_training)
     return ref
 
@@ -266,11 +269,18 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
     model.train()
 
     net = TokenLogProbs(model)
-    fsdp = world > 1 and getattr(spec, "parallel", "ddp") == "fsdp"
-    if fsdp:  # after the reference pass, which runs the whole model on each rank; before the optimizer sees params
+    presharded = is_sharded(model)  # model.parallel: fsdp: the weights arrived in shards (models.sharded)
+    fsdp = presharded or (world > 1 and getattr(spec, "parallel", "ddp") == "fsdp")
+    root: torch.nn.Module = net
+    if presharded:  # its root unit is the causal LM, whose forward the net calls
+        root = model.get_base_model() if hasattr(model, "get_base_model") else model
+    elif fsdp:  # after the reference pass, which runs the whole model on each rank; before the optimizer sees params
         sharding.shard(net)  # net is the root: its forward is the one the loop calls
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
+    # LoRA weights added to an already sharded model are whole on every rank, outside FSDP: their
+    # gradients are averaged across ranks here, as FSDP does its own.
+    unmanaged = sharding.unmanaged(params) if presharded else []
     optimizer = adamw(named, spec)
     ddp = None
     if world > 1 and not fsdp:
@@ -315,7 +325,7 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
             mask = None if b["attention_mask"] is None else b["attention_mask"].to(device)
             sync = nullcontext() if ddp is None or i == len(mine) - 1 else ddp.no_sync()
             if fsdp:
-                sharding.gradient_sync(net, i == len(mine) - 1)
+                sharding.gradient_sync(root, i == len(mine) - 1)
             with sync:
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
                     logp = forward(ids, mask, labels)
@@ -335,6 +345,8 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
                 counts.tokens_total += b["n_tokens"]
                 counts.add(data, rows)
 
+        if unmanaged:
+            sharding.average_gradients(unmanaged, world)
         norm = torch.nn.utils.clip_grad_norm_(params, spec.max_grad_norm)
         if not torch.isfinite(norm):
             raise TrainingDiverged(step + 1, float(norm), what="gradient norm")
@@ -378,6 +390,8 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
     settings, literature = recipe_settings(spec, augmentation, objective, data, recovery_seen=counts.recovery_seen,
                                            prefilled=counts.prefilled)
     hp["recipe_settings"] = settings
+    if world > 1:  # how the processes shared the work: ddp, fsdp (training state), or weights loaded in shards
+        hp["parallel"] = "fsdp (weights loaded in shards)" if presharded else ("fsdp" if fsdp else "ddp")
     return TrainResult(
         model=None if fsdp else model, output_dir=output_dir, steps=spec.max_steps, loss_curve=thin(curve),
         tokens_seen=counts.tokens_seen, tokens_total=counts.tokens_total,

@@ -41,6 +41,8 @@ _DROP_SHARE = 4
 def decode_route(model, *, length: int = 0) -> str:
     """``"layers"`` when a batch whose rows reach ``length`` tokens can take the layers route, else ``"generic"``."""
     inner = _unwrapped(model)
+    if getattr(inner, "_assure_lockstep", None) is not None:
+        return "generic"  # sharded weights are gathered by hooks on each module's forward, which the layers route skips
     config = getattr(inner, "config", None)
     base = getattr(inner, "model", None)
     if config is None or base is None or getattr(config, "model_type", None) not in _LAYER_ROUTE_TYPES:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from ._decode import Pick, decode
+from .sharded import inference
 
 # End-of-turn markers of common chat formats; any that is a single token in
 # the vocabulary also stops generation (many models' eos is end-of-document).
@@ -87,7 +88,7 @@ def generate(model, tokenizer, conversations: list[list[dict]], *, max_new_token
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     device = next(model.parameters()).device
     outputs: list[str | None] = [None] * len(encoded)
-    with torch.inference_mode():
+    with inference(model):
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             keys = [_row_key(sampling, prompts[i]) for i in chunk] if sampling else None

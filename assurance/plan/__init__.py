@@ -45,6 +45,12 @@ class ModelSpec(Section):
     """Allow pickled weights (``*.bin``). Off: pickles can run code when loaded."""
     trust_remote_code: bool = False
     """Allow model code shipped in the folder. Off: it would run unreviewed code."""
+    parallel: Literal["replicate", "fsdp"] = "replicate"
+    """Several processes (torchrun / accelerate launch) only. ``replicate``: each GPU holds the whole model and
+    evaluates its share of the items. ``fsdp``: each GPU holds 1/N of every weight, from loading on (rank 0 reads
+    the folder into CPU memory), gathering one decoder layer at a time: for a model whose weights do not fit one
+    GPU. Every fine-tune is then sharded too (``finetune.parallel`` and ``stress.parallel`` must be ``fsdp``), and
+    the battery runs on the transformers backend. One process: ignored."""
 
 
 class PolicySpec(Section):
@@ -161,6 +167,22 @@ class Plan(Section):
             spec = getattr(self, name)
             if isinstance(spec, EndpointTarget):
                 _endpoint_battery(name, spec, self.battery)
+        return self
+
+    @model_validator(mode="after")
+    def _sharded_model(self) -> Plan:
+        """Weights in shards stay in shards: a fine-tune of them is sharded, and vLLM (which loads whole
+        weights per engine, or shards them itself with ``tensor_parallel_size``) is not the backend."""
+        if self.model.parallel != "fsdp":
+            return self
+        for name in ("finetune", "stress"):
+            spec = getattr(self, name)
+            if spec.enabled and spec.parallel != "fsdp":
+                raise ValueError(f"{name}.parallel must be fsdp when model.parallel is fsdp (the weights are "
+                                 "loaded in shards; a DDP fine-tune would need them whole on every GPU)")
+        if self.battery.backend == "vllm":
+            raise ValueError("battery.backend: vllm cannot evaluate a model loaded with model.parallel: fsdp; "
+                             "use transformers (or vLLM's own tensor_parallel_size in an `assure evaluate` run)")
         return self
 
     def evaluated_target(self) -> Target:
