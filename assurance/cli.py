@@ -122,12 +122,17 @@ DryRunOpt = typer.Option(False, "--dry-run", help="Check the plan, list the stag
                          "estimate peak memory (FITS / TIGHT / WILL NOT FIT); loads no weights, writes nothing.")
 
 
-def _dry_run(plan, as_json: bool) -> None:
+ProcessesOpt = typer.Option(None, "--processes", min=1, metavar="N",
+                            help="With --dry-run: estimate one process's memory in a run launched with N processes "
+                                 "(torchrun --nproc_per_node N); default: the launcher's WORLD_SIZE, else 1.")
+
+
+def _dry_run(plan, as_json: bool, processes: int | None) -> None:
     """``--dry-run``: exit 0 with the report, 2 on bad input; no run folder, no ledger row."""
     from .dryrun import dry_run_report, print_report
 
     try:
-        report = dry_run_report(plan)
+        report = dry_run_report(plan, processes=processes)
     except _input_errors() as err:
         fail(str(err))
         raise typer.Exit(EXIT_USAGE) from None
@@ -148,14 +153,16 @@ def run(
              "in the ledger are skipped, an interrupted fine-tune restarts from its latest checkpoint. A PLAN given "
              "too must be the recorded plan. Exit 2, nothing appended, if the run is sealed or its inputs changed."),
     dry_run: bool = DryRunOpt,
+    processes: int | None = ProcessesOpt,
 ) -> None:
     """Run the plan: provenance, evaluate, safety fine-tune, evaluate, verdict, seal, packs."""
+    _processes_need_dry_run(processes, dry_run)
     plan = _checked_plan(plan_file, sign_key, evaluate_only=False)
     if dry_run:
         if plan is None:
             fail("--dry-run needs a plan file (assure run PLAN --dry-run)")
             raise typer.Exit(EXIT_USAGE)
-        _dry_run(plan, as_json)
+        _dry_run(plan, as_json, processes)
     if resume is not None:
         from .resume import resume_pipeline
 
@@ -184,14 +191,23 @@ def evaluate(
     quiet: bool = QuietOpt,
     as_json: bool = JsonOpt,
     dry_run: bool = DryRunOpt,
+    processes: int | None = ProcessesOpt,
 ) -> None:
     """Evaluate and gate a supplied model without fine-tuning it: the plan's `target` (a model folder, a base
     model with a PEFT adapter, or an OpenAI-compatible endpoint; default: `model`), and its `baseline` if any.
     Same plan, ledger, verdict, packs and exit codes as `run` (0 PASS, 1 FAIL, 2 bad input, 3 error)."""
+    _processes_need_dry_run(processes, dry_run)
     plan = _checked_plan(plan_file, sign_key, evaluate_only=True)
     if dry_run:
-        _dry_run(plan, as_json)
+        _dry_run(plan, as_json, processes)
     raise typer.Exit(_execute(_pipeline_work(plan, plan_file, db, sign_key), quiet=quiet, as_json=as_json))
+
+
+def _processes_need_dry_run(processes: int | None, dry_run: bool) -> None:
+    if processes is not None and not dry_run:
+        fail("--processes only goes with --dry-run: a real run's processes are the launcher's "
+             "(torchrun --nproc_per_node N -m assurance.cli run PLAN)")
+        raise typer.Exit(EXIT_USAGE)
 
 
 def _checked_plan(plan_file: Path | None, sign_key: Path | None, *, evaluate_only: bool):

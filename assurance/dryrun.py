@@ -34,9 +34,13 @@ def shape_from_config(config: Any, *, trust_remote_code: bool = False) -> ModelS
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     linear: dict[str, list[tuple[int, int]]] = {}
+    units = set(getattr(model, "_no_split_modules", None) or [])  # decoder layer classes: FSDP's units
+    layer = 0
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear):
             linear.setdefault(name.rsplit(".", 1)[-1], []).append((module.in_features, module.out_features))
+        if type(module).__name__ in units:
+            layer = max(layer, sum(p.numel() for p in module.parameters()))
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     heads = text.num_attention_heads
     # what transformers chose when it built the model (sdpa unless the config or the model class forces eager)
@@ -50,7 +54,7 @@ def shape_from_config(config: Any, *, trust_remote_code: bool = False) -> ModelS
         head_dim=getattr(text, "head_dim", None) or text.hidden_size // heads,
         vocab_size=text.vocab_size, linear_shapes=linear,
         intermediate_size=getattr(text, "intermediate_size", None) or 4 * text.hidden_size,
-        attention=str(attention), attention_dropout=float(dropout))
+        attention=str(attention), attention_dropout=float(dropout), layer_parameters=layer)
 
 
 def model_config(spec: str, *, trust_remote_code: bool = False) -> tuple[Any, str]:
@@ -112,14 +116,16 @@ def _training(name: str, spec: Any, shape: ModelShape, autocast: bool) -> Traini
     bad input, which the trainer would find only after the base model's evaluation."""
     from .plan import PlanError
 
+    sharded = getattr(spec, "parallel", "ddp") == "fsdp"
     if spec.method == "full":
-        return Training(name, "full", spec.batch_size, spec.max_length, shape.parameters, autocast=autocast)
+        return Training(name, "full", spec.batch_size, spec.max_length, shape.parameters, autocast=autocast,
+                        sharded=sharded)
     targets = [t for t in spec.lora.target_modules if t in shape.linear_shapes]
     if not targets:
         raise PlanError(f"none of the LoRA target_modules {spec.lora.target_modules} exist in this model; its "
                         f"linear layers are named: {', '.join(sorted(shape.linear_shapes))}")
     return Training(name, "lora", spec.batch_size, spec.max_length, shape.lora_parameters(spec.lora.r, targets),
-                    shape.adapter_inputs(spec.lora.r, targets), autocast)
+                    shape.adapter_inputs(spec.lora.r, targets), autocast, sharded)
 
 
 def _prompt_tokens(battery: Any, extra: list) -> int:
@@ -142,10 +148,14 @@ def _estimated_model(plan: Any, c: Any) -> tuple[str, bool] | None:
     return spec.path, spec.trust_remote_code
 
 
-def dry_run_report(plan: Any, *, device_total: int | None = None) -> dict:
+def dry_run_report(plan: Any, *, device_total: int | None = None, processes: int | None = None) -> dict:
     """What ``assure run PLAN --dry-run`` prints: raises the run's own bad-input errors; loads no weights
-    and writes nothing. ``device_total`` replaces the device's memory (tests)."""
+    and writes nothing. ``device_total`` replaces the device's memory (tests). ``processes``: estimate one
+    process's share of a run launched with that many (default: the launcher's ``WORLD_SIZE``, else 1)."""
+    from .distributed import launched
     from .inputs import check_inputs
+
+    processes = processes or launched().world
 
     c = check_inputs(plan)
     dtype = str(c.dtype).replace("torch.", "")
@@ -186,8 +196,10 @@ def dry_run_report(plan: Any, *, device_total: int | None = None) -> dict:
     if shape is not None:
         gen_tokens = _prompt_tokens(c.battery, c.extra) + plan.battery.max_new_tokens
         est = estimate_memory(shape, dtype=dtype, device_total=total, trainings=trainings,
-                              gen_batch=plan.battery.batch_size, gen_tokens=gen_tokens)
+                              gen_batch=plan.battery.batch_size, gen_tokens=gen_tokens, processes=processes,
+                              sharded_weights=plan.model.parallel == "fsdp")
         out["model"] = {"source": source, "parameters": shape.parameters, "layers": shape.num_layers,
+                        "layer_parameters": shape.layer_unit,
                         "hidden_size": shape.hidden_size, "heads": shape.num_heads, "kv_heads": shape.num_kv_heads,
                         "vocab_size": shape.vocab_size, "attention": shape.attention}
         out["memory"] = asdict(est) | {"generation_tokens": gen_tokens, "note": NOTE}
@@ -231,7 +243,8 @@ def print_report(report: dict, *, as_json: bool) -> None:
     parts = (f"KV cache {gib(mem['kv_cache'])}" if mem["peak_phase"] == "generation" else
              f"gradients {gib(mem['gradients'])} + AdamW states {gib(mem['optimizer'])} + activations "
              f"{gib(mem['activations'])} (generation's KV cache: {gib(mem['kv_cache'])})")
-    out_console.print(f"Peak memory, during {mem['peak_phase']}: weights {gib(mem['weights'])} + {parts}")
+    each = f" per process ({mem['processes']} processes, one GPU each)" if mem.get("processes", 1) > 1 else ""
+    out_console.print(f"Peak memory{each}, during {mem['peak_phase']}: weights {gib(mem['weights'])} + {parts}")
     style = {"FITS": "green", "TIGHT": "yellow"}.get(mem["verdict"], "red")
     out_console.print(f"[bold]{gib(mem['peak'])} of {gib(dev['total_bytes'])} "
                       f"({mem['fraction']:.0%}): [{style}]{mem['verdict']}[/][/bold]")

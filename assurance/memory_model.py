@@ -24,7 +24,7 @@ context come on top: hence the verdict's margin.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 Verdict = Literal["FITS", "TIGHT", "WILL NOT FIT"]
@@ -51,6 +51,19 @@ class ModelShape:
     """The attention implementation transformers picks for this model (``sdpa``, ``eager``, ``flash_attention_2``)."""
     attention_dropout: float = 0.0
     """Dropout on the attention probabilities (Llama: 0); with eager attention it stores a mask."""
+    layer_parameters: int = 0
+    """Parameters of the largest decoder layer (an FSDP unit); 0: ``parameters / num_layers``."""
+
+    @property
+    def layer_unit(self) -> int:
+        """Parameters FSDP gathers for one decoder layer."""
+        return self.layer_parameters or self.parameters // max(self.num_layers, 1)
+
+    @property
+    def root_unit(self) -> int:
+        """Parameters outside the decoder layers (embeddings, head, final norm): the root unit, gathered for
+        the whole of each forward."""
+        return max(self.parameters - self.num_layers * self.layer_unit, 0)
 
     def lora_parameters(self, r: int, target_modules: list[str]) -> int:
         """Trainable parameters of a LoRA adapter: r·(in + out) per adapted linear layer, as peft builds it."""
@@ -81,6 +94,8 @@ class Training:
     autocast: bool = False
     """Our trainer runs the forward under bfloat16 autocast (CUDA, bfloat16 model): adapters' input copies are
     then bfloat16, not float32."""
+    sharded: bool = False
+    """``parallel: fsdp``: weights, gradients and AdamW states are split across the processes."""
 
 
 @dataclass
@@ -99,6 +114,8 @@ class MemoryEstimate:
     verdict: Verdict
     attention: str = "sdpa"
     """The attention implementation the activations assume."""
+    processes: int = 1
+    """The processes (GPUs) the run is split across; every figure is one process's."""
 
 
 def dtype_bytes(dtype: str) -> int:
@@ -150,24 +167,47 @@ def verdict_for(fraction: float) -> Verdict:
     return "FITS" if fraction < TIGHT_FROM else "TIGHT" if fraction <= 1.0 else "WILL NOT FIT"
 
 
+def sharded_weight_bytes(shape: ModelShape, nb: int, processes: int) -> int:
+    """One process's weights under FSDP: its 1/N of every tensor, plus what is gathered whole while it runs:
+    the root unit for the whole forward, and two decoder layers (the one running, the next prefetched)."""
+    return -(-shape.parameters * nb // processes) + (shape.root_unit + 2 * shape.layer_unit) * nb
+
+
 def estimate_memory(shape: ModelShape, *, dtype: str, device_total: int, trainings: list[Training],
-                    gen_batch: int, gen_tokens: int) -> MemoryEstimate:
+                    gen_batch: int, gen_tokens: int, processes: int = 1,
+                    sharded_weights: bool = False) -> MemoryEstimate:
     """The peak over the run's phases: generation (weights + KV cache) and each fine-tune (weights +
     gradients + AdamW states + activations). Full fine-tunes keep gradients and both AdamW moments in the
     model's dtype; LoRA keeps only the adapter's, in float32. Gradients are counted whole although the
-    backward frees activations as they fill: gradient accumulation keeps them through the next forward."""
+    backward frees activations as they fill: gradient accumulation keeps them through the next forward.
+
+    ``processes`` > 1: one process's share under a launcher. Each takes ``ceil(batch / N)`` rows of every
+    micro-batch (the plan's batch is the global batch). ``sharded_weights`` (``model.parallel: fsdp``) or a
+    fine-tune's ``sharded`` (``parallel: fsdp``) split weights, full gradients and AdamW states N ways, plus
+    what FSDP gathers whole (``sharded_weight_bytes``) and one gathered layer's gradients before they are
+    reduce-scattered; otherwise (DDP) each process holds them whole, and DDP's gradient buckets are a second
+    copy of the trainable gradients. A LoRA adapter is counted whole on every process."""
     nb = dtype_bytes(dtype)
-    weights = shape.parameters * nb
+    n = max(processes, 1)
+    whole = shape.parameters * nb
+    split = sharded_weight_bytes(shape, nb, n)
     kv = kv_cache_bytes(shape, gen_batch, gen_tokens, nb)
-    phases: list[tuple[str, int, int, int, int]] = [("generation", 0, 0, 0, kv)]
+    phases: list[tuple[str, int, int, int, int, int]] = [
+        ("generation", split if sharded_weights and n > 1 else whole, 0, 0, 0, kv)]
     for t in trainings:
+        sharded = n > 1 and (sharded_weights or t.sharded)
         if t.method == "full":
             grads, optim = t.trainable * nb, t.trainable * 2 * nb
+            if sharded:
+                grads, optim = -(-grads // n) + 2 * shape.layer_unit * nb, -(-optim // n)
         else:  # the adapter's own float32 weights count with its gradients
             grads, optim = t.trainable * (LORA_BYTES - 8), t.trainable * 8
-        phases.append((t.name, grads, optim, activation_bytes(shape, t, nb), 0))
-    name, grads, optim, acts, kv_used = max(phases, key=lambda p: sum(p[1:]))
+        if n > 1 and not sharded:
+            grads += t.trainable * (nb if t.method == "full" else 4)  # DDP's buckets
+        rows = replace(t, batch_size=-(-t.batch_size // n))
+        phases.append((t.name, split if sharded else whole, grads, optim, activation_bytes(shape, rows, nb), 0))
+    name, weights, grads, optim, acts, kv_used = max(phases, key=lambda p: sum(p[1:]))
     peak = weights + grads + optim + acts + kv_used
     fraction = peak / device_total if device_total > 0 else float("inf")
     return MemoryEstimate(weights, grads, optim, acts, kv, peak, name, device_total, round(fraction, 4),
-                          verdict_for(fraction), shape.attention)
+                          verdict_for(fraction), shape.attention, n)

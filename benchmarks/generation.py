@@ -84,7 +84,8 @@ def main() -> int:
     best = {name: min(t) for name, t in times.items()}
     print(f"prompts={len(convs)} max_new_tokens={MAX_NEW_TOKENS} batch_size={BATCH_SIZE} "
           f"torch_threads={torch.get_num_threads()} device={DEVICE} mismatches={bad}")
-    print(f"repeats={repeats} {'wall' if DEVICE.type == 'cuda' else 'cpu'} " + " ".join(f"{n}_s={best[n]:.3f}" for n in runs) + " (all: "
+    clock_kind = "wall" if DEVICE.type == "cuda" else "cpu"
+    print(f"repeats={repeats} {clock_kind} " + " ".join(f"{n}_s={best[n]:.3f}" for n in runs) + " (all: "
           + ", ".join(f"{n}={[round(t, 3) for t in times[n]]}" for n in runs) + ")")
     print(f"ratio_wall={min(walls['hf_batched']) / min(walls['ours']):.2f} (wall clock, best of each)")
     print(f"ratio_single={best['single'] / best['ours']:.2f}")

@@ -108,6 +108,9 @@ def test_a_1b_config_without_weights(tmp_path):
     shape = shape_from_config(config)
     assert 1.0e9 <= shape.parameters <= 1.3e9
     assert source.endswith("config.json")
+    # one decoder layer (FSDP's unit): q, k, v, o, the gated MLP and two norms; the rest is the embedding + norm
+    assert shape.layer_parameters == 2 * 2048 * 2048 + 2 * 2048 * 512 + 3 * 2048 * 8192 + 2 * 2048
+    assert shape.root_unit == 128256 * 2048 + 2048  # tied: one embedding matrix
     lora = shape.lora_parameters(16, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     assert lora == 16 * 16 * ((2048 + 2048) * 2 + (2048 + 512) * 2 + (2048 + 8192) * 3)
 
@@ -191,3 +194,47 @@ def test_device_memory_reads_the_gpu_or_the_ram(monkeypatch):
         total = next(int(line.split()[1]) for line in meminfo.read_text().splitlines() if line.startswith("MemTotal"))
         assert abs(ram - total * 1024) < 64 * 2**20
     assert name == "CPU RAM" and ram > 0
+
+
+def test_estimate_per_process_under_a_launcher():
+    """One process's share: rows split N ways always; weights, full gradients and AdamW states split too under
+    FSDP, plus what it gathers whole (the root unit, two layers); DDP adds its gradient buckets."""
+    shape = ModelShape(parameters=1000, hidden_size=4, num_layers=2, num_heads=1, num_kv_heads=1, head_dim=4,
+                       vocab_size=10, linear_shapes={"q_proj": [(4, 4)]}, intermediate_size=8, layer_parameters=300)
+    assert (shape.layer_unit, shape.root_unit) == (300, 400)
+    ft = Training("ft", "full", 8, 2, 1000)
+    one = estimate_memory(shape, dtype="bfloat16", device_total=10**9, trainings=[ft], gen_batch=1, gen_tokens=1)
+    ddp = estimate_memory(shape, dtype="bfloat16", device_total=10**9, trainings=[ft], gen_batch=1, gen_tokens=1,
+                          processes=4)
+    assert ddp.processes == 4 and (ddp.weights, ddp.optimizer) == (one.weights, one.optimizer) == (2000, 4000)
+    assert ddp.gradients == 2 * one.gradients  # DDP's buckets: a second copy
+    assert ddp.activations == activation_bytes(shape, Training("ft", "full", 2, 2, 1000), 2)  # 8 rows / 4
+    fsdp = estimate_memory(shape, dtype="bfloat16", device_total=10**9, processes=4, gen_batch=1, gen_tokens=1,
+                           trainings=[Training("ft", "full", 8, 2, 1000, sharded=True)])
+    gathered = (400 + 2 * 300) * 2
+    assert fsdp.weights == 2000 // 4 + gathered
+    assert (fsdp.gradients, fsdp.optimizer) == (2000 // 4 + 2 * 300 * 2, 4000 // 4)
+    # model.parallel: fsdp shards generation's weights as well; replicated weights stay whole there
+    gen = dict(dtype="bfloat16", device_total=10**9, trainings=[], gen_batch=1, gen_tokens=1, processes=4)
+    assert estimate_memory(shape, **gen, sharded_weights=True).weights == 2000 // 4 + gathered
+    assert estimate_memory(shape, **gen).weights == 2000
+
+
+def test_dry_run_processes_for_sharded_weights(tmp_path, monkeypatch, tiny_model_dir):
+    plan = {"device": "cpu", "model": {"parallel": "fsdp"}, "finetune": {"parallel": "fsdp"},
+            "stress": {"parallel": "fsdp"}}
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    one = json.loads(_invoke(tmp_path, monkeypatch, "run", "plan.yaml", "--dry-run", "--json").stdout)["memory"]
+    res = _invoke(tmp_path, monkeypatch, "run", "plan.yaml", "--dry-run", "--json", "--processes", "2")
+    assert res.exit_code == 0, res.output
+    model, two = json.loads(res.stdout)["model"], json.loads(res.stdout)["memory"]
+    assert (one["processes"], two["processes"]) == (1, 2) and one["weights"] == model["parameters"] * 4
+    layer = model["layer_parameters"]
+    root = model["parameters"] - model["layers"] * layer
+    assert 0 < layer and 0 < root  # the tiny model's embeddings are a third of it: sharding gains little there
+    assert two["weights"] == model["parameters"] * 4 // 2 + (root + 2 * layer) * 4
+    res = _invoke(tmp_path, monkeypatch, "run", "plan.yaml", "--dry-run", "--processes", "2")
+    assert "per process (2 processes, one GPU each)" in res.stdout
+    res = _invoke(tmp_path, monkeypatch, "run", "plan.yaml", "--processes", "2")
+    assert res.exit_code == 2 and "--processes only goes with --dry-run" in res.output
+    assert _written(tmp_path) == []
