@@ -36,3 +36,16 @@ def test_h200_script_tiny_writes_every_figure(tmp_path):
     assert figures["ft_lora_trainable_params"] < figures["ft_full_trainable_params"]
     if importlib.util.find_spec("vllm") is None:
         assert "vllm: not installed" in proc.stdout
+
+
+def test_fsdp_weights_script_tiny_agrees_with_the_whole_model(tmp_path):
+    """benchmarks/fsdp_weights.py (run once on a lent GPU): the sharded loader in a process group of one, on CPU."""
+    env = os.environ | {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "MASTER_PORT": "29541"}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fsdp_weights.py"), "--tiny"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = dict(part.split("=", 1) for line in proc.stdout.splitlines() for part in line.split()
+                   if "=" in part and not part.startswith("lora_losses"))
+    assert printed["mismatches_sharded_vs_whole"] == "0" and printed["processes"] == "1"
+    assert printed["params_this_rank"] == printed["params_total"]  # one process holds every shard
+    assert float(printed["ratio"]) > 0 and proc.stdout.strip().splitlines()[-1].startswith("ratio=")
