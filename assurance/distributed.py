@@ -78,6 +78,7 @@ class _Sharded:
         import torch.distributed as dist
 
         from .models.generate import generate as default  # torch-heavy, as in the runner
+        from .models.sharded import drain, is_sharded
 
         generate = self.generate or default
         rank, world = self.ranks.rank, self.ranks.world
@@ -85,9 +86,7 @@ class _Sharded:
         outputs = generate(model, tokenizer, [conversations[i] for i in mine],
                            prefills=None if prefills is None else [prefills[i] for i in mine],
                            progress=progress, **settings) if len(mine) else []
-        if getattr(model, "_assure_lockstep", None) is not None:  # sharded weights: forwards are collectives
-            from .models.sharded import drain
-
+        if is_sharded(model):  # sharded weights: forwards are collectives
             drain(model, tokenizer.pad_token_id)
         gathered: list[Any] = [None] * world
         dist.all_gather_object(gathered, outputs)

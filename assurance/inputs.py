@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -26,8 +25,8 @@ from .evidence.records import ArtifactRecord, EnvironmentRecord, SuppliedModelRe
 from .finetune.augment import load_triplets
 from .finetune.chat_data import builtin_path, load_chat_jsonl
 from .finetune.recipes import data_sources
-from .models.loading import describe_accelerator, load_model, resolve_device, resolve_model_path
-from .models.sharded import load_sharded
+from .models.loading import describe_accelerator, resolve_device, resolve_model_path
+from .models.sharded import load_weights
 from .plan import Plan, PlanError
 from .prepared import Prepared
 from .profile_file import load_profile
@@ -118,9 +117,9 @@ def prepare(plan: Plan, progress: Progress, *, read_profile: bool = True) -> Pre
     else:
         with progress.stage("Loading the base model" + (f" in {ranks.world} shards" if shards else "")):
             model_path = resolve_model_path(plan.model.path)
-            load = load_model if shards is None else partial(load_sharded, ranks=shards)
-            model, tokenizer = load(model_path, device=device, dtype=dtype, allow_pickle=plan.model.allow_pickle,
-                                    trust_remote_code=plan.model.trust_remote_code)
+            model, tokenizer = load_weights(model_path, shards=shards, device=device, dtype=dtype,
+                                            allow_pickle=plan.model.allow_pickle,
+                                            trust_remote_code=plan.model.trust_remote_code)
     return Prepared(plan, model_path, safety, utility, battery, model, tokenizer, device, dtype,
                     judges=judges, benign_judge=benign_judge, extra=extra, backends=backends, harm_judge=harm_judge,
                     judge_labels=judge_labels, profile=profile, supplied=supplied, ranks=ranks)

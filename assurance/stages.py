@@ -25,7 +25,7 @@ from .evidence.store import Store
 from .finetune import recipes
 from .inputs import Progress
 from .models.loading import load_model
-from .models.sharded import load_sharded
+from .models.sharded import load_weights
 from .prepared import Prepared
 
 PAIRED_SUITES = ("refusal", "prefill")
@@ -150,13 +150,9 @@ class Models:
 
     def _load(self, folder: Path, adapters: list[Path]) -> Any:
         """A model from its files: in shards under ``model.parallel: fsdp`` (adapters merged), else whole."""
-        plan, prep = self.prep.plan, self.prep
-        if prep.shards is None:
-            model, _ = load_model(folder, device=prep.device, dtype=prep.dtype, allow_pickle=plan.model.allow_pickle,
-                                  trust_remote_code=plan.model.trust_remote_code)
-            return model
-        model, _ = load_sharded(folder, ranks=prep.shards, device=prep.device, dtype=prep.dtype, adapters=adapters,
-                                allow_pickle=plan.model.allow_pickle, trust_remote_code=plan.model.trust_remote_code)
+        prep, spec = self.prep, self.prep.plan.model
+        model, _ = load_weights(folder, shards=prep.shards, device=prep.device, dtype=prep.dtype, adapters=adapters,
+                                allow_pickle=spec.allow_pickle, trust_remote_code=spec.trust_remote_code)
         return model
 
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from .endpoint import EndpointGenerator, public_url
 from .evidence.records import ArtifactRecord, SuppliedModelRecord
-from .models.loading import ModelLoadError, check_folder, load_model, load_tokenizer, resolve_model_path
+from .models.loading import ModelLoadError, check_folder, load_tokenizer, resolve_model_path
 from .plan import AdapterTarget, EndpointTarget, Plan, Target
 
 ROLES: dict[str, Literal["base", "tuned"]] = {"baseline": "base", "target": "tuned"}
@@ -77,15 +77,12 @@ class SuppliedModel:
         if isinstance(spec, EndpointTarget):
             return None, load_tokenizer(self.tokenizer_path) if self.tokenizer_path else None
         assert self.model_path is not None  # a folder or adapter target always has one
-        if shards is not None:
-            from .models.sharded import load_sharded
+        from .models.sharded import load_weights
 
-            return load_sharded(self.model_path, ranks=shards, device=device, dtype=dtype,
-                                adapters=[self.adapter_path] if self.adapter_path else [],
-                                allow_pickle=spec.allow_pickle, trust_remote_code=spec.trust_remote_code)
-        model, tokenizer = load_model(self.model_path, device=device, dtype=dtype, allow_pickle=spec.allow_pickle,
-                                      trust_remote_code=spec.trust_remote_code)
-        if self.adapter_path is not None:
+        merged = [self.adapter_path] if shards is not None and self.adapter_path else []  # sharded: merged in
+        model, tokenizer = load_weights(self.model_path, shards=shards, device=device, dtype=dtype, adapters=merged,
+                                        allow_pickle=spec.allow_pickle, trust_remote_code=spec.trust_remote_code)
+        if self.adapter_path is not None and not merged:
             from peft import PeftModel  # lazy: peft takes seconds to import and only adapters need it
 
             try:

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 
 from assurance.finetune.batches import IGNORE
 
+from ..models.sharded import is_sharded
+
 LITERATURE = {
     "deep-alignment": "Qi, X., Panda, A., Lyu, K., Ma, X., Roy, S., Beirami, A., Mittal, P., Henderson, P. "
                       "Safety Alignment Should Be Made More Than Just a Few Tokens Deep. ICLR 2025 "
@@ -77,8 +79,7 @@ class TokenLogProbs(torch.nn.Module):
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         # Weights in shards (models.sharded) are gathered by the causal LM's own forward: the fast path,
         # which calls its decoder and head directly, would skip that.
-        self.fast = not any(getattr(base.config, a, None) for a in _LOGIT_POSTPROCESS) and \
-            getattr(base, "_assure_lockstep", None) is None
+        self.fast = not any(getattr(base.config, a, None) for a in _LOGIT_POSTPROCESS) and not is_sharded(base)
         self.keep = "logits_to_keep" in inspect.signature(base.forward).parameters
         self._parts = (base.get_decoder(), base.get_output_embeddings())  # a tuple: not re-registered
 

@@ -61,5 +61,5 @@ def average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
     flat /= world
     offset = 0
     for p, g in zip(params, grads, strict=True):
-        p.grad = flat[offset:offset + g.numel()].view_as(p).clone()
+        p.grad = flat[offset:offset + g.numel()].view_as(p)  # views of one buffer: no second copy
         offset += g.numel()

@@ -31,13 +31,14 @@ class _Lockstep:
     def __init__(self, device: torch.device):
         self.device = device
         self.draining = False
+        self.box = torch.zeros(1, dtype=torch.int32, device=device)  # reused: this runs before every forward
 
     def flag(self, active: int) -> int:
         import torch.distributed as dist
 
-        t = torch.tensor([active], device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return int(t.item())
+        self.box.fill_(active)
+        dist.all_reduce(self.box, op=dist.ReduceOp.MAX)
+        return int(self.box.item())
 
     def __call__(self, module, args, kwargs):
         if not self.draining:
@@ -69,6 +70,15 @@ def drain(model: Any, pad_id: int) -> None:
         state.draining = False
 
 
+def decoder_layer_classes(model: torch.nn.Module) -> set[str]:
+    """The class names of the model's decoder layers, FSDP's units: every ``_no_split_modules`` in the module
+    tree (through a peft wrapper or a composite model), as accelerate's auto-wrap policy reads them."""
+    names: set[str] = set()
+    for module in model.modules():
+        names.update(getattr(module, "_no_split_modules", None) or [])
+    return names
+
+
 def shard_units(model: torch.nn.Module, *, reshard_root: bool) -> int:
     """Shard ``model`` in place across the process group: each decoder layer (the classes its
     ``_no_split_modules`` names, as accelerate's auto-wrap policy reads them) is a unit, then the rest as
@@ -77,9 +87,7 @@ def shard_units(model: torch.nn.Module, *, reshard_root: bool) -> int:
     the backward that follows in training). Returns the number of layer units."""
     from torch.distributed.fsdp import fully_shard
 
-    names: set[str] = set()
-    for module in model.modules():
-        names.update(getattr(module, "_no_split_modules", None) or [])
+    names = decoder_layer_classes(model)
     layers = [m for m in model.modules() if type(m).__name__ in names]
     for layer in layers:
         fully_shard(layer)
@@ -89,14 +97,29 @@ def shard_units(model: torch.nn.Module, *, reshard_root: bool) -> int:
 
 def _whole_on_cpu(path: Path, adapters: list[Path], dtype: torch.dtype, allow_pickle: bool,
                   trust_remote_code: bool):
-    """Rank 0's whole model in CPU memory, each adapter merged into the weights in turn."""
-    model, _ = load_model(path, device="cpu", dtype=dtype, allow_pickle=allow_pickle,
-                          trust_remote_code=trust_remote_code)
+    """Rank 0's ``(model, tokenizer)``, the model whole in CPU memory, each adapter merged in turn."""
+    model, tokenizer = load_model(path, device="cpu", dtype=dtype, allow_pickle=allow_pickle,
+                                  trust_remote_code=trust_remote_code)
     for adapter in adapters:
         from peft import PeftModel  # lazy: peft takes seconds to import and only adapters need it
 
         model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False).merge_and_unload()
-    return model
+    return model, tokenizer
+
+
+def load_weights(path: str | Path, *, shards, device: torch.device, dtype: torch.dtype,
+                 adapters: list[Path] | tuple[Path, ...] = (), allow_pickle: bool = False,
+                 trust_remote_code: bool = False):
+    """``(model, tokenizer)`` of a run's model folder: whole on this process (``load_model``), or across
+    ``shards`` (the ranks ``Ranks.for_weights`` gives under ``model.parallel: fsdp``) with ``adapters``
+    merged in. The one place that chooses."""
+    if shards is None:
+        if adapters:
+            raise ValueError("adapters are merged only into sharded weights; apply them with peft otherwise")
+        return load_model(path, device=device, dtype=dtype, allow_pickle=allow_pickle,
+                          trust_remote_code=trust_remote_code)
+    return load_sharded(path, ranks=shards, device=device, dtype=dtype, adapters=adapters,
+                        allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
 
 
 def load_sharded(path: str | Path, *, ranks, device: torch.device, dtype: torch.dtype,
@@ -105,11 +128,14 @@ def load_sharded(path: str | Path, *, ranks, device: torch.device, dtype: torch.
     """``(model, tokenizer)``: the model at ``path`` (``adapters`` merged in, in order) in shards across
     ``ranks``, eval mode, each rank's shards on ``device``. Every rank must call it."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     path = Path(path)
-    tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
-    whole = _whole_on_cpu(path, list(adapters), dtype, allow_pickle, trust_remote_code) if ranks.main else None
+    whole = None
+    if ranks.main:
+        whole, tokenizer = _whole_on_cpu(path, list(adapters), dtype, allow_pickle, trust_remote_code)
+    else:
+        tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
     try:
         config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
         with torch.device("meta"):
@@ -122,17 +148,13 @@ def load_sharded(path: str | Path, *, ranks, device: torch.device, dtype: torch.
     model.to_empty(device=device)
     state = whole.state_dict() if whole is not None else {}
     set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
-    # Buffers are not weights (rotary frequencies, not in the state dict when non-persistent): rank 0's, whole.
-    buffers = ranks.share({k: b.clone() for k, b in whole.named_buffers()} if whole is not None else None)
+    # Buffers are not weights (rotary frequencies, not in the state dict when non-persistent), and the
+    # generation config is load_model's (pad token set): both rank 0's, whole.
+    buffers, model.generation_config = ranks.share(
+        ({k: b.clone() for k, b in whole.named_buffers()}, whole.generation_config) if whole is not None else None)
     for name, buf in model.named_buffers():
         buf.copy_(buffers[name].to(buf.device))
     del whole, state
-    try:
-        model.generation_config = GenerationConfig.from_pretrained(path, local_files_only=True)
-    except OSError:  # no generation_config.json: the config's defaults, as from_pretrained would use
-        pass
-    if getattr(model.generation_config, "pad_token_id", None) is None:
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
     lockstep = _Lockstep(device)
     model._assure_lockstep = lockstep
     model.register_forward_pre_hook(lockstep, prepend=True, with_kwargs=True)
