@@ -31,10 +31,12 @@ def shape_from_config(config: Any, *, trust_remote_code: bool = False) -> ModelS
     import torch
     from transformers import AutoModelForCausalLM
 
+    from .models.sharded import decoder_layer_classes
+
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     linear: dict[str, list[tuple[int, int]]] = {}
-    units = set(getattr(model, "_no_split_modules", None) or [])  # decoder layer classes: FSDP's units
+    units = decoder_layer_classes(model)  # FSDP's units
     layer = 0
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear):
@@ -116,7 +118,7 @@ def _training(name: str, spec: Any, shape: ModelShape, autocast: bool) -> Traini
     bad input, which the trainer would find only after the base model's evaluation."""
     from .plan import PlanError
 
-    sharded = getattr(spec, "parallel", "ddp") == "fsdp"
+    sharded = spec.parallel == "fsdp"
     if spec.method == "full":
         return Training(name, "full", spec.batch_size, spec.max_length, shape.parameters, autocast=autocast,
                         sharded=sharded)
@@ -153,6 +155,7 @@ def dry_run_report(plan: Any, *, device_total: int | None = None, processes: int
     and writes nothing. ``device_total`` replaces the device's memory (tests). ``processes``: estimate one
     process's share of a run launched with that many (default: the launcher's ``WORLD_SIZE``, else 1)."""
     from .distributed import launched
+    from .finetune.settings import bf16_autocast
     from .inputs import check_inputs
 
     processes = processes or launched().world
@@ -174,7 +177,7 @@ def dry_run_report(plan: Any, *, device_total: int | None = None, processes: int
     else:
         assert shape is not None  # a fine-tune run always has a local model
         stages.append(_evaluation("evaluate base", plan, c.battery, c.extra))
-        autocast = c.device.type == "cuda" and dtype == "bfloat16"  # as the trainer decides
+        autocast = bf16_autocast(c.device, c.dtype)  # the trainer's own rule
         ft = _training("safety fine-tune", plan.finetune, shape, autocast)
         stages.append(_fine_tune(ft.name, plan.finetune, ft.trainable, len(c.safety) + len(c.utility or [])))
         trainings.append(ft)
@@ -182,8 +185,9 @@ def dry_run_report(plan: Any, *, device_total: int | None = None, processes: int
         if plan.stress.enabled:
             from .finetune.recipes import stress_spec
 
-            st = _training("persistence stress fine-tune", stress_spec(plan.stress), shape, autocast)
-            stages.append(_fine_tune(st.name, stress_spec(plan.stress), st.trainable, None))
+            stress = stress_spec(plan.stress)
+            st = _training("persistence stress fine-tune", stress, shape, autocast)
+            stages.append(_fine_tune(st.name, stress, st.trainable, None))
             trainings.append(st)
             stages.append(_evaluation("evaluate stressed", plan, c.battery, c.extra))
     stages.append({"stage": "verdict and evidence seal", "kind": "record"})

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
 from _hf_batched import battery_prompts, hf_batched, mismatches, one_at_a_time
+from h200 import sync
 
 from assurance.models.generate import generate
 from assurance.models.loading import load_model, resolve_model_path
@@ -47,7 +48,7 @@ DEVICE = torch.device(os.environ.get("ASSURE_BENCH_DEVICE", "cpu"))
 def clock() -> float:
     """CPU time on CPU; wall time once queued GPU work has finished on a GPU."""
     if DEVICE.type == "cuda":
-        torch.cuda.synchronize(DEVICE)
+        sync(DEVICE)
         return time.perf_counter()
     return time.process_time()
 

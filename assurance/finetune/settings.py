@@ -14,6 +14,11 @@ from assurance.finetune.batches import Examples
 from assurance.finetune.objectives import LITERATURE
 
 
+def bf16_autocast(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the trainer runs its forward under bfloat16 autocast: a bfloat16 model on CUDA. The dry
+    run's memory estimate asks the same question."""
+    return device.type == "cuda" and dtype == torch.bfloat16
+
 def hyperparameters(spec, *, optimizer: torch.optim.Optimizer, world: int, device: torch.device, dtype: torch.dtype,
                     use_autocast: bool, data: Examples, constrained: bool,
                     lora_targets: list[str] | None) -> dict[str, Any]:

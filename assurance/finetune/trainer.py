@@ -38,7 +38,7 @@ from assurance.finetune.batches import Examples, collate, stream, supervised
 from assurance.finetune.mixing import MixResult
 from assurance.finetune.objectives import TokenLogProbs, answer_betas, constrained_loss
 from assurance.finetune.output import save_output
-from assurance.finetune.settings import hyperparameters, recipe_settings
+from assurance.finetune.settings import bf16_autocast, hyperparameters, recipe_settings
 from assurance.models.sharded import drain, inference, is_sharded
 from assurance.plan import FinetuneSpec
 
@@ -258,7 +258,7 @@ def train(model, tokenizer, mix: MixResult, spec: FinetuneSpec, *, seed: int, de
         for p in model.parameters():
             p.requires_grad_(True)
     model.to(device)
-    use_autocast = device.type == "cuda" and dtype == torch.bfloat16
+    use_autocast = bf16_autocast(device, dtype)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()  # the reference pass is part of the cost, so it is inside the clock

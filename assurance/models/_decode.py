@@ -38,6 +38,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from .sharded import is_sharded
+
 Pick = Callable[[torch.Tensor, list[int], int], torch.Tensor]
 """(last logits of each batch row, input row of each batch row, step) -> next token of each batch row."""
 
@@ -52,7 +54,7 @@ _DROP_SHARE = 4
 def decode_route(model, *, length: int = 0) -> str:
     """``"layers"`` when a batch whose rows reach ``length`` tokens can take the layers route, else ``"generic"``."""
     inner = _unwrapped(model)
-    if getattr(inner, "_assure_lockstep", None) is not None:
+    if is_sharded(model):
         return "generic"  # sharded weights are gathered by hooks on each module's forward, which the layers route skips
     config = getattr(inner, "config", None)
     base = getattr(inner, "model", None)
@@ -102,12 +104,13 @@ def decode(model, rows: list[list[int]], *, max_new_tokens: int, stops: set[int]
     # Positions count real tokens only, as model.generate derives them for left padding.
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
+    cache_kw = {cache_argument(_unwrapped(model) or model): cache}
     logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                   logits_to_keep=1, **{cache_argument(_unwrapped(model) or model): cache}).logits[:, -1, :]
+                   logits_to_keep=1, **cache_kw).logits[:, -1, :]
     rows_state = _Rows(len(rows), stops)
     next_pos = positions[:, -1:] + 1
     layers = decode_route(model, length=input_ids.shape[1] + max_new_tokens) == "layers"
-    step = (_LayerStep if layers else _GenericStep)(model, cache, mask)
+    step = (_LayerStep if layers else _GenericStep)(model, cache, cache_kw, mask)
     for i in range(max_new_tokens):
         tokens = pick(logits, rows_state.alive, i)
         live = rows_state.take(tokens.tolist())
@@ -149,9 +152,8 @@ class _Rows:
 class _GenericStep:
     """One decode step through ``model(...)``: any causal LM."""
 
-    def __init__(self, model, cache, mask: torch.Tensor):
-        self.model, self.cache, self.mask = model, cache, mask
-        self.cache_kw = {cache_argument(_unwrapped(model) or model): cache}
+    def __init__(self, model, cache, cache_kw: dict, mask: torch.Tensor):
+        self.model, self.cache, self.cache_kw, self.mask = model, cache, cache_kw, mask
 
     def select(self, idx: torch.Tensor) -> None:
         self.cache.batch_select_indices(idx)
@@ -174,13 +176,15 @@ class _LayerStep(_GenericStep):
     with ``F.linear`` (what their forward does), anything else (a LoRA or quantised layer) is called
     as a module, and the rotary embedding and attention are the model's own functions."""
 
-    def __init__(self, model, cache, mask: torch.Tensor):
+    def __init__(self, model, cache, cache_kw: dict, mask: torch.Tensor):
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # lazy: see decode
 
-        super().__init__(model, cache, mask)
+        super().__init__(model, cache, cache_kw, mask)
         inner = _unwrapped(model)
         self.lm_head, self.base = inner.lm_head, inner.model
         self.pad = (mask.shape[1] - mask.sum(-1)).tolist()  # padding columns of each batch row
+        # Rows only leave the batch, so once none has padding the mask is never needed again.
+        self.padded = max(self.pad) > 0
         attn = self.base.layers[0].self_attn
         modeling = sys.modules[type(attn).__module__]  # the model's own rotary and eager attention functions
         self.attention = ALL_ATTENTION_FUNCTIONS.get_interface(inner.config._attn_implementation,
@@ -192,10 +196,11 @@ class _LayerStep(_GenericStep):
     def select(self, idx: torch.Tensor) -> None:
         super().select(idx)
         self.pad = [self.pad[j] for j in idx.tolist()]
+        self.padded = max(self.pad) > 0
 
     def _attention_mask(self) -> torch.Tensor | None:
         """The 4-D mask the model's forward would build for one new token (None when no row has padding)."""
-        if max(self.pad) == 0:
+        if not self.padded:
             return None
         keep = self.mask.bool()[:, None, None, :]
         if not self.eager:
@@ -205,7 +210,8 @@ class _LayerStep(_GenericStep):
 
     def __call__(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         base = self.base
-        self._grow_mask(len(tokens))
+        if self.padded:
+            self._grow_mask(len(tokens))
         hidden = base.embed_tokens(tokens)
         cos, sin = base.rotary_emb(hidden, position_ids=pos)
         mask = self._attention_mask()

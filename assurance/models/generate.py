@@ -113,17 +113,16 @@ def _row_key(sampling: Sampling, prompt: str) -> bytes:
     return hashlib.sha256(f"{sampling.seed}\0{prompt}".encode()).digest()
 
 
-def _pick(logits: torch.Tensor, sampling: Sampling | None, keys: list[bytes] | None, step: int) -> torch.Tensor:
-    """Next token per row: argmax, or a seeded sample from the tempered, top-p-filtered distribution."""
-    if sampling is None:
-        return logits.argmax(-1)
+def _pick(logits: torch.Tensor, sampling: Sampling, keys: list[bytes], step: int) -> torch.Tensor:
+    """Next token per row: a seeded sample from the tempered, top-p-filtered distribution (greedy is
+    ``_picker``'s argmax)."""
     scores = logits.float() / sampling.temperature
     sorted_scores, sorted_idx = scores.sort(dim=-1, descending=True)
     probs = sorted_scores.softmax(-1)
     # Drop a token once the tokens before it already reach top_p; the top token always stays.
     sorted_scores[(probs.cumsum(-1) - probs) >= sampling.top_p] = float("-inf")
     scores = torch.full_like(scores, float("-inf")).scatter(-1, sorted_idx, sorted_scores)
-    gumbel = torch.stack([_gumbel(key, step, scores.shape[-1]) for key in keys or []]).to(scores.device)
+    gumbel = torch.stack([_gumbel(key, step, scores.shape[-1]) for key in keys]).to(scores.device)
     return (scores + gumbel).argmax(-1)
 
 
