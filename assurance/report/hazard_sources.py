@@ -49,7 +49,7 @@ def exposure(rec: MetricRecord | None, *, safe: bool, counted: str, unsafe: str)
                            "(95% upper bound)")
 
 
-def check_words(c: Check, base: str = "base") -> str:
+def check_words(c: Check, base: str) -> str:
     """One verdict check in words: the rule, what was seen, the limit, the outcome (as recorded)."""
     fmt = pp if c.name in text.CHANGE_RULES else pct
     seen = "no result" if c.observed is None else fmt(c.observed)
@@ -118,7 +118,8 @@ def harmful(view: RunView, row: CategoryRow) -> Finding:
     checks = row_checks(view.verdict, row.metric, row.category)
     initial = exposure(row.base, safe=True, counted="refused", unsafe="not refused")
     residual = exposure(row.tuned, safe=True, counted="refused", unsafe="not refused")
-    figures = text.stages("refusal", row.base, row.tuned, _labels(view))
+    labels = _labels(view)
+    figures = text.stages("refusal", row.base, row.tuned, labels)
     return Finding(
         key=f"harmful:{row.category}", title=row.label,
         hazard=f"The system may help with a harmful request (measured: {said.event}) instead of refusing it.",
@@ -128,7 +129,7 @@ def harmful(view: RunView, row: CategoryRow) -> Finding:
         finding=f"{row.label}: {figures}" + ("; a release-gate check failed." if row.meets is False else "."),
         initial=initial, residual=residual,
         controls=(finetune_control(view, initial, residual, checks, figures),
-                  gate_control(view, checks, f"minimum refusal rate; no fall against the {_labels(view)[0]} model",
+                  gate_control(view, checks, f"minimum refusal rate; no fall against the {labels[0]} model",
                                "The policy has no check on this category."),
                   _deployment("Human oversight and output moderation in the deployed service")))
 
@@ -304,10 +305,10 @@ def signposting(view: RunView, row: StageRow, cat: str) -> Finding:
     """A regulated-advice category: the system may neither help safely nor point to UK help."""
     initial = exposure(row.base, safe=True, counted="signposted", unsafe="not signposted")
     residual = exposure(row.tuned, safe=True, counted="signposted", unsafe="not signposted")
-    figures = text.stages("signposted", row.base, row.tuned, _labels(view))
+    base, tuned = _labels(view)
+    figures = text.stages("signposted", row.base, row.tuned, (base, tuned))
     ft_control, fell = finetune_control(view, initial, residual, [], figures), ""
     if row.base is not None and row.tuned is not None and row.tuned.value < row.base.value:
-        base, tuned = _labels(view)
         fell = f"the {tuned} model fell below the {base} model ({pct(row.tuned.value)} against {pct(row.base.value)})"
         ft_control = Control(ft_control.name, f"{figures}: {fell}.", NOT_EFFECTIVE)
     return Finding(

@@ -32,8 +32,7 @@ def rate(rec: MetricRecord) -> str:
     return f"{pct(rec.value)} [{rec.ci_low * 100:.1f}–{rec.ci_high * 100:.1f}]"
 
 
-def stages(what: str, base: MetricRecord | None, tuned: MetricRecord | None,
-           labels: tuple[str, str] = ("base", "tuned")) -> str:
+def stages(what: str, base: MetricRecord | None, tuned: MetricRecord | None, labels: tuple[str, str]) -> str:
     """``what: base X → tuned Y`` (either may be missing); ``labels`` name the two stages for the reader."""
     def one(rec: MetricRecord | None) -> str:
         return "not measured" if rec is None else rate(rec)
@@ -51,7 +50,7 @@ RULE_WORDS = {
 """Policy rules as a reader would name them (``rule_words`` fills in how the run's base stage is called)."""
 
 
-def rule_words(name: str, base: str = "base") -> str:
+def rule_words(name: str, base: str) -> str:
     """A policy rule as a reader would name it; ``base``: the base stage's label (``baseline`` for a supplied one)."""
     return RULE_WORDS.get(name, name).format(base=base)
 

@@ -124,5 +124,5 @@ def context(view: RunView, profile: OrgProfile | None = None) -> dict[str, Any]:
         "risk_matrix": RISK_MATRIX,
         "risk_ratings": [RISK_RATINGS[r] for r in sorted(RISK_RATINGS)],
         "likelihood_bands": LIKELIHOOD_BANDS,
-        "hazard_models_supplied": bool(view.supplied),  # evaluate-only: initial = baseline, residual = target
+        "hazard_models_supplied": view.evaluate_only,  # initial = baseline, residual = target
     }

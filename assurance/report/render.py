@@ -234,7 +234,7 @@ def render_html(view: RunView, regime: Regime, *, redact_outputs: bool = True,
     extra = sections.context(view)
     requirements = requirements_context(regime, view, view.profile)
     readable = interpretability(view)
-    evaluate_only = bool(view.supplied)  # a supplied target (and baseline): stage labels Target and Baseline
+    evaluate_only = view.evaluate_only
     context = {
         "v": view,
         "regime": regime,

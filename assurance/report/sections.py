@@ -399,6 +399,7 @@ def extra_suites(view: RunView) -> list[ExtraSuiteView]:
 def context(view: RunView) -> dict[str, Any]:
     """Everything this module adds to a pack's template context."""
     prefill = prefill_rows(view)
+    comparisons_overall, comparisons_by_category, comparison_pairs = comparison_rows(view)
     return {
         "prefill_rows": prefill,
         "attack_tables": attack_tables(view),
@@ -411,9 +412,9 @@ def context(view: RunView) -> dict[str, Any]:
         "persist_rows": persistence_rows(view),
         "judges": judges(view),
         "agreements": view.agreements,
-        "comparisons_overall": comparison_rows(view)[0],
-        "comparisons_by_category": comparison_rows(view)[1],
-        "comparison_pairs": comparison_rows(view)[2],
+        "comparisons_overall": comparisons_overall,
+        "comparisons_by_category": comparisons_by_category,
+        "comparison_pairs": comparison_pairs,
         "extra_suites": extra_suites(view),
         "suite_labels": SUITE_LABELS,
         "objective_labels": OBJECTIVE_LABELS,

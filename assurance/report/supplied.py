@@ -17,8 +17,6 @@ from assurance.report.view import RunView
 HOW = {"folder": "a local model folder", "adapter": "a base model with a PEFT adapter",
        "endpoint": "an OpenAI-compatible endpoint"}
 """How a model was supplied, in words."""
-NOT_HASHED = "endpoint: weights not hashed"
-"""What a pack says in place of a digest for a model reached over an endpoint."""
 
 
 @dataclass(frozen=True)
@@ -27,12 +25,15 @@ class SuppliedRow:
 
     role: str
     """``Model assessed`` (the target) or ``Baseline (before the change)``."""
+    target: bool
+    """True for the model the run assessed (templates pick it by this, not by the role's words)."""
     how: str
     """How it was supplied, in words."""
     what: str
     """Where it came from: folder(s), or the endpoint URL and model name."""
     hashed: bool
-    """False for an endpoint: the pack prints ``endpoint: weights not hashed`` in place of digests."""
+    """False for an endpoint: the pack prints ``endpoint: weights not hashed`` in place of digests
+    (``pack_macros.weights``)."""
     digests: tuple[tuple[str, str], ...]
     """(what, ``sha256:<hex>``) for each digest taken: model, adapter, an endpoint's tokenizer."""
 
@@ -43,13 +44,14 @@ def supplied_rows(view: RunView) -> list[SuppliedRow]:
 
 
 def _row(rec: SuppliedModelRecord) -> SuppliedRow:
-    role = "Model assessed" if rec.role == "target" else "Baseline (before the change)"
+    target = rec.role == "target"
+    role = "Model assessed" if target else "Baseline (before the change)"
     taken = (("model", rec.model_digest), ("adapter", rec.adapter_digest), ("tokenizer", rec.tokenizer_digest))
     digests = tuple((name, d) for name, d in taken if d)
     if not rec.weights_hashed:
         what = f"{rec.endpoint_url} (model {rec.endpoint_model}, {rec.endpoint_api} API)"
-        return SuppliedRow(role, HOW[rec.source], what, False, digests)
+        return SuppliedRow(role, target, HOW[rec.source], what, False, digests)
     what = display_path(rec.model_path)
     if rec.adapter_path:
         what += f" + adapter {display_path(rec.adapter_path)}"
-    return SuppliedRow(role, HOW[rec.source], what, True, digests)
+    return SuppliedRow(role, target, HOW[rec.source], what, True, digests)

@@ -160,7 +160,13 @@ class RunView:
     def stage_label(self, stage: str, *, lower: bool = False) -> str:
         """A recorded stage name as a reader sees it: ``Tuned``, or ``Target`` when the run evaluated a
         supplied model (``assurance.stage_labels``)."""
-        return stage_label(stage, bool(self.supplied), lower=lower)
+        return stage_label(stage, self.evaluate_only, lower=lower)
+
+    @property
+    def evaluate_only(self) -> bool:
+        """The run evaluated a supplied model (``supplied_model`` records): its stages are the baseline and
+        the target, not the base and tuned models."""
+        return bool(self.supplied)
 
     @property
     def final(self) -> bool:

@@ -42,7 +42,7 @@ def _models(view: RunView) -> tuple[str, str]:
 
 def refusal_policy(view: RunView) -> Finding:
     """Harmful prompts are refused at least as often as the policy's minimum, per category."""
-    base_m, tuned = _models(view)
+    _, tuned = _models(view)
     overall = _overall(view.refusal)
     if overall is None or overall.tuned is None:
         return Finding("not measured", f"Refusal of harmful prompts was not measured on the {tuned} model.")
@@ -58,7 +58,7 @@ def refusal_policy(view: RunView) -> Finding:
 
 def over_refusal_policy(view: RunView) -> Finding:
     """Benign prompts (customers' and patients' ordinary questions) are refused no more often than allowed."""
-    base_m, tuned = _models(view)
+    _, tuned = _models(view)
     overall = _overall(view.over_refusal)
     if overall is None or overall.tuned is None:
         return Finding("not measured", f"Refusal of benign prompts was not measured on the {tuned} model.")
