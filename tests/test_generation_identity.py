@@ -30,7 +30,8 @@ def _load_reference():
     return module
 
 
-one_at_a_time = _load_reference().one_at_a_time
+_reference = _load_reference()
+one_at_a_time, hf_batched = _reference.one_at_a_time, _reference.hf_batched
 
 
 def _prompts(n: int = 24) -> list[list[dict]]:
@@ -132,3 +133,27 @@ def test_lora_wrapped_model_takes_the_layers_route(tiny_model):
         assert generate(model, tok, _prompts(10), max_new_tokens=12, batch_size=4) == reference
     finally:
         model.unload()  # the session's tiny model is shared: take the LoRA layers out again
+
+
+def test_equal_length_prompts_share_a_prefill_group_and_rows_leave_when_they_end(tiny_model, monkeypatch):
+    """The layers route packs prompts of one length into one causal attention call, and a row leaves the
+    batch on the step it ends (the rows behind it move into its place)."""
+    _, tok = tiny_model
+    model = _random_model("llama", tok)
+    convs = _prompts(10) * 2  # each length at least twice over
+    reference = one_at_a_time(model, tok, convs, max_new_tokens=12)
+    ended: list[int] = []  # tokens each reply has before its stop token
+    assert hf_batched(model, tok, convs, batch_size=1, max_new_tokens=12, counts=ended) == reference
+    steps: list[int] = []
+    real_step = _decode._LayerStep.__call__
+
+    def counting(self, tokens, pos):
+        steps.append(len(tokens))
+        return real_step(self, tokens, pos)
+
+    monkeypatch.setattr(_decode._LayerStep, "__call__", counting)
+    assert generate(model, tok, convs, max_new_tokens=12, batch_size=len(convs)) == reference
+    # Step i runs the rows whose replies have more than i tokens (a stop token ends the others; the
+    # last step is never run, its tokens are not needed). Replies cut at 12 tokens count as still going.
+    assert steps == [sum(n > i for n in ended) for i in range(len(steps))]
+    assert len(set(ended)) > 2, "rows should end at different steps"

@@ -1,32 +1,36 @@
 """The decode loop behind ``models.generate``: one batch, prefill, then one token per step with a KV cache.
 
-Every batch is prefilled through the model's own forward (its masks, positions and padding handling).
-The steps after that take one of two routes, which give the same tokens:
+Two routes give the same tokens:
 
 - **layers** (Llama, Mistral, Qwen2 and Qwen3 with full attention, SDPA or eager attention, also under
-  a PEFT LoRA wrapper): each step runs the decoder layers' parts itself, for one new token: the
-  model's own rotary embedding, attention function and norms, its plain linear weights applied
-  directly (LoRA and other wrapped layers are called as modules), the 4-D padding mask built once
-  per step (none once no row has padding), the same ``DynamicCache``. ``model(...)`` would add,
-  per step and per layer, module dispatch, mask construction through the generic masking code and
-  output bookkeeping: on the tiny demo model, a tenth of the runner's time at batch 64.
-- **generic** (any other causal LM): ``model(...)`` with a ``DynamicCache``, as ``model.generate`` does.
+  a PEFT LoRA wrapper) runs the decoder layers' parts itself: the model's own rotary embedding,
+  attention function and norms, its plain linear weights applied directly (LoRA and other wrapped
+  layers are called as modules). ``model(...)`` would add, per step and per layer, module dispatch,
+  mask construction through the generic masking code and output bookkeeping.
+  - The prefill packs the prompts without padding: norms, products and rotary run once over all
+    real tokens, attention runs causally on each group of prompts of one length.
+  - Each step then runs one new token per row, with the 4-D padding mask built once per step
+    (none once no row has padding).
+  - A row leaves the batch on the step it ends: live rows from the end of the batch move into the
+    ended rows' places, so a drop copies only the moved rows' keys and values.
+- **generic** (any other causal LM, and sharded weights): ``model(...)`` with a ``DynamicCache``, as
+  ``model.generate`` does; ended rows leave once a quarter of the batch has ended, since dropping
+  there copies the whole cache.
 
-On both routes rows that have ended leave the batch (and the cache) once a quarter of it has ended.
-Each row sees exactly the computation it would alone (its own positions, padding masked), which is
-why outputs equal one-at-a-time generation (tests/test_generation_identity.py, on both routes and
-on Llama, Mistral, Qwen2, Qwen3, GPT-2 and LoRA-wrapped models).
+Each row sees the computation it would alone (its own positions, padding masked), which is why
+outputs equal one-at-a-time generation (tests/test_generation_identity.py, on both routes and on
+Llama, Mistral, Qwen2, Qwen3, GPT-2 and LoRA-wrapped models).
 
-Where a step's time goes (tiny demo model, batch 64, one CPU thread): products ~half, and the
-cache's ``torch.cat`` plus SDPA ~a fifth, mostly moving keys and values through memory. SDPA reads
-them fastest straight after ``cat`` wrote them, so the following were measured against this loop,
-interleaved in one process (benchmarks/generation.py's workload), and not kept, none gaining more
-than the run-to-run noise (about 5%): a buffer per layer written in place, whole or grown 4-16
-columns at a time (``cat`` ~40 ms to ~10 ms per run, SDPA on the strided view ~50 ms to ~85-140 ms);
-two fixed buffers ``cat`` writes into by turns (no change: the cost is the copy, not the
-allocation); the layer parts looked up once per batch, query/key/value and gate/up weights
-concatenated into one product each, the additive mask built once per step and the leading
-all-padding columns cut when rows drop; and ended rows skipping the products until they drop.
+Measured (benchmarks/generation.py: tiny demo model, 128 battery prompts, batch 64, one CPU thread),
+HF's batched ``generate`` over ours: 1.21-1.28 with the quarter rule and a padded prefill through
+``model(...)``; packing the prefill took ~10% off the prefill, moving rows instead of indexing the
+batch (so rows leave at once) brought it to 1.34-1.37. Where a step's time goes: products about
+half, the cache's ``torch.cat`` plus SDPA about a fifth, mostly moving keys and values through
+memory. SDPA reads them fastest straight after ``cat`` wrote them, so these were measured and not
+kept: a buffer per layer written in place, whole or grown 4-16 columns at a time (``cat`` time
+gone, SDPA on the strided view about twice as slow: 0.475 s against 0.430 s a run); two fixed
+buffers ``cat`` writes into by turns; query/key/value and gate/up weights concatenated into one
+product each; ended rows skipping the products until they drop.
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ Pick = Callable[[torch.Tensor, list[int], int], torch.Tensor]
 # (each with one causal mask), norm; and whose causal LM's head is a plain lm_head on the last hidden state.
 _LAYER_ROUTE_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 
-# Rows that ended stay in the batch until this share of it has ended: dropping them copies the cache.
+# On the generic route rows that ended stay in the batch until this share of it has ended:
+# dropping them there copies the whole cache.
 _DROP_SHARE = 4
 
 
@@ -98,29 +103,23 @@ def _unwrapped(model):
 def decode(model, rows: list[list[int]], *, max_new_tokens: int, stops: set[int], pad_id: int, device,
            pick: Pick) -> list[list[int]]:
     """Generated token ids (stop token excluded) of each of ``rows`` (token ids of one prompt each)."""
-    from transformers import DynamicCache  # lazy: transformers takes seconds to import
-
-    input_ids, mask = left_pad(rows, pad_id, device)
-    # Positions count real tokens only, as model.generate derives them for left padding.
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache(config=model.config)
-    cache_kw = {cache_argument(_unwrapped(model) or model): cache}
-    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                   logits_to_keep=1, **cache_kw).logits[:, -1, :]
+    width = max(len(r) for r in rows)
+    layers = decode_route(model, length=width + max_new_tokens) == "layers"
+    step = _LayerStep(model, rows, device=device) if layers else _GenericStep(model, rows, pad_id=pad_id, device=device)
+    logits = step.prefill()
     rows_state = _Rows(len(rows), stops)
-    next_pos = positions[:, -1:] + 1
-    layers = decode_route(model, length=input_ids.shape[1] + max_new_tokens) == "layers"
-    step = (_LayerStep if layers else _GenericStep)(model, cache, cache_kw, mask)
+    # Positions count real tokens only, as model.generate derives them for left padding.
+    next_pos = torch.tensor([[len(r)] for r in rows], device=device)
     for i in range(max_new_tokens):
         tokens = pick(logits, rows_state.alive, i)
         live = rows_state.take(tokens.tolist())
         if not live or i == max_new_tokens - 1:
             break
-        if len(rows_state.alive) - len(live) >= max(1, len(rows_state.alive) // _DROP_SHARE):
-            idx = torch.tensor(live, device=device)
-            step.select(idx)
+        if len(live) < len(rows_state.alive) and step.drops(len(rows_state.alive) - len(live)):
+            order = step.select(live)
+            idx = torch.tensor(order, device=device)
             next_pos, tokens = next_pos[idx], tokens[idx]
-            rows_state.alive = [rows_state.alive[j] for j in live]
+            rows_state.alive = [rows_state.alive[j] for j in order]
         logits = step(tokens[:, None], next_pos)
         next_pos = next_pos + 1
     return rows_state.generated
@@ -150,39 +149,63 @@ class _Rows:
 
 
 class _GenericStep:
-    """One decode step through ``model(...)``: any causal LM."""
+    """Prefill and decode steps through ``model(...)`` with a ``DynamicCache``: any causal LM."""
 
-    def __init__(self, model, cache, cache_kw: dict, mask: torch.Tensor):
-        self.model, self.cache, self.cache_kw, self.mask = model, cache, cache_kw, mask
+    def __init__(self, model, rows: list[list[int]], *, pad_id: int, device):
+        from transformers import DynamicCache  # lazy: transformers takes seconds to import
 
-    def select(self, idx: torch.Tensor) -> None:
+        self.model = model
+        self.input_ids, self.mask = left_pad(rows, pad_id, device)
+        self.cache = DynamicCache(config=model.config)
+        self.cache_kw = {cache_argument(_unwrapped(model) or model): self.cache}
+
+    def prefill(self) -> torch.Tensor:
+        """The last logits of each row's prompt, through the model's own forward (masks, positions, padding)."""
+        positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
+        return self.model(input_ids=self.input_ids, attention_mask=self.mask, position_ids=positions, use_cache=True,
+                          logits_to_keep=1, **self.cache_kw).logits[:, -1, :]
+
+    def drops(self, ended: int) -> bool:
+        """Whether to drop rows now that ``ended`` more have ended (each drop copies the whole cache)."""
+        return ended >= max(1, len(self.mask) // _DROP_SHARE)
+
+    def select(self, live: list[int]) -> list[int]:
+        """Keep the batch rows ``live``; return the old batch row of each new one."""
+        idx = torch.tensor(live, device=self.mask.device)
         self.cache.batch_select_indices(idx)
         self.mask = self.mask[idx]
-
-    def _grow_mask(self, n: int) -> None:
-        self.mask = torch.cat([self.mask, self.mask.new_ones((n, 1))], dim=1)
+        return live
 
     def __call__(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        self._grow_mask(len(tokens))
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(tokens), 1))], dim=1)
         return self.model(input_ids=tokens, attention_mask=self.mask, position_ids=pos, use_cache=True,
                           **self.cache_kw).logits[:, -1, :]
 
 
-class _LayerStep(_GenericStep):
-    """One decode step through the decoder layers' own parts (see the module docstring).
+class _LayerStep:
+    """Prefill and decode steps through the decoder layers' own parts (see the module docstring).
 
-    The step is the decoder layer's forward for one new token, written out so that a step pays
-    for the tensor operations and not for module dispatch: plain ``nn.Linear`` weights are applied
-    with ``F.linear`` (what their forward does), anything else (a LoRA or quantised layer) is called
-    as a module, and the rotary embedding and attention are the model's own functions."""
+    A step is the decoder layer's forward written out, so that it pays for the tensor operations and
+    not for module dispatch: plain ``nn.Linear`` weights are applied with ``F.linear`` (what their
+    forward does), anything else (a LoRA or quantised layer) is called as a module, and the rotary
+    embedding, norms and attention are the model's own.
 
-    def __init__(self, model, cache, cache_kw: dict, mask: torch.Tensor):
-        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # lazy: see decode
+    The prefill packs the prompts' tokens without padding: every per-token part (norms, products,
+    rotary) runs once over all real tokens, and attention runs causally on each group of prompts of
+    one length, as each prompt alone would. Keys and values then sit left-padded, one tensor per layer,
+    and each step appends its column with ``torch.cat`` (a buffer written in place measured slower:
+    see the module docstring)."""
 
-        super().__init__(model, cache, cache_kw, mask)
+    def __init__(self, model, rows: list[list[int]], *, device):
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # lazy: see _GenericStep
+
         inner = _unwrapped(model)
         self.lm_head, self.base = inner.lm_head, inner.model
-        self.pad = (mask.shape[1] - mask.sum(-1)).tolist()  # padding columns of each batch row
+        self.rows, self.device = rows, device
+        self.width = max(len(r) for r in rows)
+        self.pad = [self.width - len(r) for r in rows]  # padding columns of each batch row
+        self.mask = torch.tensor([[0] * p + [1] * (self.width - p) for p in self.pad], dtype=torch.bool,
+                                 device=device)
         # Rows only leave the batch, so once none has padding the mask is never needed again.
         self.padded = max(self.pad) > 0
         attn = self.base.layers[0].self_attn
@@ -192,43 +215,122 @@ class _LayerStep(_GenericStep):
         self.rope = modeling.apply_rotary_pos_emb
         self.head_dim = attn.head_dim
         self.eager = inner.config._attn_implementation == "eager"
+        self.dtype = self.base.embed_tokens.weight.dtype
+        self.kv: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def select(self, idx: torch.Tensor) -> None:
-        super().select(idx)
-        self.pad = [self.pad[j] for j in idx.tolist()]
+    def prefill(self) -> torch.Tensor:
+        base, rows, width = self.base, self.rows, self.width
+        tokens = torch.tensor([t for r in rows for t in r], device=self.device)[None]
+        pos = torch.tensor([p for r in rows for p in range(len(r))], device=self.device)[None]
+        # Runs of rows of one length: (first row, rows, length, first packed token).
+        groups: list[tuple[int, int, int, int]] = []
+        at = 0
+        for i, r in enumerate(rows):
+            if groups and groups[-1][2] == len(r) and groups[-1][0] + groups[-1][1] == i:
+                first, n, length, start = groups[-1]
+                groups[-1] = (first, n + 1, length, start)
+            else:
+                groups.append((i, 1, len(r), at))
+            at += len(r)
+        hidden = base.embed_tokens(tokens)
+        cos, sin = base.rotary_emb(hidden, position_ids=pos)
+        shape = (1, at, -1, self.head_dim)
+        for layer in base.layers:
+            attn = layer.self_attn
+            q, k, v = self._qkv(layer, hidden, shape, cos, sin)
+            # Padding columns are zeroed below: masked, but uninitialised memory could hold NaN.
+            keys = k.new_empty((len(rows), k.shape[1], width, self.head_dim))
+            values = torch.empty_like(keys)
+            outs = []
+            for first, n, length, start in groups:
+                span = slice(start, start + n * length)
+                qg, kg, vg = (t[0, :, span].unflatten(1, (n, length)).transpose(0, 1) for t in (q, k, v))
+                keys[first:first + n, :, :width - length] = values[first:first + n, :, :width - length] = 0
+                keys[first:first + n, :, width - length:width] = kg
+                values[first:first + n, :, width - length:width] = vg
+                out, _ = self.attention(attn, qg, kg, vg, self._causal(length), dropout=0.0, scaling=attn.scaling)
+                outs.append(out.reshape(n * length, -1))
+            self.kv.append((keys, values))
+            hidden = self._rest(layer, hidden, torch.cat(outs)[None])
+        last = torch.tensor([g[3] + (j + 1) * g[2] - 1 for g in groups for j in range(g[1])], device=self.device)
+        return _linear(self.lm_head, base.norm(hidden[:, last]))[0]
+
+    def _causal(self, length: int) -> torch.Tensor | None:
+        """Eager attention's additive causal mask for a prompt of ``length`` (SDPA is told ``is_causal``)."""
+        if not self.eager:
+            return None
+        return torch.full((length, length), torch.finfo(self.dtype).min, dtype=self.dtype,
+                          device=self.device).triu(1)[None, None]
+
+    def _qkv(self, layer, hidden: torch.Tensor, shape: tuple, cos: torch.Tensor, sin: torch.Tensor):
+        """Query, key (rotated) and value of ``hidden``, heads before positions."""
+        attn = layer.self_attn
+        x = layer.input_layernorm(hidden)
+        q, k, v = _linear(attn.q_proj, x).view(shape), _linear(attn.k_proj, x).view(shape), \
+            _linear(attn.v_proj, x).view(shape)
+        if hasattr(attn, "q_norm"):  # Qwen3 normalises each head's query and key
+            q, k = attn.q_norm(q), attn.k_norm(k)
+        q, k = self.rope(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
+        return q, k, v.transpose(1, 2)
+
+    def _rest(self, layer, hidden: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """The layer after attention: output product, residuals and the MLP."""
+        attn, mlp = layer.self_attn, layer.mlp
+        hidden = hidden + _linear(attn.o_proj, attended)
+        x = layer.post_attention_layernorm(hidden)
+        return hidden + _linear(mlp.down_proj, mlp.act_fn(_linear(mlp.gate_proj, x)) * _linear(mlp.up_proj, x))
+
+    def drops(self, ended: int) -> bool:
+        """Rows leave as soon as they end: a drop copies only the rows that move (see ``select``)."""
+        return True
+
+    def select(self, live: list[int]) -> list[int]:
+        """Keep the batch rows ``live``; return the old batch row of each new one.
+
+        Live rows from the end of the batch move into the places of rows that ended, and every
+        tensor is cut to its first ``len(live)`` rows (a view): only the moved rows are copied,
+        where indexing the batch would copy the whole cache."""
+        n, kept = len(live), set(live)
+        gaps = [j for j in range(n) if j not in kept]
+        movers = [j for j in live if j >= n]
+        order = list(range(n))
+        for gap, mover in zip(gaps, movers, strict=True):
+            order[gap] = mover
+        if gaps:
+            to, fro = torch.tensor(gaps, device=self.device), torch.tensor(movers, device=self.device)
+            for k, v in self.kv:
+                k.index_copy_(0, to, k.index_select(0, fro))
+                v.index_copy_(0, to, v.index_select(0, fro))
+        self.kv = [(k[:n], v[:n]) for k, v in self.kv]
+        self.mask = self.mask[torch.tensor(order, device=self.device)]
+        self.pad = [self.pad[j] for j in order]
         self.padded = max(self.pad) > 0
+        return order
 
     def _attention_mask(self) -> torch.Tensor | None:
         """The 4-D mask the model's forward would build for one new token (None when no row has padding)."""
         if not self.padded:
             return None
-        keep = self.mask.bool()[:, None, None, :]
+        keep = self.mask[:, None, None, :]
         if not self.eager:
             return keep
-        dtype = self.base.embed_tokens.weight.dtype
-        return torch.zeros((), dtype=dtype, device=keep.device).where(keep, torch.finfo(dtype).min)
+        return torch.zeros((), dtype=self.dtype, device=keep.device).where(keep, torch.finfo(self.dtype).min)
 
     def __call__(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         base = self.base
         if self.padded:
-            self._grow_mask(len(tokens))
+            self.mask = torch.cat([self.mask, self.mask.new_ones((len(tokens), 1))], dim=1)
         hidden = base.embed_tokens(tokens)
         cos, sin = base.rotary_emb(hidden, position_ids=pos)
         mask = self._attention_mask()
         shape = (len(tokens), 1, -1, self.head_dim)
-        for i, layer in enumerate(base.layers):
-            attn, mlp = layer.self_attn, layer.mlp
-            x = layer.input_layernorm(hidden)
-            q, k, v = _linear(attn.q_proj, x).view(shape), _linear(attn.k_proj, x).view(shape), \
-                _linear(attn.v_proj, x).view(shape)
-            if hasattr(attn, "q_norm"):  # Qwen3 normalises each head's query and key
-                q, k = attn.q_norm(q), attn.k_norm(k)
-            q, k = self.rope(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
-            k, v = self.cache.update(k, v.transpose(1, 2), i)
-            out, _ = self.attention(attn, q, k, v, mask, dropout=0.0, scaling=attn.scaling)
-            hidden = hidden + _linear(attn.o_proj, out.reshape(len(tokens), 1, -1).contiguous())
-            x = layer.post_attention_layernorm(hidden)
-            hidden = hidden + _linear(mlp.down_proj, mlp.act_fn(_linear(mlp.gate_proj, x)) * _linear(mlp.up_proj, x))
+        for i, (layer, (keys, values)) in enumerate(zip(base.layers, self.kv, strict=True)):
+            q, k, v = self._qkv(layer, hidden, shape, cos, sin)
+            keys, values = torch.cat([keys, k], 2), torch.cat([values, v], 2)
+            self.kv[i] = keys, values
+            attn = layer.self_attn
+            out, _ = self.attention(attn, q, keys, values, mask, dropout=0.0, scaling=attn.scaling)
+            hidden = self._rest(layer, hidden, out.reshape(len(tokens), 1, -1))
         return _linear(self.lm_head, base.norm(hidden))[:, -1, :]
 
 
