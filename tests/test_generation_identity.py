@@ -18,7 +18,7 @@ import torch
 
 from assurance.models import _decode
 from assurance.models._decode import decode_route
-from assurance.models.generate import Sampling, generate
+from assurance.models.generate import Sampling, generate, greedy
 
 
 def _load_reference():
@@ -157,3 +157,17 @@ def test_equal_length_prompts_share_a_prefill_group_and_rows_leave_when_they_end
     # last step is never run, its tokens are not needed). Replies cut at 12 tokens count as still going.
     assert steps == [sum(n > i for n in ended) for i in range(len(steps))]
     assert len(set(ended)) > 2, "rows should end at different steps"
+
+
+@pytest.mark.parametrize("size", [7, 128, 3000, 32001])
+def test_greedy_pick_is_argmax_with_its_tie_rule(size):
+    """The tiled CPU argmax returns what ``argmax`` returns, ties (first maximum) and -inf rows included."""
+    torch.manual_seed(size)
+    logits = torch.randn(9, size)
+    logits[1, : size // 2] = logits[1, size - 1] = 99.0  # tied maxima: the first wins
+    logits[2] = float("-inf")
+    logits[3, -1] = 1e30  # the maximum in the padded last tile
+    logits[4] = 0.0
+    assert torch.equal(greedy(logits), logits.argmax(-1))
+    wide = torch.randn(9, 2, size)[:, 1]  # a view: not contiguous in memory
+    assert torch.equal(greedy(wide), wide.argmax(-1))
