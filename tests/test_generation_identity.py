@@ -171,3 +171,11 @@ def test_greedy_pick_is_argmax_with_its_tie_rule(size):
     assert torch.equal(greedy(logits), logits.argmax(-1))
     wide = torch.randn(9, 2, size)[:, 1]  # a view: not contiguous in memory
     assert torch.equal(greedy(wide), wide.argmax(-1))
+
+
+def test_layers_route_with_the_padded_prefill_a_gpu_takes(tiny_model, reference, monkeypatch):
+    """On a GPU the layers route prefills one padded batch through the model's forward: same replies."""
+    model, tok = tiny_model
+    monkeypatch.setattr(_decode, "_PACKED_PREFILL_DEVICES", frozenset())
+    for batch_size in (3, 64):
+        assert generate(model, tok, _prompts(), max_new_tokens=20, batch_size=batch_size) == reference

@@ -7,8 +7,9 @@ Two routes give the same tokens:
   attention function and norms, its plain linear weights applied directly (LoRA and other wrapped
   layers are called as modules). ``model(...)`` would add, per step and per layer, module dispatch,
   mask construction through the generic masking code and output bookkeeping.
-  - The prefill packs the prompts without padding: norms, products and rotary run once over all
-    real tokens, attention runs causally on each group of prompts of one length.
+  - On a CPU the prefill packs the prompts without padding: norms, products and rotary run once
+    over all real tokens, attention runs causally on each group of prompts of one length. On a GPU
+    it is one padded batch through the model's own forward.
   - Each step then runs one new token per row, with the 4-D padding mask built once per step
     (none once no row has padding).
   - A row leaves the batch on the step it ends: live rows from the end of the batch move into the
@@ -54,6 +55,12 @@ _LAYER_ROUTE_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 # On the generic route rows that ended stay in the batch until this share of it has ended:
 # dropping them there copies the whole cache.
 _DROP_SHARE = 4
+
+
+# Where the layers route packs the prefill. On a GPU a kernel launch costs more than the padding's
+# arithmetic, so there one padded batch goes through the model's own forward (as measured on the
+# H200), not one attention call per prompt length.
+_PACKED_PREFILL_DEVICES = frozenset({"cpu"})
 
 
 def decode_route(model, *, length: int = 0) -> str:
@@ -105,7 +112,7 @@ def decode(model, rows: list[list[int]], *, max_new_tokens: int, stops: set[int]
     """Generated token ids (stop token excluded) of each of ``rows`` (token ids of one prompt each)."""
     width = max(len(r) for r in rows)
     layers = decode_route(model, length=width + max_new_tokens) == "layers"
-    step = _LayerStep(model, rows, device=device) if layers else _GenericStep(model, rows, pad_id=pad_id, device=device)
+    step = (_LayerStep if layers else _GenericStep)(model, rows, pad_id=pad_id, device=device)
     logits = step.prefill()
     rows_state = _Rows(len(rows), stops)
     # Positions count real tokens only, as model.generate derives them for left padding.
@@ -190,18 +197,18 @@ class _LayerStep:
     forward does), anything else (a LoRA or quantised layer) is called as a module, and the rotary
     embedding, norms and attention are the model's own.
 
-    The prefill packs the prompts' tokens without padding: every per-token part (norms, products,
+    On a CPU the prefill packs the prompts' tokens without padding: every per-token part (norms, products,
     rotary) runs once over all real tokens, and attention runs causally on each group of prompts of
     one length, as each prompt alone would. Keys and values then sit left-padded, one tensor per layer,
     and each step appends its column with ``torch.cat`` (a buffer written in place measured slower:
     see the module docstring)."""
 
-    def __init__(self, model, rows: list[list[int]], *, device):
+    def __init__(self, model, rows: list[list[int]], *, pad_id: int, device):
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # lazy: see _GenericStep
 
         inner = _unwrapped(model)
-        self.lm_head, self.base = inner.lm_head, inner.model
-        self.rows, self.device = rows, device
+        self.model, self.lm_head, self.base = model, inner.lm_head, inner.model
+        self.rows, self.pad_id, self.device = rows, pad_id, device
         self.width = max(len(r) for r in rows)
         self.pad = [self.width - len(r) for r in rows]  # padding columns of each batch row
         self.mask = torch.tensor([[0] * p + [1] * (self.width - p) for p in self.pad], dtype=torch.bool,
@@ -219,6 +226,12 @@ class _LayerStep:
         self.kv: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def prefill(self) -> torch.Tensor:
+        """The last logits of each row's prompt; keys and values left-padded in ``self.kv``."""
+        if torch.device(self.device).type not in _PACKED_PREFILL_DEVICES:
+            padded = _GenericStep(self.model, self.rows, pad_id=self.pad_id, device=self.device)
+            logits = padded.prefill()
+            self.kv = [(layer.keys, layer.values) for layer in padded.cache.layers]
+            return logits
         base, rows, width = self.base, self.rows, self.width
         tokens = torch.tensor([t for r in rows for t in r], device=self.device)[None]
         pos = torch.tensor([p for r in rows for p in range(len(r))], device=self.device)[None]
