@@ -230,7 +230,8 @@ class _LayerStep:
         if torch.device(self.device).type not in _PACKED_PREFILL_DEVICES:
             padded = _GenericStep(self.model, self.rows, pad_id=self.pad_id, device=self.device)
             logits = padded.prefill()
-            self.kv = [(layer.keys, layer.values) for layer in padded.cache.layers]
+            layers: list = padded.cache.layers  # DynamicLayer each: the model has full attention only
+            self.kv = [(layer.keys, layer.values) for layer in layers]
             return logits
         base, rows, width = self.base, self.rows, self.width
         tokens = torch.tensor([t for r in rows for t in r], device=self.device)[None]
