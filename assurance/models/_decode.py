@@ -23,15 +23,15 @@ outputs equal one-at-a-time generation (tests/test_generation_identity.py, on bo
 Llama, Mistral, Qwen2, Qwen3, GPT-2 and LoRA-wrapped models).
 
 Measured (benchmarks/generation.py: tiny demo model, 128 battery prompts, batch 64, one CPU thread),
-HF's batched ``generate`` over ours: 1.21-1.28 with the quarter rule and a padded prefill through
-``model(...)``; packing the prefill took ~10% off the prefill, moving rows instead of indexing the
-batch (so rows leave at once) brought it to 1.34-1.37. Where a step's time goes: products about
-half, the cache's ``torch.cat`` plus SDPA about a fifth, mostly moving keys and values through
-memory. SDPA reads them fastest straight after ``cat`` wrote them, so these were measured and not
-kept: a buffer per layer written in place, whole or grown 4-16 columns at a time (``cat`` time
-gone, SDPA on the strided view about twice as slow: 0.475 s against 0.430 s a run); two fixed
-buffers ``cat`` writes into by turns; query/key/value and gate/up weights concatenated into one
-product each; ended rows skipping the products until they drop.
+HF's batched ``generate`` time over ours: medians 1.28 and 1.25 with a padded prefill and the quarter
+rule on this route too; 1.335 over 18 runs (1.26-1.39) with the packed prefill, rows leaving at once
+(2,902 row-steps, the least possible, against HF's 3,968) and the tiled greedy pick. Products are
+about half a run, the cache's ``torch.cat`` plus SDPA about a fifth. Measured and not kept: a buffer
+per layer written in place (``cat``'s time goes, but SDPA on the strided view takes twice as long:
+0.475 s against 0.430 s a run), also grown 8-16 columns at a time and read whole with the unwritten
+columns masked (no gain); two fixed buffers ``cat`` writes into by turns; fused query/key/value and
+gate/up products; ended rows skipping the products; ``F.rms_norm``, one rotary product for query and
+key and SDPA without transformers' wrapper (~3%, within the noise, and no longer the model's own).
 """
 
 from __future__ import annotations
