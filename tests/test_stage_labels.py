@@ -15,7 +15,7 @@ from assurance.console import show_run
 from assurance.evidence.records import ArtifactRecord, FinetuneRecord, MetricRecord, SuppliedModelRecord
 from assurance.regimes import REGIMES
 from assurance.report.render import render_pack
-from assurance.stage_labels import is_evaluate_only, stage_label, stage_labels
+from assurance.stage_labels import is_evaluate_only, legend_label, stage_label, stage_labels
 
 
 def evaluate_only_records() -> list:
@@ -36,6 +36,10 @@ def test_one_function_decides_the_label_from_the_run():
     assert [stage_label(s, False) for s in ("base", "tuned", "stress")] == ["Base", "Tuned", "Stress"]
     assert [stage_label(s, True) for s in ("base", "tuned")] == ["Baseline", "Target"]
     assert stage_label("tuned", True, lower=True) == "target" and stage_labels(True)["base"] == "Baseline"
+    # chart legends come from the same module
+    assert [legend_label(s, False) for s in ("base", "tuned", "stress")] == \
+        ["Base model", "Safety-tuned", "After benign stress tune"]
+    assert [legend_label(s, True) for s in ("base", "tuned")] == ["Baseline model", "Target model"]
     assert is_evaluate_only(evaluate_only_records()) and not is_evaluate_only(make_records())
     # only the labels change: the recorded stage names stay base and tuned
     assert {m.stage for m in evaluate_only_records() if isinstance(m, MetricRecord)} == {"base", "tuned"}

@@ -26,23 +26,15 @@ from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 from assurance.report.sections import StageRow
 from assurance.report.view import CategoryRow
-from assurance.stage_labels import stage_label
+from assurance.stage_labels import legend_label
 
 if TYPE_CHECKING:  # the rc key names; only for the type checker, as older matplotlib lacks the alias
     from matplotlib.typing import RcKeyType
 
-# Sober, colour-blind-safe pair (Okabe-Ito) plus a neutral for the stress stage.
-STAGE_STYLE = {
-    "base": ("Base model", "#999999"),
-    "tuned": ("Safety-tuned", "#0072B2"),
-    "stress": ("After benign stress tune", "#E69F00"),
-}
+# Sober, colour-blind-safe pair (Okabe-Ito) plus a neutral for the stress stage. Legend names are
+# stage_labels.legend_label's.
+STAGE_COLOUR = {"base": "#999999", "tuned": "#0072B2", "stress": "#E69F00"}
 THRESHOLD_COLOUR = "#D55E00"
-
-
-def legend_name(stage: str, evaluate_only: bool) -> str:
-    """A stage's legend entry: an evaluate-only run's stages are its supplied baseline and target."""
-    return f"{stage_label(stage, True)} model" if evaluate_only else STAGE_STYLE[stage][0]
 
 _RC: dict[RcKeyType, Any] = {
     "svg.hashsalt": "assurance-pack",  # fixed ids instead of random ones
@@ -110,7 +102,7 @@ def rate_figure(rows: Sequence[CategoryRow], *, title: str, lower_is_better: boo
         # Top-to-bottom in table order: matplotlib draws y=0 at the bottom.
         ys = list(range(len(rows)))[::-1]
         for k, stage in enumerate(stages):
-            name, colour = legend_name(stage, evaluate_only), STAGE_STYLE[stage][1]
+            name, colour = legend_label(stage, evaluate_only), STAGE_COLOUR[stage]
             vals, lo, hi, pos = [], [], [], []
             for y, row in zip(ys, rows, strict=True):
                 rec = getattr(row, stage)
@@ -140,7 +132,7 @@ def rate_figure(rows: Sequence[CategoryRow], *, title: str, lower_is_better: boo
 
 
 def loss_chart(curve: Sequence[tuple[int, float]], *, title: str = "Training loss (safety fine-tune)",
-               ylabel: str = "loss", colour: str = STAGE_STYLE["tuned"][1]) -> str:
+               ylabel: str = "loss", colour: str = STAGE_COLOUR["tuned"]) -> str:
     """A small line chart of training loss by optimizer step; empty string without points.
 
     ``ylabel`` names what was minimised: the token-wise constrained loss is not cross-entropy.
@@ -182,7 +174,7 @@ def asr_curve_figure(rows: Sequence[StageRow], *, measure: str = "attack success
         fig = _figure(5.6, 2.7)
         ax = fig.add_subplot()
         for stage, pts in points.items():
-            name, colour = legend_name(stage, evaluate_only), STAGE_STYLE[stage][1]
+            name, colour = legend_label(stage, evaluate_only), STAGE_COLOUR[stage]
             xs = [k for k, _ in pts]
             recs = [m for _, m in pts]
             ax.fill_between(xs, [m.ci_low for m in recs], [m.ci_high for m in recs], color=colour, alpha=0.15,

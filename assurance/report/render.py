@@ -204,8 +204,8 @@ def _environment() -> Environment:
 def _loss_charts(view: RunView) -> dict[str, str]:
     """Loss curves of the safety and stress fine-tunes, each labelled with the loss it minimised."""
     out = {}
-    for purpose, ft, colour in (("safety", view.finetune, charts.STAGE_STYLE["tuned"][1]),
-                                ("stress", view.stress_finetune, charts.STAGE_STYLE["stress"][1])):
+    for purpose, ft, colour in (("safety", view.finetune, charts.STAGE_COLOUR["tuned"]),
+                                ("stress", view.stress_finetune, charts.STAGE_COLOUR["stress"])):
         if ft is not None and ft.loss_curve:
             label = sections.loss_label(ft)
             ylabel = {"constrained": "constrained loss", "sft": "cross-entropy"}.get(ft.objective, "loss")
