@@ -24,8 +24,9 @@ Llama, Mistral, Qwen2, Qwen3, GPT-2 and LoRA-wrapped models).
 
 Measured (benchmarks/generation.py: tiny demo model, 128 battery prompts, batch 64, one CPU thread),
 HF's batched ``generate`` time over ours: medians 1.28 and 1.25 with a padded prefill and the quarter
-rule on this route too; 1.335 over 18 runs (1.26-1.39) with the packed prefill, rows leaving at once
-(2,902 row-steps, the least possible, against HF's 3,968) and the tiled greedy pick. Products are
+rule on this route too; median 1.335 over 24 runs (1.22-1.43; 95% interval of the median 1.30-1.36)
+with the packed prefill, rows leaving at once (2,902 row-steps, the least possible, against HF's
+3,968) and the tiled greedy pick. Products are
 about half a run, the cache's ``torch.cat`` plus SDPA about a fifth. Measured and not kept: a buffer
 per layer written in place (``cat``'s time goes, but SDPA on the strided view takes twice as long:
 0.475 s against 0.430 s a run), also grown 8-16 columns at a time and read whole with the unwritten
