@@ -19,6 +19,7 @@ def bf16_autocast(device: torch.device, dtype: torch.dtype) -> bool:
     run's memory estimate asks the same question."""
     return device.type == "cuda" and dtype == torch.bfloat16
 
+
 def hyperparameters(spec, *, optimizer: torch.optim.Optimizer, world: int, device: torch.device, dtype: torch.dtype,
                     use_autocast: bool, data: Examples, constrained: bool,
                     lora_targets: list[str] | None) -> dict[str, Any]:

@@ -38,6 +38,7 @@ key and SDPA without transformers' wrapper (~3%, within the noise, and no longer
 from __future__ import annotations
 
 import inspect
+import itertools
 import sys
 from collections.abc import Callable
 
@@ -212,8 +213,7 @@ class _LayerStep:
         self.rows, self.pad_id, self.device = rows, pad_id, device
         self.width = max(len(r) for r in rows)
         self.pad = [self.width - len(r) for r in rows]  # padding columns of each batch row
-        self.mask = torch.tensor([[0] * p + [1] * (self.width - p) for p in self.pad], dtype=torch.bool,
-                                 device=device)
+        self.mask = left_pad(rows, pad_id, device)[1].bool()
         # Rows only leave the batch, so once none has padding the mask is never needed again.
         self.padded = max(self.pad) > 0
         attn = self.base.layers[0].self_attn
@@ -235,21 +235,18 @@ class _LayerStep:
             self.kv = [(layer.keys, layer.values) for layer in layers]
             return logits
         base, rows, width = self.base, self.rows, self.width
+        lengths = [len(r) for r in rows]
+        starts = list(itertools.accumulate(lengths, initial=0))  # each row's first packed token; then the total
         tokens = torch.tensor([t for r in rows for t in r], device=self.device)[None]
-        pos = torch.tensor([p for r in rows for p in range(len(r))], device=self.device)[None]
-        # Runs of rows of one length: (first row, rows, length, first packed token).
-        groups: list[tuple[int, int, int, int]] = []
-        at = 0
-        for i, r in enumerate(rows):
-            if groups and groups[-1][2] == len(r) and groups[-1][0] + groups[-1][1] == i:
-                first, n, length, start = groups[-1]
-                groups[-1] = (first, n + 1, length, start)
-            else:
-                groups.append((i, 1, len(r), at))
-            at += len(r)
+        pos = torch.tensor([p for n in lengths for p in range(n)], device=self.device)[None]
+        # Runs of rows of one length: (first row, rows, length, eager attention's causal mask or None).
+        groups = []
+        for length, run in itertools.groupby(range(len(rows)), key=lengths.__getitem__):
+            members = list(run)
+            groups.append((members[0], len(members), length, self._causal(length)))
         hidden = base.embed_tokens(tokens)
         cos, sin = base.rotary_emb(hidden, position_ids=pos)
-        shape = (1, at, -1, self.head_dim)
+        shape = (1, starts[-1], -1, self.head_dim)
         for layer in base.layers:
             attn = layer.self_attn
             q, k, v = self._qkv(layer, hidden, shape, cos, sin)
@@ -257,17 +254,17 @@ class _LayerStep:
             keys = k.new_empty((len(rows), k.shape[1], width, self.head_dim))
             values = torch.empty_like(keys)
             outs = []
-            for first, n, length, start in groups:
-                span = slice(start, start + n * length)
+            for first, n, length, causal in groups:
+                span = slice(starts[first], starts[first] + n * length)
                 qg, kg, vg = (t[0, :, span].unflatten(1, (n, length)).transpose(0, 1) for t in (q, k, v))
                 keys[first:first + n, :, :width - length] = values[first:first + n, :, :width - length] = 0
                 keys[first:first + n, :, width - length:width] = kg
                 values[first:first + n, :, width - length:width] = vg
-                out, _ = self.attention(attn, qg, kg, vg, self._causal(length), dropout=0.0, scaling=attn.scaling)
+                out, _ = self.attention(attn, qg, kg, vg, causal, dropout=0.0, scaling=attn.scaling)
                 outs.append(out.reshape(n * length, -1))
             self.kv.append((keys, values))
             hidden = self._rest(layer, hidden, torch.cat(outs)[None])
-        last = torch.tensor([g[3] + (j + 1) * g[2] - 1 for g in groups for j in range(g[1])], device=self.device)
+        last = torch.tensor(starts[1:], device=self.device) - 1  # each row's last prompt token
         return _linear(self.lm_head, base.norm(hidden[:, last]))[0]
 
     def _causal(self, length: int) -> torch.Tensor | None:

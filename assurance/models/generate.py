@@ -115,7 +115,7 @@ def greedy(logits: torch.Tensor, tile: int = 128) -> torch.Tensor:
     torch's CPU argmax walks a row one element at a time; the maximum of each tile of ``tile`` logits
     is vectorised, so finding the first tile holding the row's maximum, then the first maximum in that
     tile, gives the same index 2x (3,000 logits) to 9x (128,000) faster. A GPU's argmax is fast."""
-    if logits.device.type != "cpu" or logits.dim() != 2:
+    if logits.device.type != "cpu":
         return logits.argmax(-1)
     n, size = logits.shape
     tiles = -(-size // tile)
